@@ -1,0 +1,13 @@
+using System.CommandLine;
+
+namespace RlaifOnnx.Cli;
+
+/// <summary>The command tree. Each command file adds itself here.</summary>
+public static class Commands
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("rlaif: Constitutional AI (RLAIF) training with ONNX models and ONNX Runtime.");
+        return root;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RlaifOnnx.Data;
+using RlaifOnnx.Onnx;
+
+namespace RlaifOnnx.Models;
+
+/// <summary>One step in a model's history: which stage or command made it, from what, when.</summary>
+public sealed record LineageEntry(string Step, string? From, DateTimeOffset At);
+
+/// <summary>Our own metadata in a model folder (rlaif.json).</summary>
+public sealed record ModelMetadata
+{
+    public int FormatVersion { get; init; } = 1;
+    public required ModelConfig Config { get; init; }
+    /// <summary>What the model is for: "base", "sl-cai", "feedback", "preference", "policy" …</summary>
+    public string Role { get; init; } = "base";
+    public List<LineageEntry> Lineage { get; init; } = [];
+}
+
+/// <summary>
+/// The folder every stage reads and writes: model.onnx (+ model.onnx.data) is the inference graph whose
+/// initializers are the canonical weights, genai_config.json lets ONNX Runtime GenAI load it unchanged,
+/// tokenizer.json and tokenizer_config.json are Hugging Face's, rlaif.json is ours.
+/// </summary>
+public static class ModelFolder
+{
+    public const string ModelFile = "model.onnx";
+    public const string DataFile = "model.onnx.data";
+    public const string GenAIConfigFile = "genai_config.json";
+    public const string MetadataFile = "rlaif.json";
+    public const string TokenizerFile = "tokenizer.json";
+    public const string TokenizerConfigFile = "tokenizer_config.json";
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public static ModelMetadata ReadMetadata(string dir)
+    {
+        var path = Path.Combine(dir, MetadataFile);
+        if (!File.Exists(path)) throw UserError.At(path, null, null, "not a model folder (rlaif.json is missing; `rlaif model import` or `rlaif model build` makes one)");
+        ModelMetadata? meta;
+        try { meta = JsonSerializer.Deserialize<ModelMetadata>(File.ReadAllText(path), Json); }
+        catch (JsonException e) { throw UserError.At(path, (int?)e.LineNumber + 1, e.Path, $"malformed JSON ({e.Message.Split('.')[0]})"); }
+        if (meta?.Config is null) throw UserError.At(path, null, "config", "is missing");
+        meta.Config.Validate(path);
+        return meta;
+    }
+
+    public static void WriteMetadata(string dir, ModelMetadata meta) =>
+        AtomicFile.WriteAllText(Path.Combine(dir, MetadataFile), JsonSerializer.Serialize(meta, Json));
+
+    /// <summary>Reads the canonical weights from the folder's model.onnx initializers and checks them against rlaif.json.</summary>
+    public static WeightSet ReadWeights(string dir)
+    {
+        var meta = ReadMetadata(dir);
+        var modelPath = Path.Combine(dir, ModelFile);
+        var model = OnnxFile.Load(modelPath);
+        var expected = WeightNames.Shapes(meta.Config);
+        var set = new WeightSet();
+        foreach (var t in model.Graph.Initializer)
+            if (expected.ContainsKey(t.Name)) set[t.Name] = new WeightTensor(t.Dims.ToArray(), OnnxFile.ToFloats(t));
+        set.CheckAgainst(meta.Config, modelPath);
+        return set;
+    }
+}
