@@ -49,16 +49,18 @@ public static class HfCheckpoint
         if (!File.Exists(path)) throw UserError.At(path, null, null, "config.json is missing (not a Hugging Face checkpoint folder)");
         var bytes = File.ReadAllBytes(path);
         JsonObject root;
+        Dictionary<string, int> lines;
         try
         {
-            root = JsonNode.Parse(bytes, documentOptions: new JsonDocumentOptions { AllowTrailingCommas = false }) as JsonObject
-                ?? throw UserError.At(path, 1, null, "config.json must be a JSON object");
+            root = JsonNode.Parse(bytes) as JsonObject ?? throw UserError.At(path, 1, null, "config.json must be a JSON object");
+            // Before the object is read: JsonObject throws a bare ArgumentException on a duplicate key.
+            lines = TopLevelLines(path, bytes);
         }
         catch (JsonException e)
         {
             throw UserError.At(path, (int?)e.LineNumber + 1, null, $"malformed JSON ({FirstSentence(e.Message)})");
         }
-        var reader = new ConfigReader(path, root, TopLevelLines(bytes));
+        var reader = new ConfigReader(path, root, lines);
         var modelType = reader.String("model_type", null)
             ?? throw UserError.At(path, null, "model_type", $"is missing (supported: {string.Join(", ", SupportedModelTypes)})");
         var result = modelType switch
@@ -208,7 +210,7 @@ public static class HfCheckpoint
     }
 
     /// <summary>The 1-based line of each top-level key, so errors about a key point at it.</summary>
-    static Dictionary<string, int> TopLevelLines(byte[] json)
+    static Dictionary<string, int> TopLevelLines(string path, byte[] json)
     {
         var lines = new Dictionary<string, int>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(json, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip });
@@ -219,7 +221,8 @@ public static class HfCheckpoint
             var upTo = (int)reader.TokenStartIndex;
             line += json.AsSpan(counted, upTo - counted).Count((byte)'\n');
             counted = upTo;
-            lines.TryAdd(reader.GetString()!, line);
+            if (!lines.TryAdd(reader.GetString()!, line))
+                throw UserError.At(path, line, reader.GetString(), $"duplicate key (first on line {lines[reader.GetString()!]})");
         }
         return lines;
     }
