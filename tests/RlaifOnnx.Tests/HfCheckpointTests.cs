@@ -262,3 +262,40 @@ public class HfCheckpointTests
         Assert.Equal([1f, 4f, 2f, 5f, 3f, 6f], HfCheckpoint.Transpose([1f, 2f, 3f, 4f, 5f, 6f], 2, 3));
     }
 }
+
+public class ModelInspectorTests
+{
+    [Fact]
+    public void HfCheckpointFolderShowsConfigAndParameterCount()
+    {
+        using var dir = new TempDir();
+        var config = HfFolders.Llama("qwen2", kvHeads: 2, tie: true);
+        HfFolders.Write(dir.Path, config, HfFolders.RandomWeights(config, 1), maxShardBytes: 8 * 1024);
+        var text = ModelInspector.Describe(dir.Path);
+        Assert.Contains($"parameters         {config.ParameterCount:N0} (", text);
+        Assert.Contains("model type         qwen2", text);
+        Assert.Contains("heads              4 (key/value 2, head size 8)", text);
+        Assert.Contains("embeddings         tied", text);
+        Assert.Contains("model.safetensors.index.json", text);
+        Assert.Contains("model-00001-of-", text);
+    }
+
+    [Fact]
+    public void GenAIExportShowsItsConfigAndInitializerCount()
+    {
+        var dir = SharedData.Require("genai-models/tiny-random-gpt2-fp32");
+        var text = ModelInspector.Describe(dir);
+        Assert.Contains("ONNX Runtime GenAI folder", text);
+        Assert.Contains("type", text);
+        Assert.Matches(@"parameters\s+[\d,]+ \(", text);
+        Assert.Contains("genai_config.json", text);
+    }
+
+    [Fact]
+    public void AFolderWithoutAnyConfigIsAnError()
+    {
+        using var dir = new TempDir();
+        Assert.Equal($"{dir.Path}: not a model folder (no rlaif.json, config.json or genai_config.json)",
+            Assert.Throws<UserError>(() => ModelInspector.Describe(dir.Path)).Message);
+    }
+}
