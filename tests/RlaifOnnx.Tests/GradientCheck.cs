@@ -99,7 +99,8 @@ public sealed class GradientCheck
                 values[i] = original;
                 numeric[k] = (plus - minus) / (2 * step);
             }
-            var scale = Math.Max(numeric.Max(Math.Abs), 1e-12);
+            // A gradient that is exactly zero (e.g. a bias cancelling in a reward difference) is judged absolutely.
+            var scale = Math.Max(numeric.Max(Math.Abs), 1e-5);
             var error = indices.Select((i, k) => Math.Abs(grad[i] - numeric[k])).Max() / scale;
             report.Add($"{name}: error {error:E2} (scale {scale:E2})");
             worst = Math.Max(worst, error);
