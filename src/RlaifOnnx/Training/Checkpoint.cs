@@ -42,10 +42,11 @@ public static class Checkpoint
             var weights = trainer.TrainableWeights();
             SafetensorsFile.Write(Path.Combine(temp, WeightsFile), weights);
             var moments = new Dictionary<string, WeightTensor>(StringComparer.Ordinal);
-            foreach (var (n, w) in weights)
+            for (var i = 0; i < trainer.Parameters.Count; i++)
             {
-                moments["exp_avg." + n] = new WeightTensor(w.Shape, trainer.Optimizer.FirstMoments[n]);
-                moments["exp_avg_sq." + n] = new WeightTensor(w.Shape, trainer.Optimizer.SecondMoments[n]);
+                var p = trainer.Parameters[i];
+                moments["exp_avg." + p.Name] = new WeightTensor(p.Shape, trainer.Optimizer.FirstMoments[i]);
+                moments["exp_avg_sq." + p.Name] = new WeightTensor(p.Shape, trainer.Optimizer.SecondMoments[i]);
             }
             SafetensorsFile.Write(Path.Combine(temp, OptimizerFile), moments);
             var state = new CheckpointState(trainer.StepCount, schedule, extra);
@@ -75,26 +76,29 @@ public static class Checkpoint
         CheckpointState state;
         try { state = JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(statePath), Json) ?? throw UserError.At(statePath, null, null, "is empty"); }
         catch (JsonException e) { throw UserError.At(statePath, (int?)e.LineNumber + 1, e.Path, "malformed checkpoint state"); }
+        var first = new List<float[]>();
+        var second = new List<float[]>();
         using (var weights = SafetensorsFile.Open(Path.Combine(dir, WeightsFile)))
         using (var moments = SafetensorsFile.Open(Path.Combine(dir, OptimizerFile)))
         {
             foreach (var p in trainer.Parameters)
             {
-                CopyInto(weights, p.Name, p.Weight, dir);
-                CopyInto(moments, "exp_avg." + p.Name, trainer.Optimizer.FirstMoments[p.Name], dir);
-                CopyInto(moments, "exp_avg_sq." + p.Name, trainer.Optimizer.SecondMoments[p.Name], dir);
+                CopyInto(weights, p.Name, p.Weight);
+                first.Add(CopyInto(moments, "exp_avg." + p.Name, new float[p.Weight.Length]));
+                second.Add(CopyInto(moments, "exp_avg_sq." + p.Name, new float[p.Weight.Length]));
             }
         }
-        trainer.Optimizer.StepCount = state.Step;
+        trainer.Optimizer.Restore(state.Step, first, second);
         return state;
     }
 
-    static void CopyInto(SafetensorsFile file, string name, float[] destination, string dir)
+    static float[] CopyInto(SafetensorsFile file, string name, float[] destination)
     {
         if (!file.Entries.ContainsKey(name)) throw UserError.At(file.Path, null, name, "tensor is missing from the checkpoint (was it written by a different model or LoRA setting?)");
         var t = file.ReadFloat(name);
         if (t.Data.Length != destination.Length)
             throw UserError.At(file.Path, null, name, $"holds {t.Data.Length} values, the model needs {destination.Length}");
         t.Data.CopyTo(destination, 0);
+        return destination;
     }
 }
