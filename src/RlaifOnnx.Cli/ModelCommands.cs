@@ -69,6 +69,12 @@ public static class ModelCommands
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
         if (vocab < TinyTokenizer.MinVocabSize)
             throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
+        // The config checks these too, but here the message can name the option the user typed.
+        var kv = kvHeads ?? heads;
+        if (heads > 0 && hidden % heads != 0)
+            throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
+        if (kv > 0 && heads % kv != 0)
+            throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
         // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8.
         var defaultIntermediate = (8 * hidden / 3 + 7) / 8 * 8;
         var config = new ModelConfig
@@ -79,7 +85,7 @@ public static class ModelCommands
             HiddenSize = hidden,
             NumLayers = layers,
             NumHeads = heads,
-            NumKvHeads = kvHeads ?? heads,
+            NumKvHeads = kv,
             IntermediateSize = intermediate ?? defaultIntermediate,
             MaxPositions = maxPositions,
             TieEmbeddings = tie,

@@ -213,6 +213,23 @@ public class ModelWriterTests
     }
 
     [Fact]
+    public void Tiny_tokenizer_chat_template_renders_ChatML_in_GenAI()
+    {
+        using var temp = new TempDir();
+        var config = TinyLlama.Config("mha-tied", vocab: 300);
+        var dir = temp.File("model");
+        ModelWriter.Write(dir, config, TinyLlama.Weights(config), TinyTokenizer.Train(300), "base", []);
+
+        using var genaiConfig = new Config(dir);
+        using var model = new Model(genaiConfig);
+        using var tokenizer = new Tokenizer(model);
+        var messages = """[{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi there"}]""";
+        var rendered = tokenizer.ApplyChatTemplate(null!, messages, null!, true);
+        Assert.Equal("<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", rendered);
+        Assert.Equal([TinyTokenizer.ImEndId], tokenizer.GetEosTokenIds().ToArray());
+    }
+
+    [Fact]
     public void Tiny_tokenizer_fills_a_large_vocabulary_with_reserved_tokens()
     {
         var tokenizer = TinyTokenizer.Train(5000);
