@@ -128,6 +128,50 @@ public sealed class OnnxImportTests
         Assert.Equal(config, config3);
     }
 
+    [Fact]
+    public void Optimum_layout_with_config_json_imports()
+    {
+        // The fused graph as model.onnx beside a Hugging Face config.json, no genai_config.json.
+        using var dir = new TempDir();
+        CopyOfShared(dir);
+        File.Move(dir.File("past.onnx"), dir.File("model.onnx"));
+        File.Delete(dir.File("genai_config.json"));
+        File.WriteAllText(dir.File("config.json"), """
+            { "model_type": "gpt2", "n_layer": 5, "n_head": 4, "n_embd": 32, "vocab_size": 1000, "n_positions": 512,
+              "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 98, "eos_token_id": 98 }
+            """);
+        var (config, weights, _) = OnnxImport.Import(dir.Path);
+        var (expectedConfig, expectedWeights, _) = OnnxImport.Import(SharedGpt2);
+        Assert.Equal(expectedConfig, config);
+        foreach (var (name, w) in expectedWeights) Assert.Equal(w.Data, weights[name].Data);
+
+        // A config.json that disagrees with the graph is refused.
+        File.WriteAllText(dir.File("config.json"), """{ "model_type": "gpt2", "n_head": 8, "vocab_size": 1000, "eos_token_id": 98 }""");
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("config.json", e.Message);
+        Assert.Contains("8", e.Message);
+    }
+
+    [Fact]
+    public void Decoder_filename_outside_the_folder_is_a_user_error()
+    {
+        using var dir = new TempDir();
+        CopyOfShared(dir);
+        File.WriteAllText(dir.File("genai_config.json"), File.ReadAllText(dir.File("genai_config.json")).Replace("\"past.onnx\"", "\"../past.onnx\""));
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("escapes", e.Message);
+    }
+
+    [Fact]
+    public void Malformed_genai_config_names_the_line()
+    {
+        using var dir = new TempDir();
+        CopyOfShared(dir);
+        File.WriteAllText(dir.File("genai_config.json"), "{\n  \"model\": {\n    \"type\": gpt2\n  }\n}");
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("genai_config.json:3", e.Message);
+    }
+
     static string CopyOfShared(TempDir dir)
     {
         // The shared files are read-only; the copies must be writable for the tests to damage them.
