@@ -41,7 +41,7 @@ public static class Gpt2Graph
         var g = new GraphBuilder("gpt2_inference");
         foreach (var (name, w) in weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             g.Initializer(OnnxFile.FloatTensor(name, w.Data, w.Shape));
-        Build(g, config, name => name, withCache: true);
+        Build(g, config, withCache: true);
         return g.ToModel();
     }
 
@@ -57,7 +57,7 @@ public static class Gpt2Graph
             throw new ArgumentException($"training graphs are built in Float or Double, not {floatType}", nameof(floatType));
         var g = new GraphBuilder("gpt2_training", floatType);
         var shapes = WeightNames.Shapes(config);
-        Build(g, config, name => name, withCache: false);
+        Build(g, config, withCache: false);
         // Weight inputs come after the token inputs, in canonical order.
         foreach (var (name, shape) in shapes.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             g.Input(name, floatType, shape.Cast<object>().ToArray());
@@ -101,11 +101,11 @@ public static class Gpt2Graph
         if (config.Architecture != Architecture.Gpt2)
             throw new ArgumentException($"Gpt2Graph builds GPT-2 models, not {config.Architecture}", nameof(config));
         if (config.HiddenAct is not ("gelu_new" or "gelu"))
-            throw UserError.At("config", null, "hidden_act", $"GPT-2 supports \"gelu_new\" and \"gelu\", not \"{config.HiddenAct}\"");
+            throw UserError.At("model config", null, "hidden_act", $"GPT-2 supports \"gelu_new\" and \"gelu\", not \"{config.HiddenAct}\"");
     }
 
-    /// <summary>The forward both flavours share. <paramref name="weight"/> maps a canonical name to its value name.</summary>
-    static void Build(GraphBuilder g, ModelConfig c, Func<string, string> weight, bool withCache)
+    /// <summary>The forward both flavours share; weights are referenced by their canonical names (initializers or inputs).</summary>
+    static void Build(GraphBuilder g, ModelConfig c, bool withCache)
     {
         long h = c.HiddenSize, n = c.NumHeads, d = c.HeadDim;
         var ft = g.FloatType;
@@ -114,7 +114,7 @@ public static class Gpt2Graph
         var positionIds = g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length");
 
         // Embeddings: token + learned position. [B,S,H]
-        var x = g.Add(g.Gather(weight("transformer.wte.weight"), inputIds), g.Gather(weight("transformer.wpe.weight"), positionIds));
+        var x = g.Add(g.Gather("transformer.wte.weight", inputIds), g.Gather("transformer.wpe.weight", positionIds));
 
         var bias = AttentionBias(g, inputIds, attentionMask); // [B,1,S,T]
         var scale = g.Scalar(1.0 / Math.Sqrt(d));
@@ -123,7 +123,7 @@ public static class Gpt2Graph
 
         for (var i = 0; i < c.NumLayers; i++)
         {
-            string W(string rest) => weight(WeightNames.Gpt2Layer(i, rest));
+            string W(string rest) => WeightNames.Gpt2Layer(i, rest);
 
             // 1. attention: qkv = ln_1(x) c_attn, split and arranged per head. [B,N,S,D]
             var a = LayerNorm(g, x, W("ln_1.weight"), W("ln_1.bias"), c.NormEps);
@@ -157,8 +157,9 @@ public static class Gpt2Graph
         }
 
         // Final norm and the tied output projection: logits = ln_f(x) wteᵀ. [B,S,V]
-        var final = LayerNorm(g, x, weight("transformer.ln_f.weight"), weight("transformer.ln_f.bias"), c.NormEps);
-        var logits = g.MatMul(final, g.Transpose(weight("transformer.wte.weight"), 1, 0));
+        // In the inference graph wte is an initializer, so ONNX Runtime folds the Transpose once at load.
+        var final = LayerNorm(g, x, "transformer.ln_f.weight", "transformer.ln_f.bias", c.NormEps);
+        var logits = g.MatMul(final, g.Transpose("transformer.wte.weight", 1, 0));
         g.OutputAs(logits, "logits", ft, "batch_size", "sequence_length", c.VocabSize);
     }
 
