@@ -128,3 +128,36 @@ public static class LlamaReference
         }
     }
 }
+
+/// <summary>The reference's building blocks on hand-computed numbers.</summary>
+public class LlamaReferenceTests
+{
+    [Fact]
+    public void RmsNorm_divides_by_root_mean_square()
+    {
+        // mean(3², 4²) = 12.5; 1/sqrt(12.5) = 0.28284271…
+        var y = LlamaReference.RmsNorm([3, 4], [1, 2], 0);
+        Assert.Equal(0.848528137423857, y[0], 12);
+        Assert.Equal(2.262741699796952, y[1], 12);
+    }
+
+    [Fact]
+    public void Rotate_turns_each_half_pair_by_position_times_frequency()
+    {
+        // D = 4: pairs (0, 2) at frequency 1 and (1, 3) at frequency θ^(-1/2) = 0.01 for θ = 10⁴.
+        double[] x = [1, 1, 0, 0];
+        LlamaReference.Rotate(x, 0, 4, 2, 10000);
+        Assert.Equal(Math.Cos(2), x[0], 14);
+        Assert.Equal(Math.Sin(2), x[2], 14);
+        Assert.Equal(Math.Cos(0.02), x[1], 14);
+        Assert.Equal(Math.Sin(0.02), x[3], 14);
+    }
+
+    [Fact]
+    public void Linear_uses_matmul_layout()
+    {
+        // x [2] · W [2, 3] + b.
+        var y = LlamaReference.Linear([1, 2], [1, 2, 3, 4, 5, 6], 3, [0.5, 0, 0]);
+        Assert.Equal([9.5, 12, 15], y);
+    }
+}
