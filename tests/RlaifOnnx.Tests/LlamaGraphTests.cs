@@ -194,10 +194,14 @@ public class LlamaGraphTests
     }
 
     [Fact]
-    public void Gpt2_is_left_to_its_own_builder()
+    public void Dispatcher_routes_each_architecture_to_its_builder()
     {
-        var config = TinyLlama.Config("mha-tied") with { Architecture = Architecture.Gpt2, ModelType = "gpt2" };
-        Assert.Throws<NotSupportedException>(() => DecoderGraphs.Training(config, DataType.Float));
+        var llama = TinyLlama.Config("mha-tied");
+        var gpt2 = llama with { Architecture = Architecture.Gpt2, ModelType = "gpt2", HiddenAct = "gelu_new", IntermediateSize = 128 };
+        Assert.Contains(DecoderGraphs.Training(llama, DataType.Float).Graph.Input, i => i.Name == "model.embed_tokens.weight");
+        Assert.Contains(DecoderGraphs.Training(gpt2, DataType.Float).Graph.Input, i => i.Name == "transformer.wte.weight");
+        Assert.Equal("past_key_values.%d.key", (string?)DecoderGraphs.GenAIConfig(llama)["model"]!["decoder"]!["inputs"]!["past_key_names"]);
+        Assert.Equal("gpt2", (string?)DecoderGraphs.GenAIConfig(gpt2)["model"]!["type"]);
     }
 
     static Dictionary<string, TestTensor> TrainingInputs(long[][] ids, long[][] mask, long[][] positions)
