@@ -48,9 +48,10 @@ public static class LlamaGraph
         if (floatType is not (DataType.Float or DataType.Double))
             throw new ArgumentException($"training graphs are built in Float or Double, not {floatType}", nameof(floatType));
         var g = new GraphBuilder("llama_training", floatType);
+        Build(g, config, withCache: false);
+        // The weights come after input_ids, attention_mask and position_ids, in canonical order.
         foreach (var (name, shape) in WeightNames.Shapes(config))
             g.Input(name, floatType, shape.Cast<object>().ToArray());
-        Build(g, config, withCache: false);
         return g.ToModel();
     }
 
