@@ -52,10 +52,14 @@ public sealed class GradientCheck
         return G.Input(name, G.FloatType, shape.Cast<object>().ToArray());
     }
 
+    /// <summary>Declare int64 inputs with symbolic dims (so other batch sizes can be fed).</summary>
+    public bool SymbolicIntDims { get; set; }
+
     public string Longs(string name, long[] values, params long[] shape)
     {
         Inputs[name] = new TestTensor(shape, Longs: values);
-        return G.Input(name, DataType.Int64, shape.Cast<object>().ToArray());
+        var dims = SymbolicIntDims ? shape.Select((_, i) => (object)$"d{i}").ToArray() : shape.Cast<object>().ToArray();
+        return G.Input(name, DataType.Int64, dims);
     }
 
     public string Bools(string name, bool[] values, params long[] shape)
