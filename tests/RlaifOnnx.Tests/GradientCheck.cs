@@ -9,7 +9,7 @@ using DataType = Onnx.TensorProto.Types.DataType;
 namespace RlaifOnnx.Tests;
 
 /// <summary>A test input: float64 values or int64 values with a shape.</summary>
-public sealed record TestTensor(long[] Shape, double[]? Doubles = null, long[]? Longs = null, bool[]? Bools = null)
+public sealed record GradTensor(long[] Shape, double[]? Doubles = null, long[]? Longs = null, bool[]? Bools = null)
 {
     public OrtValue ToOrt(DataType floatType) => Longs is not null ? OrtValue.CreateTensorValueFromMemory(Longs, Shape)
         : Bools is not null ? OrtValue.CreateTensorValueFromMemory(Bools, Shape)
@@ -25,7 +25,7 @@ public sealed record TestTensor(long[] Shape, double[]? Doubles = null, long[]? 
 public sealed class GradientCheck
 {
     public GraphBuilder G { get; }
-    public Dictionary<string, TestTensor> Inputs { get; } = new();
+    public Dictionary<string, GradTensor> Inputs { get; } = new();
     public List<string> Trainable { get; } = new();
     readonly Random _random;
 
@@ -48,7 +48,7 @@ public sealed class GradientCheck
     /// <summary>A non-trainable float input with uniform random values.</summary>
     public string Data(string name, long[] shape, double lo = -1, double hi = 1)
     {
-        Inputs[name] = new TestTensor(shape, RandomValues(shape.Aggregate(1L, (a, b) => a * b), lo, hi));
+        Inputs[name] = new GradTensor(shape, RandomValues(shape.Aggregate(1L, (a, b) => a * b), lo, hi));
         return G.Input(name, G.FloatType, shape.Cast<object>().ToArray());
     }
 
@@ -57,14 +57,14 @@ public sealed class GradientCheck
 
     public string Longs(string name, long[] values, params long[] shape)
     {
-        Inputs[name] = new TestTensor(shape, Longs: values);
+        Inputs[name] = new GradTensor(shape, Longs: values);
         var dims = SymbolicIntDims ? shape.Select((_, i) => (object)$"d{i}").ToArray() : shape.Cast<object>().ToArray();
         return G.Input(name, DataType.Int64, dims);
     }
 
     public string Bools(string name, bool[] values, params long[] shape)
     {
-        Inputs[name] = new TestTensor(shape, Bools: values);
+        Inputs[name] = new GradTensor(shape, Bools: values);
         return G.Input(name, DataType.Bool, shape.Cast<object>().ToArray());
     }
 
@@ -115,14 +115,14 @@ public sealed class GradientCheck
     }
 
     /// <summary>Runs a model once; every output as doubles.</summary>
-    public static Dictionary<string, double[]> Run(ModelProto model, Dictionary<string, TestTensor> inputs, DataType floatType)
+    public static Dictionary<string, double[]> Run(ModelProto model, Dictionary<string, GradTensor> inputs, DataType floatType)
     {
         using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
         using var session = new InferenceSession(model.ToByteArray(), options);
         return RunSession(session, inputs, floatType);
     }
 
-    internal static Dictionary<string, double[]> RunSession(InferenceSession session, Dictionary<string, TestTensor> inputs, DataType floatType)
+    internal static Dictionary<string, double[]> RunSession(InferenceSession session, Dictionary<string, GradTensor> inputs, DataType floatType)
     {
         var names = session.InputNames.ToArray();
         var values = names.Select(n => inputs.TryGetValue(n, out var t) ? t.ToOrt(floatType)
@@ -156,7 +156,7 @@ public sealed class GradientCheck
     {
         readonly SessionOptions _options = new() { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
         InferenceSession? _session;
-        public double Loss(Dictionary<string, TestTensor> inputs)
+        public double Loss(Dictionary<string, GradTensor> inputs)
         {
             _session ??= new InferenceSession(model.ToByteArray(), _options);
             return RunSession(_session, inputs, floatType)["loss"].Single();
