@@ -8,14 +8,14 @@ namespace RlaifOnnx.Tests;
 public class GradientLossTests
 {
     /// <summary>Runs the graph built so far with <paramref name="value"/> as its only output.</summary>
-    static double[] Evaluate(GraphBuilder g, string value, Dictionary<string, CheckTensor> inputs)
+    static double[] Evaluate(GraphBuilder g, string value, Dictionary<string, GradTensor> inputs)
     {
         g.OutputAs(value, "value", g.FloatType);
         return GradientCheck.Run(g.ToModel(), inputs, g.FloatType)["value"];
     }
 
-    static CheckTensor D(long[] shape, params double[] values) => new(shape, values);
-    static CheckTensor L(long[] shape, params long[] values) => new(shape, Longs: values);
+    static GradTensor D(long[] shape, params double[] values) => new(shape, values);
+    static GradTensor L(long[] shape, params long[] values) => new(shape, Longs: values);
 
     [Fact]
     public void CausalLmCrossEntropyAveragesSelectedTargets()
@@ -27,7 +27,7 @@ public class GradientLossTests
         var ids = g.Input("ids", DataType.Int64, 2, 3);
         var mask = g.Input("mask", DataType.Int64, 2, 3);
         var loss = Losses.CausalLmCrossEntropy(g, logits, ids, mask);
-        var inputs = new Dictionary<string, CheckTensor>
+        var inputs = new Dictionary<string, GradTensor>
         {
             ["logits"] = D([2, 3, 3], 0, 0, 0, Math.Log(2), 0, 0, 9, 9, 9, /* row 1 */ 5, -5, 1, 0, 0, 0, 7, 7, 7),
             ["ids"] = L([2, 3], 2, 1, 0, /* row 1 */ 1, 1, 2),
@@ -54,7 +54,7 @@ public class GradientLossTests
         // Pair 2: p = 0, margin 1000 → softplus(1000) = 1000 (finite: the stable form never overflows).
         var g = new GraphBuilder("pref", DataType.Double);
         var loss = Losses.PreferenceLoss(g, g.Input("ra", DataType.Double, 3), g.Input("rb", DataType.Double, 3), g.Input("p", DataType.Double, 3));
-        var inputs = new Dictionary<string, CheckTensor>
+        var inputs = new Dictionary<string, GradTensor>
         {
             ["ra"] = D([3], 2, 0.3, 1000), ["rb"] = D([3], 0, 0.3, 0), ["p"] = D([3], 1, 0.25, 0),
         };
@@ -75,7 +75,7 @@ public class GradientLossTests
     {
         var g = new GraphBuilder("mse", DataType.Double);
         var loss = Losses.MseLoss(g, g.Input("v", DataType.Double, 3), g.Input("t", DataType.Double, 3), g.Input("m", DataType.Int64, 3));
-        var inputs = new Dictionary<string, CheckTensor> { ["v"] = D([3], 1, 2, 3), ["t"] = D([3], 1, 0, 0), ["m"] = L([3], 1, 1, 0) };
+        var inputs = new Dictionary<string, GradTensor> { ["v"] = D([3], 1, 2, 3), ["t"] = D([3], 1, 0, 0), ["m"] = L([3], 1, 1, 0) };
         Assert.Equal(2.0, Evaluate(g, loss, inputs).Single(), 12);
 
         var c = new GradientCheck();
@@ -89,7 +89,7 @@ public class GradientLossTests
         var logits = g.Input("logits", DataType.Double, 1, 2, 4);
         var actions = g.Input("a", DataType.Int64, 1, 2);
         var both = g.Concat(0, g.Reshape(Losses.TokenLogProbs(g, logits, actions), -1), g.Reshape(Losses.Entropy(g, logits), -1));
-        var inputs = new Dictionary<string, CheckTensor>
+        var inputs = new Dictionary<string, GradTensor>
         {
             // Position 0 uniform over 4; position 1 puts e^0:e^(ln 3) = 1:3 on two tokens and ~0 elsewhere.
             ["logits"] = D([1, 2, 4], 0, 0, 0, 0, 0, Math.Log(3), -800, -800),
@@ -116,7 +116,7 @@ public class GradientLossTests
         var terms = Losses.PpoPolicyLoss(g, g.Input("lp", DataType.Double, 3), g.Input("old", DataType.Double, 3),
             g.Input("adv", DataType.Double, 3), g.Input("m", DataType.Double, 3), 0.2);
         var all = g.Concat(0, g.Reshape(terms.Loss, 1), g.Reshape(terms.ClipFraction, 1), g.Reshape(terms.ApproxKl, 1));
-        var inputs = new Dictionary<string, CheckTensor>
+        var inputs = new Dictionary<string, GradTensor>
         {
             ["lp"] = D([3], Math.Log(1.5) - 1, Math.Log(0.5) - 2, 7), ["old"] = D([3], -1, -2, 0),
             ["adv"] = D([3], 1, -1, 5), ["m"] = D([3], 1, 1, 0),
@@ -139,7 +139,7 @@ public class GradientLossTests
         var g = new GraphBuilder("vf", DataType.Double);
         var loss = Losses.PpoValueLoss(g, g.Input("v", DataType.Double, 2), g.Input("old", DataType.Double, 2),
             g.Input("r", DataType.Double, 2), g.Input("m", DataType.Double, 2), 0.2);
-        var inputs = new Dictionary<string, CheckTensor>
+        var inputs = new Dictionary<string, GradTensor>
         {
             ["v"] = D([2], 1, 2), ["old"] = D([2], 0.5, 2), ["r"] = D([2], 2, 0), ["m"] = D([2], 1, 1),
         };

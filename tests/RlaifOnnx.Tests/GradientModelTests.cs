@@ -12,9 +12,9 @@ namespace RlaifOnnx.Tests;
 /// </summary>
 public class GradientModelTests
 {
-    const int Batch = 2, Time = 4, Vocab = 11, Hidden = 8, Heads = 2, KvHeads = 1, HeadDim = 4, Inner = 12, Layers = 2;
+    internal const int Batch = 2, Time = 4, Vocab = 11, Hidden = 8, Heads = 2, KvHeads = 1, HeadDim = 4, Inner = 12, Layers = 2;
 
-    static readonly long[] Ids = [1, 5, 10, 3, 7, 0, 2, 2];
+    internal static readonly long[] Ids = [1, 5, 10, 3, 7, 0, 2, 2];
 
     /// <summary>Builds the tiny Llama-style forward pass; returns logits [B,T,V].</summary>
     static string TinyLlama(GradientCheck c, string ids, string positions)
@@ -29,7 +29,7 @@ public class GradientModelTests
 
         // RoPE tables from the position ids: a constant subgraph (no gradient flows into it).
         var invFreq = g.Constant(Enumerable.Range(0, HeadDim / 2).Select(i => Math.Pow(10000, -2.0 * i / HeadDim)).ToArray(), HeadDim / 2);
-        var freqs = g.Mul(g.Unsqueeze(g.Cast(positions, DataType.Double), -1), invFreq);                    // [B,T,D/2]
+        var freqs = g.Mul(g.Unsqueeze(g.Cast(positions, g.FloatType), -1), invFreq);                    // [B,T,D/2]
         var angles = g.Unsqueeze(g.Concat(-1, freqs, freqs), 1);                                            // [B,1,T,D]
         var cos = g.Op("Cos", [angles]);
         var sin = g.Op("Sin", [angles]);
@@ -107,9 +107,9 @@ public class GradientModelTests
         return g.MatMul(LayerNorm(h, "ln_f"), g.Transpose(wte, 1, 0));
     }
 
-    static (GradientCheck Check, string Logits) Build(bool gpt2)
+    internal static (GradientCheck Check, string Logits) Build(bool gpt2, DataType floatType = DataType.Double)
     {
-        var c = new GradientCheck(seed: 7);
+        var c = new GradientCheck(seed: 7, floatType) { SymbolicIntDims = true };
         var ids = c.Longs("input_ids", Ids, Batch, Time);
         var positions = c.Longs("position_ids", [0, 1, 2, 3, 0, 1, 2, 3], Batch, Time);
         return (c, gpt2 ? TinyGpt2(c, ids, positions) : TinyLlama(c, ids, positions));

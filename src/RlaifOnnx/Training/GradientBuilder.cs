@@ -74,6 +74,23 @@ public static class GradientBuilder
         return new TrainingGraphs(training, eval, trainable.ToArray(), loss, keep.ToArray());
     }
 
+    /// <summary>The graph input that <see cref="ForCausalLm"/> adds: [B, S] int64, 1 where a token is a training target.</summary>
+    public const string LossMaskInput = "loss_mask";
+
+    /// <summary>
+    /// Training and eval graphs for causal-LM fine-tuning of a canonical training graph (inputs input_ids,
+    /// attention_mask, position_ids and the weights; output logits): appends the masked cross-entropy
+    /// with a new <see cref="LossMaskInput"/> input and differentiates it with respect to
+    /// <paramref name="trainable"/> (all canonical weights for full fine-tuning).
+    /// </summary>
+    public static TrainingGraphs ForCausalLm(ModelProto forward, IReadOnlyList<string> trainable, string logits = "logits", string inputIds = "input_ids")
+    {
+        var g = Losses.Extend(forward);
+        var mask = g.Input(LossMaskInput, DataType.Int64, "batch", "sequence");
+        g.OutputAs(Losses.CausalLmCrossEntropy(g, logits, inputIds, mask), "loss", g.FloatType);
+        return Build(g.ToModel(), trainable, "loss");
+    }
+
     /// <summary>Drops nodes and initializers no graph output depends on (inputs stay, so callers bind the same names).</summary>
     public static void Prune(GraphProto graph)
     {
