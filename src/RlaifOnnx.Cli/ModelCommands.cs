@@ -62,13 +62,6 @@ public static class ModelCommands
             "gpt2" => Architecture.Gpt2,
             _ => throw UserError.At(source, null, "--arch", $"unknown architecture '{arch}'; supported: llama, gpt2"),
         };
-<<<<<<< HEAD
-        var type = (modelType ?? (architecture == Architecture.Gpt2 ? "gpt2" : "llama")).ToLowerInvariant();
-        if (architecture == Architecture.Llama && type is not ("llama" or "qwen2" or "mistral"))
-            throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
-        if (architecture == Architecture.Gpt2 && type != "gpt2")
-            throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for gpt2: gpt2");
-=======
         var gpt2 = architecture == Architecture.Gpt2;
         var type = (modelType ?? (gpt2 ? "gpt2" : "llama")).ToLowerInvariant();
         if (gpt2 && type != "gpt2")
@@ -77,7 +70,6 @@ public static class ModelCommands
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
         if (gpt2 && kvHeads is { } k && k != heads)
             throw UserError.At(source, null, "--kv-heads", "GPT-2 has no grouped-query attention; leave --kv-heads out");
->>>>>>> llama
         if (vocab < TinyTokenizer.MinVocabSize)
             throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
         // The config checks these too, but here the message can name the option the user typed.
@@ -86,15 +78,8 @@ public static class ModelCommands
             throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
         if (kv > 0 && heads % kv != 0)
             throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
-<<<<<<< HEAD
-        if (architecture == Architecture.Gpt2 && kv != heads)
-            throw UserError.At(source, null, "--kv-heads", "gpt2 has no grouped-query attention; leave --kv-heads out");
-        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8; GPT-2's MLP is 4·hidden.
-        var defaultIntermediate = architecture == Architecture.Gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
-=======
         // GPT-2's MLP is 4·hidden; SwiGLU's customary width is 2/3 of that, rounded up to a multiple of 8.
         var defaultIntermediate = gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
->>>>>>> llama
         var config = new ModelConfig
         {
             Architecture = architecture,
@@ -106,14 +91,8 @@ public static class ModelCommands
             NumKvHeads = kv,
             IntermediateSize = intermediate ?? defaultIntermediate,
             MaxPositions = maxPositions,
-<<<<<<< HEAD
-            // GPT-2 always ties its output projection to the token embedding.
-            TieEmbeddings = tie || architecture == Architecture.Gpt2,
-            HiddenAct = architecture == Architecture.Gpt2 ? "gelu_new" : "silu",
-=======
             TieEmbeddings = tie || gpt2, // GPT-2's output projection always is the token embedding
             HiddenAct = gpt2 ? "gelu_new" : "silu",
->>>>>>> llama
             AttentionBias = type == "qwen2",
             RopeTheta = type == "qwen2" ? 1_000_000 : 10_000,
             NormEps = type == "qwen2" ? 1e-6 : 1e-5,

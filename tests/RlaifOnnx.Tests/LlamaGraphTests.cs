@@ -194,14 +194,6 @@ public class LlamaGraphTests
     }
 
     [Fact]
-<<<<<<< HEAD
-    public void Dispatcher_gives_gpt2_configs_the_gpt2_builder()
-    {
-        var config = TinyLlama.Config("mha-tied") with { Architecture = Architecture.Gpt2, ModelType = "gpt2", HiddenAct = "gelu_new" };
-        var inputs = DecoderGraphs.Training(config, DataType.Float).Graph.Input.Select(i => i.Name).ToList();
-        Assert.Contains("transformer.wte.weight", inputs);
-        Assert.DoesNotContain("model.embed_tokens.weight", inputs);
-=======
     public void Dispatcher_routes_each_architecture_to_its_builder()
     {
         var llama = TinyLlama.Config("mha-tied");
@@ -210,7 +202,6 @@ public class LlamaGraphTests
         Assert.Contains(DecoderGraphs.Training(gpt2, DataType.Float).Graph.Input, i => i.Name == "transformer.wte.weight");
         Assert.Equal("past_key_values.%d.key", (string?)DecoderGraphs.GenAIConfig(llama)["model"]!["decoder"]!["inputs"]!["past_key_names"]);
         Assert.Equal("gpt2", (string?)DecoderGraphs.GenAIConfig(gpt2)["model"]!["type"]);
->>>>>>> llama
     }
 
     static Dictionary<string, TestTensor> TrainingInputs(long[][] ids, long[][] mask, long[][] positions)

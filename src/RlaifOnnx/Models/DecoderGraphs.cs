@@ -70,8 +70,4 @@ public static class DecoderGraphs
             },
         };
     }
-<<<<<<< HEAD
-
-=======
->>>>>>> llama
 }
