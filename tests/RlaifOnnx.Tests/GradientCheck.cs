@@ -87,7 +87,7 @@ public sealed class GradientCheck
     /// central differences of the eval graph, for up to <paramref name="maxElementsPerTensor"/> random
     /// elements of each trainable input. Returns the worst error; fails the test above the tolerance.
     /// </summary>
-    public static double CheckModel(Onnx.ModelProto forward, Dictionary<string, GradTensor> inputs, IReadOnlyList<string> trainable,
+    public static double CheckModel(ModelProto forward, Dictionary<string, GradTensor> inputs, IReadOnlyList<string> trainable,
         double tolerance, double step = 1e-6, int maxElementsPerTensor = 64, int seed = 1)
     {
         var random = new Random(seed);
