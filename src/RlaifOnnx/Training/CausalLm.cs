@@ -14,7 +14,7 @@ public sealed record TokenSequence(int[] Ids, byte[] TargetMask);
 /// </summary>
 public static class CausalLm
 {
-    public const string LossMaskInput = "loss_mask";
+    public const string LossMaskInput = GradientBuilder.LossMaskInput;
     public const string LossOutput = "loss";
 
     /// <summary>
