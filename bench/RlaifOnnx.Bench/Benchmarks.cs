@@ -18,6 +18,7 @@ public static class Benchmarks
     [
         new("gemm", GemmBench.Run),
         new("decode", DecodeBench.Run),
+        new("train", TrainingBench.Run),
     ];
 }
 
