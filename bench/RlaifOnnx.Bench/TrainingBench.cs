@@ -13,8 +13,8 @@ namespace RlaifOnnx.Bench;
 /// Model FLOPs per token: 6·N (N = parameters, embedding included — its tied use as the output head is a
 /// real 2·h·V matmul each way) plus attention's 12·L·h·T (Chowdhery et al. 2022, PaLM appendix B: the
 /// score and value matmuls, forward and backward, at full T×T since our graph computes masked positions
-/// too). MFU divides by the fp32 GEMM peak measured earlier in the same run. One extra step runs with ONNX
-/// Runtime's profiler to show which operators dominate.
+/// too). MFU divides by the fp32 GEMM peak measured earlier in the same run. ONNX Runtime's profiler shows
+/// which operators dominate.
 /// </summary>
 public static class TrainingBench
 {
@@ -29,7 +29,7 @@ public static class TrainingBench
         // The MFU divides by a peak from this run: measure it here when `--only train` skipped the gemm benchmark.
         var gemmSection = ctx.GemmPeakFlops is null ? GemmBench.Run(ctx) : "";
         const int batchSize = 8, length = 256;
-        var timedSteps = ctx.Quick ? 1 : 3;
+        var timedSteps = ctx.Quick ? 1 : 2;
         var n = config.ParameterCount;
         var weights = WeightSet.Random(config, 1);
         var rng = new Random(2);
@@ -39,23 +39,17 @@ public static class TrainingBench
         var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4 });
         var graph = CausalLm.Graph(config);
 
-        // 1. One profiled step (its own session: the profiler stays on for a session's whole life).
+        // One warm-up step, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
+        // timestamp pair per node, microseconds against steps of seconds) and its file is written when the
+        // trainer is disposed.
         var profilePrefix = Path.Combine(ctx.WorkDir, "train-profile");
+        double loss, stepSeconds, runSeconds;
         var build = Stopwatch.StartNew();
-        using (var profiled = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options with { ProfilePrefix = profilePrefix }))
+        using (var trainer = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options with { ProfilePrefix = profilePrefix }))
         {
             Console.Error.WriteLine($"   built the training session in {build.Elapsed.TotalSeconds:F1} s");
-            profiled.Step(batch);
-        }
-        var profile = Directory.GetFiles(ctx.WorkDir, "train-profile*.json").OrderBy(File.GetLastWriteTimeUtc).LastOrDefault();
-        var opShares = profile is null ? [] : OperatorShares(profile);
-
-        // 2. Timed steps after one warm-up step.
-        double loss;
-        double stepSeconds, runSeconds;
-        using (var trainer = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options))
-        {
             trainer.Step(batch);
+            Console.Error.WriteLine($"   warm-up step {trainer.StepSeconds:F1} s");
             var (step0, run0) = (trainer.StepSeconds, trainer.RunSeconds);
             var result = trainer.Step(batch);
             for (var i = 1; i < timedSteps; i++) result = trainer.Step(batch);
@@ -63,6 +57,8 @@ public static class TrainingBench
             stepSeconds = (trainer.StepSeconds - step0) / timedSteps;
             runSeconds = (trainer.RunSeconds - run0) / timedSteps;
         }
+        var profile = Directory.GetFiles(ctx.WorkDir, "train-profile*.json").OrderBy(File.GetLastWriteTimeUtc).LastOrDefault();
+        var opShares = profile is null ? [] : OperatorShares(profile);
         var peakBytes = Process.GetCurrentProcess().PeakWorkingSet64;
 
         double tokens = batchSize * length;
@@ -92,7 +88,7 @@ public static class TrainingBench
 
             Goals: MFU ≥ 50%, outside-Run share ≤ 5%.
 
-            Where ONNX Runtime spends the step (one profiled step, share of summed node time by operator):
+            Where ONNX Runtime spends the steps (profiler, share of summed node time by operator):
 
             | operator | share |
             |---|---|

@@ -86,8 +86,9 @@ public sealed class Trainer : IDisposable
         if (options.Threads > 0) sessionOptions.IntraOpNumThreads = options.Threads;
         if (options.ProfilePrefix is not null)
         {
-            sessionOptions.EnableProfiling = true;
+            // The prefix first: setting EnableProfiling starts the profiler with the prefix set at that moment.
             sessionOptions.ProfileOutputPathPrefix = options.ProfilePrefix;
+            sessionOptions.EnableProfiling = true;
         }
         session = new TrainingSession(graphs, trainable.ToDictionary(kv => kv.Key, kv => kv.Value.Data), sessionOptions);
         foreach (var (name, w) in frozen)
