@@ -17,7 +17,9 @@ namespace RlaifOnnx.Training;
 /// and the end-of-sequence token only). Text is tokenised with the folder's tokenizer by ONNX Runtime
 /// GenAI, so training sees exactly the ids generation will. The output folder holds metrics.jsonl,
 /// checkpoints/step-N (rerunning the same command resumes from the newest one and continues exactly as
-/// an uninterrupted run) and model/, the trained model folder (LoRA adapters merged).
+/// an uninterrupted run) and model/, the trained model folder (LoRA adapters merged). The data order is a
+/// function of (seed, step), so a checkpoint's step is all the random state there is to restore; a resumed
+/// run appends the steps after its checkpoint to metrics.jsonl again (the later line of a step wins).
 /// </summary>
 public static class TrainLm
 {
