@@ -166,6 +166,42 @@ public class HfCheckpointTests
         Assert.Equal(hf["model.embed_tokens.weight"].Data, weights["model.embed_tokens.weight"].Data); // embeddings are not transposed
     }
 
+    /// <summary>Real checkpoints (SmolLM2, Qwen2) ship in bfloat16 or float16: each loads as the float32 values those bits mean.</summary>
+    [Theory]
+    [InlineData("BF16")]
+    [InlineData("F16")]
+    public void HalfPrecisionCheckpointLoadsAsFloat32(string dtype)
+    {
+        using var dir = new TempDir();
+        var config = HfFolders.Llama("qwen2", kvHeads: 2, tie: false);
+        var weights = HfFolders.RandomWeights(config, seed: 9);
+        var raw = new Dictionary<string, RawTensor>();
+        var expected = new WeightSet();
+        foreach (var (name, t) in weights)
+        {
+            var linear = HfCheckpoint.IsLinear(config, name);
+            var hfData = linear ? HfCheckpoint.Transpose(t.Data, (int)t.Shape[0], (int)t.Shape[1]) : t.Data;
+            var bytes = new byte[2 * hfData.Length];
+            var rounded = new float[hfData.Length];
+            for (var i = 0; i < hfData.Length; i++)
+            {
+                // bfloat16: the top 16 bits of the float32 (truncation); float16: System.Half's rounding.
+                ushort bits = dtype == "BF16" ? (ushort)(BitConverter.SingleToInt32Bits(hfData[i]) >>> 16) : BitConverter.HalfToUInt16Bits((Half)hfData[i]);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), bits);
+                rounded[i] = dtype == "BF16" ? BitConverter.Int32BitsToSingle(bits << 16) : (float)BitConverter.UInt16BitsToHalf(bits);
+            }
+            raw[name] = new RawTensor(dtype, linear ? [t.Shape[1], t.Shape[0]] : t.Shape, bytes);
+            expected[name] = new WeightTensor(t.Shape, linear ? HfCheckpoint.Transpose(rounded, (int)t.Shape[1], (int)t.Shape[0]) : rounded);
+        }
+        SafetensorsFile.WriteRaw(dir.File("model.safetensors"), raw);
+        File.WriteAllText(dir.File("config.json"), HfCheckpoint.ConfigJson(config).ToJsonString());
+        HfFolders.WriteTokenizer(dir.Path);
+
+        var (_, loaded, _) = HfCheckpoint.Load(dir.Path);
+        AssertSameWeights(expected, loaded);
+        Assert.NotEqual(weights["model.layers.0.self_attn.q_proj.weight"].Data, loaded["model.layers.0.self_attn.q_proj.weight"].Data); // really rounded
+    }
+
     static WeightTensor Indexed(long[] shape)
     {
         var count = (int)shape.Aggregate(1L, (a, b) => a * b);
