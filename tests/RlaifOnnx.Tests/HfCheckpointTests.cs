@@ -335,3 +335,34 @@ public class ModelInspectorTests
             Assert.Throws<UserError>(() => ModelInspector.Describe(dir.Path)).Message);
     }
 }
+
+public class HfCheckpointWeightErrorTests
+{
+    [Fact]
+    public void UntiedCheckpointWithoutLmHeadNamesTheMissingWeight()
+    {
+        using var dir = new TempDir();
+        var config = HfFolders.Llama(tie: false);
+        var weights = HfFolders.RandomWeights(config, 1);
+        HfFolders.Write(dir.Path, config, weights);
+        var hf = new Dictionary<string, WeightTensor>();
+        using (var file = SafetensorsFile.Open(dir.File("model.safetensors")))
+            foreach (var name in file.Entries.Keys.Where(n => n != "lm_head.weight")) hf[name] = file.ReadFloat(name);
+        SafetensorsFile.Write(dir.File("model.safetensors"), hf);
+        Assert.Equal($"{dir.Path}: lm_head.weight: weight is missing", Assert.Throws<UserError>(() => HfCheckpoint.Load(dir.Path)).Message);
+    }
+
+    [Fact]
+    public void UnknownTensorIsNotSilentlyDropped()
+    {
+        using var dir = new TempDir();
+        var config = HfFolders.Llama();
+        HfFolders.Write(dir.Path, config, HfFolders.RandomWeights(config, 1));
+        var hf = new Dictionary<string, WeightTensor>();
+        using (var file = SafetensorsFile.Open(dir.File("model.safetensors")))
+            foreach (var name in file.Entries.Keys) hf[name] = file.ReadFloat(name);
+        hf["model.layers.0.self_attn.o_proj.bias"] = new([32], new float[32]);
+        SafetensorsFile.Write(dir.File("model.safetensors"), hf);
+        Assert.Equal($"{dir.Path}: model.layers.0.self_attn.o_proj.bias: weight is not part of this architecture", Assert.Throws<UserError>(() => HfCheckpoint.Load(dir.Path)).Message);
+    }
+}

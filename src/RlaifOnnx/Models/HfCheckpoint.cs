@@ -274,6 +274,7 @@ public static class HfCheckpoint
     public static WeightSet ReadWeights(string hfDir, ModelConfig config)
     {
         using var checkpoint = SafetensorsCheckpoint.Open(hfDir);
+        var expected = WeightNames.Shapes(config);
         var weights = new WeightSet();
         var sources = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var hfName in checkpoint.Names)
@@ -282,8 +283,17 @@ public static class HfCheckpoint
             if (canonical is null) continue;
             if (weights.ContainsKey(canonical))
                 throw UserError.At(hfDir, null, hfName, $"duplicates {sources[canonical]} (both map to {canonical})");
+            // Shapes are checked in the checkpoint's own layout before any data is read, so the message matches what the user sees in the file.
+            var linear = IsLinear(config, canonical);
+            if (expected.TryGetValue(canonical, out var shape))
+            {
+                var hfShape = linear ? [shape[1], shape[0]] : shape;
+                var actual = checkpoint.Entry(hfName).Shape;
+                if (!actual.SequenceEqual(hfShape))
+                    throw UserError.At(hfDir, null, hfName, $"shape [{string.Join(",", actual)}] does not match the config's [{string.Join(",", hfShape)}]");
+            }
             var t = checkpoint.ReadFloat(hfName);
-            weights[canonical] = IsLinear(config, canonical) ? TransposeWeight(t, hfDir, hfName) : t;
+            weights[canonical] = linear ? TransposeWeight(t, hfDir, hfName) : t;
             sources[canonical] = hfName;
         }
         weights.CheckAgainst(config, hfDir);
