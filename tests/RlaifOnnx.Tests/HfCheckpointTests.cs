@@ -5,11 +5,14 @@ namespace RlaifOnnx.Tests;
 /// <summary>Tiny Hugging Face checkpoint folders the tests write themselves, for each supported model_type.</summary>
 public static class HfFolders
 {
+    /// <summary>The smallest vocabulary TinyTokenizer makes (3 special tokens + 256 bytes) plus a few merges.</summary>
+    public const int VocabSize = 300;
+
     public static ModelConfig Llama(string modelType = "llama", int kvHeads = 4, bool tie = false) => new()
     {
         Architecture = Architecture.Llama,
         ModelType = modelType,
-        VocabSize = 96,
+        VocabSize = VocabSize,
         HiddenSize = 32,
         NumLayers = 2,
         NumHeads = 4,
@@ -29,7 +32,7 @@ public static class HfFolders
     {
         Architecture = Architecture.Gpt2,
         ModelType = "gpt2",
-        VocabSize = 96,
+        VocabSize = VocabSize,
         HiddenSize = 32,
         NumLayers = 2,
         NumHeads = 4,
@@ -62,20 +65,10 @@ public static class HfFolders
         WriteTokenizer(dir);
     }
 
-    /// <summary>A minimal word-level tokenizer.json and a tokenizer_config.json with a ChatML template.</summary>
-    public static void WriteTokenizer(string dir)
-    {
-        var vocab = string.Join(", ", Enumerable.Range(0, 96).Select(i => $"\"t{i}\": {i}"));
-        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), $$$"""
-            {"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-             "post_processor": null, "decoder": null,
-             "model": {"type": "WordLevel", "vocab": { {{{vocab}}} }, "unk_token": "t0"}}
-            """);
-        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """
-            {"bos_token": "t1", "eos_token": "t2", "pad_token": "t2", "model_max_length": 64,
-             "chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}
-            """);
-    }
+    static readonly Lazy<TinyTokenizer> Tokenizer = new(() => TinyTokenizer.Train(VocabSize));
+
+    /// <summary>The project's own byte-level BPE tokenizer (tokenizer.json + tokenizer_config.json with a ChatML template).</summary>
+    public static void WriteTokenizer(string dir) => Tokenizer.Value.Write(dir);
 }
 
 public class HfCheckpointTests
@@ -160,9 +153,9 @@ public class HfCheckpointTests
         var down = weights["model.layers.0.mlp.down_proj.weight"]; // HF [32 out, 48 in] → [48, 32]
         Assert.Equal([48L, 32L], down.Shape);
         Assert.Equal(1000f * 5 + 47, down.Data[47 * 32 + 5]);
-        var head = weights["lm_head.weight"]; // HF [96 vocab, 32] → [32, 96]
-        Assert.Equal([32L, 96L], head.Shape);
-        Assert.Equal(1000f * 95 + 3, head.Data[3 * 96 + 95]);
+        var head = weights["lm_head.weight"]; // HF [300 vocab, 32] → [32, 300]
+        Assert.Equal([32L, 300L], head.Shape);
+        Assert.Equal(1000f * 295 + 3, head.Data[3 * 300 + 295]);
         Assert.Equal(hf["model.embed_tokens.weight"].Data, weights["model.embed_tokens.weight"].Data); // embeddings are not transposed
     }
 
@@ -222,7 +215,7 @@ public class HfCheckpointTests
         hf["lm_head.weight"] = weights["transformer.wte.weight"];
         SafetensorsFile.Write(dir.File("model.safetensors"), hf);
         File.WriteAllText(dir.File("config.json"), """
-            {"model_type": "gpt2", "vocab_size": 96, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": null,
+            {"model_type": "gpt2", "vocab_size": 300, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_inner": null,
              "n_positions": 64, "activation_function": "gelu_new", "bos_token_id": 0, "eos_token_id": 0}
             """);
         HfFolders.WriteTokenizer(dir.Path);
