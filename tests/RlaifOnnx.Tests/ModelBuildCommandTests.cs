@@ -91,6 +91,57 @@ public class ModelBuildCommandTests
         Assert.Contains("rlaif.json", result.Stdout);
     }
 
+    /// <summary>
+    /// config.json's eos_token_id list reaches genai_config.json, and GenAI stops at any id in it: the list
+    /// holds the token greedy decoding produces first (from the float64 reference), so generation ends after one token.
+    /// </summary>
+    [Fact]
+    public void EosTokenListReachesGenAIWhichStopsAtAnyOfThem()
+    {
+        using var dir = new TempDir();
+        var hf = Path.Combine(dir.Path, "hf");
+        var output = Path.Combine(dir.Path, "model");
+        var config = HfFolders.Llama("qwen2", kvHeads: 2, tie: true);
+        var weights = TinyLlama.Weights(config, seed: 5);
+        long[] prompt = [10, 20, 30, 40];
+        var last = LlamaReference.Forward(config, weights, [prompt], [[1, 1, 1, 1]], [[0, 1, 2, 3]])[0][^1];
+        var first = Array.IndexOf(last, last.Max());
+        Assert.NotEqual(config.EosTokenId, first);
+        HfCheckpoint.Save(hf, config, weights, eosTokenIds: [config.EosTokenId, first]);
+        HfFolders.WriteTokenizer(hf);
+
+        var result = CliProcess.Run("model", "build", "--from", hf, "--out", output);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Contains($"note: eos_token_id lists 2 ids [{config.EosTokenId}, {first}]", result.Stderr);
+        var genai = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, ModelFolder.GenAIConfigFile)))!;
+        Assert.Equal($"[{config.EosTokenId},{first}]", genai["model"]!["eos_token_id"]!.ToJsonString());
+
+        // Without the list GenAI runs on past that token; with it, GenAI stops there (0.18 does not append the stop token).
+        var single = Path.Combine(dir.Path, "single");
+        HfCheckpoint.Save(Path.Combine(dir.Path, "hf1"), config, weights);
+        HfFolders.WriteTokenizer(Path.Combine(dir.Path, "hf1"));
+        Assert.Equal(0, CliProcess.Run("model", "build", "--from", Path.Combine(dir.Path, "hf1"), "--out", single).ExitCode);
+        var unstopped = GenAIGreedy(single, prompt, prompt.Length + 6);
+        Assert.Equal(first, unstopped[prompt.Length]);
+        Assert.Equal(prompt.Length + 6, unstopped.Length);
+        var stopped = GenAIGreedy(output, prompt, prompt.Length + 6);
+        Assert.True(stopped.Length <= prompt.Length + 1, $"generation went on past eos {first}: [{string.Join(", ", stopped)}]");
+        Assert.Equal(prompt, stopped[..prompt.Length].Select(t => (long)t));
+    }
+
+    static int[] GenAIGreedy(string dir, long[] prompt, int maxLength)
+    {
+        using var genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(dir);
+        using var model = new Microsoft.ML.OnnxRuntimeGenAI.Model(genaiConfig);
+        using var options = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(model);
+        options.SetSearchOption("max_length", maxLength);
+        options.SetSearchOption("do_sample", false);
+        using var generator = new Microsoft.ML.OnnxRuntimeGenAI.Generator(model, options);
+        generator.AppendTokens(prompt.Select(t => (int)t).ToArray());
+        while (!generator.IsDone()) generator.GenerateNextToken();
+        return generator.GetSequence(0).ToArray();
+    }
+
     /// <summary>Writes a good llama HF folder, lets <paramref name="spoil"/> break it, and runs `model build` on it.</summary>
     static (CliProcess.Result Result, string Hf, string Out) BuildSpoiled(TempDir dir, Action<string> spoil)
     {
