@@ -18,8 +18,13 @@ public class ModelBuildCommandTests
             ["position_ids"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, batch * seq).Select(i => (long)(i % seq)).ToArray(), [batch, seq]),
         };
         for (var i = 0; i < c.NumLayers; i++)
-            foreach (var kind in new[] { "key", "value" })
-                inputs[$"past_key_values.{i}.{kind}"] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, c.NumKvHeads, 0, c.HeadDim]);
+        {
+            if (c.Architecture == Architecture.Gpt2) // GenAI's GPT-2 layout: past_i [2, B, N, P, D]
+                inputs[Gpt2Graph.PastName(i)] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [2, batch, c.NumHeads, 0, c.HeadDim]);
+            else
+                foreach (var kind in new[] { "key", "value" })
+                    inputs[$"past_key_values.{i}.{kind}"] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [batch, c.NumKvHeads, 0, c.HeadDim]);
+        }
         try
         {
             using var runOptions = new RunOptions();
@@ -61,12 +66,50 @@ public class ModelBuildCommandTests
             for (var s = 0; s < ids[b].Length; s++)
                 for (var v = 0; v < config.VocabSize; v++)
                     maxDiff = Math.Max(maxDiff, Math.Abs(reference[b][s][v] - logits[(b * ids[b].Length + s) * config.VocabSize + v]));
+        TestContext.Current.TestOutputHelper?.WriteLine($"max |logit difference| {maxDiff:E2}");
         Assert.True(maxDiff < 1e-4, $"max |logit difference| {maxDiff}");
 
         var meta = ModelFolder.ReadMetadata(output);
         Assert.Equal(config, meta.Config);
         Assert.Equal("base", meta.Role);
         Assert.Equal(Path.GetFullPath(hf), meta.Lineage.Single().From);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BuiltGpt2FolderRunsInOnnxRuntimeWithTheReferenceLogits(bool sharded)
+    {
+        using var dir = new TempDir();
+        var hf = Path.Combine(dir.Path, "hf");
+        var output = Path.Combine(dir.Path, "model");
+        var config = HfFolders.Gpt2();
+        var weights = HfFolders.RandomWeights(config, seed: 13);
+        foreach (var t in weights.Values) for (var i = 0; i < t.Data.Length; i++) t.Data[i] *= 5f; // logits far from uniform
+        HfFolders.Write(hf, config, weights, maxShardBytes: sharded ? 16 * 1024 : null);
+
+        var result = CliProcess.Run("model", "build", "--from", hf, "--out", output);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+
+        long[][] ids = [[7, 250, 3, 99, 0], [12, 12, 299, 40, 1]];
+        var logits = RunFromDisk(output, config, ids);
+        var reference = Gpt2Reference.Forward(config, weights, To2D(ids), To2D(ids.Select(r => r.Select(_ => 1L).ToArray()).ToArray()),
+            To2D(ids.Select(r => Enumerable.Range(0, r.Length).Select(i => (long)i).ToArray()).ToArray()));
+        var maxDiff = 0.0;
+        for (var b = 0; b < ids.Length; b++)
+            for (var s = 0; s < ids[b].Length; s++)
+                for (var v = 0; v < config.VocabSize; v++)
+                    maxDiff = Math.Max(maxDiff, Math.Abs(reference[b, s, v] - logits[(b * ids[b].Length + s) * config.VocabSize + v]));
+        TestContext.Current.TestOutputHelper?.WriteLine($"max |logit difference| {maxDiff:E2}");
+        Assert.True(maxDiff < 1e-4, $"max |logit difference| {maxDiff}");
+        Assert.Equal(config, ModelFolder.ReadMetadata(output).Config);
+    }
+
+    static long[,] To2D(long[][] rows)
+    {
+        var result = new long[rows.Length, rows[0].Length];
+        for (var i = 0; i < rows.Length; i++) for (var j = 0; j < rows[i].Length; j++) result[i, j] = rows[i][j];
+        return result;
     }
 
     [Fact]
