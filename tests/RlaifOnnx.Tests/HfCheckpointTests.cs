@@ -265,7 +265,24 @@ public class HfCheckpointTests
     }
 
     [Theory]
-    [InlineData("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "rope_scaling: RoPE scaling type 'llama3' is not supported (it changes the rotary frequencies)")]
+    [InlineData("{\"type\": \"linear\", \"factor\": 1.0}", null)]
+    [InlineData("{\"rope_type\": \"default\"}", null)]
+    [InlineData("{\"type\": \"dynamic\", \"factor\": 2.0}", "rope_scaling 'dynamic' only changes RoPE beyond max_position_embeddings")]
+    public void RopeScalingThatKeepsTheMathIsAccepted(string scaling, string? note)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, "{\"model_type\": \"llama\", \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 48,"
+            + "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"rope_scaling\": " + scaling + "}");
+        var hf = HfCheckpoint.ReadConfig(path);
+        if (note is null) Assert.Empty(hf.Notes);
+        else Assert.Contains(hf.Notes, n => n.StartsWith(note));
+    }
+
+    [Theory]
+    [InlineData("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "rope_scaling: RoPE scaling type 'llama3' with factor 8 is not supported (it changes the rotary frequencies)")]
+    [InlineData("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling: RoPE scaling type 'linear' with factor 2 is not supported (it changes the rotary frequencies)")]
+    [InlineData("\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling: RoPE scaling type 'yarn' with factor 4 is not supported (it changes the rotary frequencies)")]
     [InlineData("\"head_dim\": 16", "head_dim: 16 differs from hidden_size / num_attention_heads = 8, which the graph assumes")]
     [InlineData("\"attention_bias\": true", "attention_bias: biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)")]
     [InlineData("\"hidden_act\": \"gelu\"", "hidden_act: 'gelu' is not supported (the Llama family graph uses silu)")]
@@ -357,5 +374,28 @@ public class HfCheckpointWeightErrorTests
         hf["model.layers.0.self_attn.o_proj.bias"] = new([32], new float[32]);
         SafetensorsFile.Write(dir.File("model.safetensors"), hf);
         Assert.Equal($"{dir.Path}: model.layers.0.self_attn.o_proj.bias: weight is not part of this architecture", Assert.Throws<UserError>(() => HfCheckpoint.Load(dir.Path)).Message);
+    }
+}
+
+public class HfExportTests
+{
+    /// <summary>A model folder's weights exported back to a Hugging Face folder load to exactly the same weights and config.</summary>
+    [Theory]
+    [InlineData("mistral")]
+    [InlineData("gpt2")]
+    public void ModelFolderExportsToHfAndLoadsBack(string modelType)
+    {
+        using var dir = new TempDir();
+        var config = modelType == "gpt2" ? HfFolders.Gpt2() : HfFolders.Llama(modelType, kvHeads: 2);
+        var weights = HfFolders.RandomWeights(config, 21);
+        var modelDir = Path.Combine(dir.Path, "model");
+        var hfDir = Path.Combine(dir.Path, "hf");
+        ModelWriter.Write(modelDir, config, weights, TinyTokenizer.Train(HfFolders.VocabSize), "base", []);
+
+        HfCheckpoint.Save(hfDir, ModelFolder.ReadMetadata(modelDir).Config, ModelFolder.ReadWeights(modelDir), tokenizerSourceDir: modelDir);
+        var (loaded, loadedWeights, tokenizerDir) = HfCheckpoint.Load(hfDir);
+        Assert.Equal(config, loaded);
+        Assert.Equal(File.ReadAllText(Path.Combine(modelDir, "tokenizer.json")), File.ReadAllText(Path.Combine(tokenizerDir, "tokenizer.json")));
+        foreach (var (name, t) in weights) Assert.Equal(t.Data, loadedWeights[name].Data);
     }
 }

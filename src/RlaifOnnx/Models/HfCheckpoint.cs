@@ -90,7 +90,7 @@ public static class HfCheckpoint
         // Llama's attention_bias puts a bias on o_proj too; Qwen2's q/k/v-only bias is what the graph has.
         if (modelType != "qwen2" && r.Bool("attention_bias", false))
             throw UserError.At(r.Path, r.Line("attention_bias"), "attention_bias", "biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)");
-        RopeScaling(r);
+        RopeScaling(r, notes);
 
         // A sliding window only changes attention for sequences longer than the window: cap the context at it.
         var slidingWindow = r.Has("sliding_window") && r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
@@ -136,13 +136,29 @@ public static class HfCheckpoint
         return new HfConfig(config, eosIds, notes);
     }
 
-    /// <summary>rope_scaling changes the rotary frequencies (linear, dynamic, yarn, llama3 …): only "default" or null keeps RoPE as built.</summary>
-    static void RopeScaling(ConfigReader r)
+    /// <summary>
+    /// rope_scaling: "default" (or none) keeps RoPE as built; linear scaling by 1 is the identity; dynamic NTK
+    /// scaling only rescales beyond max_position_embeddings, which is the context we keep. Everything else
+    /// (linear by ≠ 1, yarn, longrope, llama3 …) changes the rotary frequencies inside the context: an error.
+    /// </summary>
+    static void RopeScaling(ConfigReader r, List<string> notes)
     {
         if (r.Node("rope_scaling") is not JsonObject scaling) return;
         var type = (scaling["rope_type"] ?? scaling["type"])?.ToString() ?? "?";
-        if (type != "default")
-            throw UserError.At(r.Path, r.Line("rope_scaling"), "rope_scaling", $"RoPE scaling type '{type}' is not supported (it changes the rotary frequencies)");
+        var factor = scaling["factor"] is JsonValue f && f.TryGetValue<double>(out var x) ? x : (double?)null;
+        switch (type)
+        {
+            case "default":
+                return;
+            case "linear" when factor == 1.0:
+                return;
+            case "dynamic":
+                notes.Add("rope_scaling 'dynamic' only changes RoPE beyond max_position_embeddings, which is the context kept");
+                return;
+            default:
+                throw UserError.At(r.Path, r.Line("rope_scaling"), "rope_scaling",
+                    $"RoPE scaling type '{type}'{(factor is { } v ? $" with factor {v}" : "")} is not supported (it changes the rotary frequencies)");
+        }
     }
 
     static HfConfig Gpt2(ConfigReader r)
