@@ -91,6 +91,9 @@ public static class HfCheckpoint
         if (modelType != "qwen2" && r.Bool("attention_bias", false))
             throw UserError.At(r.Path, r.Line("attention_bias"), "attention_bias", "biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)");
         RopeScaling(r, notes);
+        // SmolLM2's configs carry nanotron's rope_interleaved; true would rotate (even, odd) pairs instead of halves.
+        if (r.Bool("rope_interleaved", false))
+            throw UserError.At(r.Path, r.Line("rope_interleaved"), "rope_interleaved", "interleaved RoPE is not supported (the graph rotates the two halves of each head, as transformers does)");
 
         // A sliding window only changes attention for sequences longer than the window: cap the context at it.
         var slidingWindow = r.Has("sliding_window") && r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
