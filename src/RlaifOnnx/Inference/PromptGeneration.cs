@@ -93,7 +93,7 @@ public static class PromptGeneration
 
         AtomicFile.Write(outPath, stream =>
         {
-            using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false)) { NewLine = "\n" };
+            using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(false), leaveOpen: true) { NewLine = "\n" };
             for (var i = 0; i < entries.Count; i++) writer.WriteLine(OutputLine(entries[i], completions[i]));
         });
         return entries.Count;
