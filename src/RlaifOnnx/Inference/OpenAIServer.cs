@@ -15,14 +15,15 @@ namespace RlaifOnnx.Inference;
 /// prompt's tokens and their log-probs, the first token's being null) and POST /v1/chat/completions
 /// (logprobs / top_logprobs). Generation is <see cref="GenAIGenerator"/>, log-probs are
 /// <see cref="OrtScorer"/> over the prompt's and the generated token ids (the model's own
-/// distribution, before temperature or top-p). Port 0 takes any free port; <see cref="Port"/> tells
+/// distribution, before temperature or top-p); a folder without rlaif.json (an export we did not
+/// write) is served for generation only, and log-prob requests get a 400 that says why. Port 0 takes any free port; <see cref="Port"/> tells
 /// which. This is how `rlaif serve` deploys a model folder.
 /// </summary>
 public sealed class OpenAIServer : IAsyncDisposable
 {
     readonly WebApplication app;
     readonly GenAIGenerator generator;
-    readonly OrtScorer scorer;
+    readonly OrtScorer? scorer;
     readonly string modelName;
 
     /// <summary>The port Kestrel bound.</summary>
@@ -30,7 +31,7 @@ public sealed class OpenAIServer : IAsyncDisposable
     /// <summary>http://127.0.0.1:PORT/ — what an <see cref="OpenAIBackend"/> points at.</summary>
     public Uri BaseUrl => new($"http://127.0.0.1:{Port}/");
 
-    OpenAIServer(WebApplication app, GenAIGenerator generator, OrtScorer scorer, string modelName)
+    OpenAIServer(WebApplication app, GenAIGenerator generator, OrtScorer? scorer, string modelName)
     {
         this.app = app;
         this.generator = generator;
@@ -43,9 +44,14 @@ public sealed class OpenAIServer : IAsyncDisposable
     {
         if (port is < 0 or > 65535) throw UserError.At("serve", null, "port", $"must be 0 (any free port) to 65535, got {port}");
         var generator = new GenAIGenerator(modelDir, options);
-        OrtScorer scorer;
-        try { scorer = new OrtScorer(modelDir, options); }
-        catch { generator.Dispose(); throw; }
+        // Log-probs need our inference graph (rlaif.json says its shape); a folder GenAI runs but we did
+        // not write (an exported model) is served for generation only.
+        OrtScorer? scorer = null;
+        if (File.Exists(Path.Combine(modelDir, Models.ModelFolder.MetadataFile)))
+        {
+            try { scorer = new OrtScorer(modelDir, options); }
+            catch { generator.Dispose(); throw; }
+        }
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -114,11 +120,11 @@ public sealed class OpenAIServer : IAsyncDisposable
 
         // max_tokens 0 is a pure scoring request: no generation, only the echoed prompt.
         IReadOnlyList<Generation> generations = maxTokens == 0
-            ? prompts.Select(p => new Generation(scorer.Encode(p), [], "", "length")).ToList()
+            ? prompts.Select(p => new Generation(Encode(p), [], "", "length")).ToList()
             : await generator.GenerateAsync(prompts, Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken);
 
         IReadOnlyList<TokenLogProb[]>? scored = request.Logprobs is null ? null
-            : scorer.TokenLogProbs(generations.Select(g => g.PromptIds.Concat(g.NewIds).ToArray()).ToList(), top, cancellationToken);
+            : Scorer().TokenLogProbs(generations.Select(g => g.PromptIds.Concat(g.NewIds).ToArray()).ToList(), top, cancellationToken);
         var choices = new List<CompletionChoice>();
         for (var i = 0; i < generations.Count; i++)
         {
@@ -155,10 +161,10 @@ public sealed class OpenAIServer : IAsyncDisposable
         if (request.Logprobs == true && g.NewIds.Length > 0)
         {
             var all = g.PromptIds.Concat(g.NewIds).ToArray();
-            var scored = scorer.TokenLogProbs([all], request.TopLogprobs ?? 0, cancellationToken)[0];
+            var scored = Scorer().TokenLogProbs([all], request.TopLogprobs ?? 0, cancellationToken)[0];
             logprobs = new ChatLogprobs(Enumerable.Range(g.PromptIds.Length, g.NewIds.Length).Select(t => new ChatTokenLogprob(
-                scorer.Decode([all[t]]), scored[t].LogProb,
-                scored[t].Top.Select(a => new TopLogprob(scorer.Decode([a.Id]), a.LogProb)).ToList())).ToList());
+                Decode([all[t]]), scored[t].LogProb,
+                scored[t].Top.Select(a => new TopLogprob(Decode([a.Id]), a.LogProb)).ToList())).ToList());
         }
         return new ChatCompletionResponse
         {
@@ -169,6 +175,17 @@ public sealed class OpenAIServer : IAsyncDisposable
             Usage = UsageOf([g]),
         };
     }
+
+    OrtScorer Scorer() => scorer ?? throw UserError.At(generator.ModelDir, null, null,
+        "log-probs are unavailable: the folder has no rlaif.json (it was not written by rlaif), so only generation is served");
+
+    int[] Encode(string text)
+    {
+        using var sequences = generator.Tokenizer.Encode(text);
+        return sequences[0].ToArray();
+    }
+
+    string Decode(ReadOnlySpan<int> ids) => generator.Tokenizer.Decode(ids);
 
     /// <summary>
     /// OpenAI's completion log-probs for tokens [firstToken, end) of <paramref name="ids"/>: token strings
@@ -181,11 +198,11 @@ public sealed class OpenAIServer : IAsyncDisposable
         var logprobs = new List<double?>();
         var tops = new List<Dictionary<string, double>?>();
         var offsets = new List<int>();
-        var baseLength = scorer.Decode(ids.AsSpan(0, firstToken)).Length;
+        var baseLength = Decode(ids.AsSpan(0, firstToken)).Length;
         var previous = baseLength;
         for (var t = firstToken; t < ids.Length; t++)
         {
-            var decoded = scorer.Decode(ids.AsSpan(0, t + 1));
+            var decoded = Decode(ids.AsSpan(0, t + 1));
             var start = Math.Min(previous, decoded.Length);
             tokens.Add(decoded[start..]);
             offsets.Add(start - baseLength);
@@ -193,7 +210,7 @@ public sealed class OpenAIServer : IAsyncDisposable
             logprobs.Add(double.IsNaN(scored[t].LogProb) ? null : scored[t].LogProb);
             if (t == 0) { tops.Add(null); continue; }
             var top = new Dictionary<string, double>();
-            foreach (var (id, lp) in scored[t].Top) top.TryAdd(scorer.Decode([id]), lp);
+            foreach (var (id, lp) in scored[t].Top) top.TryAdd(Decode([id]), lp);
             tops.Add(top);
         }
         return new CompletionLogprobs { Tokens = tokens, TokenLogprobs = logprobs, TopLogprobs = tops, TextOffset = offsets };
@@ -220,6 +237,6 @@ public sealed class OpenAIServer : IAsyncDisposable
         await app.StopAsync();
         await app.DisposeAsync();
         generator.Dispose();
-        scorer.Dispose();
+        scorer?.Dispose();
     }
 }

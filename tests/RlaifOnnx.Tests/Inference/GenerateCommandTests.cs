@@ -6,25 +6,12 @@ namespace RlaifOnnx.Tests.Inference;
 /// <summary>`rlaif generate` end to end, as a process, on a copy of the shared GPT-2 export given a chat template.</summary>
 public class GenerateCommandTests
 {
-    // Renders a conversation as its contents joined by spaces: every token stays inside the model's 1,000 ids.
-    const string PlainTemplate = "{% for message in messages %}{{ message['content'] }}{% if not loop.last %}{{ ' ' }}{% endif %}{% endfor %}";
-
-    static void CopyModelWithTemplate(string target)
-    {
-        foreach (var f in Directory.GetFiles(SharedData.Require("genai-models/tiny-random-gpt2-fp32")))
-            File.Copy(f, Path.Combine(target, Path.GetFileName(f)));
-        var configPath = Path.Combine(target, "tokenizer_config.json");
-        var config = JsonNode.Parse(File.ReadAllText(configPath))!;
-        config["chat_template"] = PlainTemplate;
-        File.WriteAllText(configPath, config.ToJsonString());
-    }
-
     [Fact]
     public async Task Writes_one_line_per_prompt_in_input_order_equal_to_the_library()
     {
         using var dir = new TempDir();
         var model = Directory.CreateDirectory(dir.File("model")).FullName;
-        CopyModelWithTemplate(model);
+        TestModels.Gpt2WithTemplate(model);
         var prompts = dir.File("prompts.jsonl");
         File.WriteAllText(prompts, string.Join('\n',
             "{\"prompt\": \"he is in the\"}",
