@@ -134,7 +134,7 @@ public sealed class GenAIGenerator : ITextGenerator
         for (var i = 0; i < prompts.Length; i++)
         {
             // GenAI keeps each sequence as the padded prompt (length `longest`) followed by its new tokens;
-            // after a sequence meets EOS it is filled with padding, so we cut at the first EOS.
+            // in a batch, a sequence that met EOS is filled with padding after it, so we cut at the first EOS.
             var sequence = generator.GetSequence((ulong)i);
             var generated = sequence[Math.Min(longest, sequence.Length)..];
             var (newIds, finish) = CutAtEos(generated, eosIds, sampling.MaxNewTokens);
@@ -143,13 +143,17 @@ public sealed class GenAIGenerator : ITextGenerator
         return results;
     }
 
-    /// <summary>The tokens before the first EOS, and "stop" when an EOS ended them, "length" otherwise.</summary>
+    /// <summary>
+    /// The tokens before the first EOS, and why generation ended: "stop" for EOS, "length" for the token
+    /// limit. GenAI 0.18 keeps the EOS in a batch's sequences (then pads them) but leaves it out when the
+    /// batch holds one sequence, so a sequence shorter than the limit also ended at EOS.
+    /// </summary>
     internal static (int[] Ids, string FinishReason) CutAtEos(ReadOnlySpan<int> generated, IReadOnlySet<int> eos, int maxNewTokens)
     {
         for (var t = 0; t < generated.Length; t++)
             if (eos.Contains(generated[t])) return (generated[..t].ToArray(), "stop");
         var kept = generated[..Math.Min(generated.Length, maxNewTokens)].ToArray();
-        return (kept, "length");
+        return (kept, kept.Length < maxNewTokens ? "stop" : "length");
     }
 
     static void ValidateSampling(SamplingOptions s)

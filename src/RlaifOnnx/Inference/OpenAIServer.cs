@@ -162,9 +162,11 @@ public sealed class OpenAIServer : IAsyncDisposable
         {
             var all = g.PromptIds.Concat(g.NewIds).ToArray();
             var scored = Scorer().TokenLogProbs([all], request.TopLogprobs ?? 0, cancellationToken)[0];
-            logprobs = new ChatLogprobs(Enumerable.Range(g.PromptIds.Length, g.NewIds.Length).Select(t => new ChatTokenLogprob(
-                Decode([all[t]]), scored[t].LogProb,
-                scored[t].Top.Select(a => new TopLogprob(Decode([a.Id]), a.LogProb)).ToList())).ToList());
+            // Token strings from decoding prefixes of the answer, so they concatenate to its text.
+            var pieces = Pieces(g.NewIds, 0);
+            logprobs = new ChatLogprobs(Enumerable.Range(0, g.NewIds.Length).Select(k => new ChatTokenLogprob(
+                pieces[k].Text, scored[g.PromptIds.Length + k].LogProb,
+                scored[g.PromptIds.Length + k].Top.Select(a => new TopLogprob(Decode([a.Id]), a.LogProb)).ToList())).ToList());
         }
         return new ChatCompletionResponse
         {
@@ -188,32 +190,47 @@ public sealed class OpenAIServer : IAsyncDisposable
     string Decode(ReadOnlySpan<int> ids) => generator.Tokenizer.Decode(ids);
 
     /// <summary>
-    /// OpenAI's completion log-probs for tokens [firstToken, end) of <paramref name="ids"/>: token strings
-    /// and text offsets come from decoding prefixes, so the strings concatenate to the decoded text and
-    /// each offset is where its token starts in it.
+    /// Token strings for ids [first, end) and where each starts in the decoded text of those ids. They
+    /// come from decoding growing prefixes, so they concatenate to the decoded text even where one
+    /// character spans several byte tokens (a lone token would decode to a replacement character).
     /// </summary>
-    CompletionLogprobs WireLogprobs(int[] ids, TokenLogProb[] scored, int firstToken)
+    List<(string Text, int Offset)> Pieces(int[] ids, int first)
     {
-        var tokens = new List<string>();
-        var logprobs = new List<double?>();
-        var tops = new List<Dictionary<string, double>?>();
-        var offsets = new List<int>();
-        var baseLength = Decode(ids.AsSpan(0, firstToken)).Length;
+        var pieces = new List<(string, int)>(ids.Length - first);
+        var baseLength = Decode(ids.AsSpan(0, first)).Length;
         var previous = baseLength;
-        for (var t = firstToken; t < ids.Length; t++)
+        for (var t = first; t < ids.Length; t++)
         {
             var decoded = Decode(ids.AsSpan(0, t + 1));
             var start = Math.Min(previous, decoded.Length);
-            tokens.Add(decoded[start..]);
-            offsets.Add(start - baseLength);
+            pieces.Add((decoded[start..], start - baseLength));
             previous = decoded.Length;
+        }
+        return pieces;
+    }
+
+    /// <summary>OpenAI's completion log-probs for tokens [firstToken, end) of <paramref name="ids"/>; the first token of a text has none (null).</summary>
+    CompletionLogprobs WireLogprobs(int[] ids, TokenLogProb[] scored, int firstToken)
+    {
+        var pieces = Pieces(ids, firstToken);
+        var logprobs = new List<double?>();
+        var tops = new List<Dictionary<string, double>?>();
+        for (var t = firstToken; t < ids.Length; t++)
+        {
             logprobs.Add(double.IsNaN(scored[t].LogProb) ? null : scored[t].LogProb);
             if (t == 0) { tops.Add(null); continue; }
+            // Keyed by token text as OpenAI does; ids that decode alike keep the likelier entry.
             var top = new Dictionary<string, double>();
             foreach (var (id, lp) in scored[t].Top) top.TryAdd(Decode([id]), lp);
             tops.Add(top);
         }
-        return new CompletionLogprobs { Tokens = tokens, TokenLogprobs = logprobs, TopLogprobs = tops, TextOffset = offsets };
+        return new CompletionLogprobs
+        {
+            Tokens = pieces.Select(p => p.Text).ToList(),
+            TokenLogprobs = logprobs,
+            TopLogprobs = tops,
+            TextOffset = pieces.Select(p => p.Offset).ToList(),
+        };
     }
 
     static SamplingOptions Sampling(int maxTokens, double? temperature, double? topP, int? topK, int? seed) => new()

@@ -47,6 +47,8 @@ public class InferenceMathTests
         Assert.Equal([7, 8, 9], kept);
         Assert.Equal("length", reason);
         Assert.Equal("stop", GenAIGenerator.CutAtEos([2], eos, 3).FinishReason);
+        // A lone sequence ends before its EOS without showing it: shorter than the limit means EOS.
+        Assert.Equal("stop", GenAIGenerator.CutAtEos([7], eos, 3).FinishReason);
     }
 
     [Fact]
