@@ -16,7 +16,7 @@ public static class GenerateCommand
         var topP = new Option<double>("--top-p") { Description = "Nucleus sampling mass; 1 is off", DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens; 0 is off", DefaultValueFactory = _ => 0 };
         var seed = new Option<int>("--seed") { Description = "Random seed (same seed, same batch: same output)", DefaultValueFactory = _ => 0 };
-        var batchSize = new Option<int>("--batch-size") { Description = "Prompts per generation batch (local models)", DefaultValueFactory = _ => 8 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Prompts per generation batch (local models) or requests in flight (servers)", DefaultValueFactory = _ => 8 };
         var chat = new Option<bool>("--chat") { Description = "Apply the chat template to plain \"prompt\" lines too (as one user turn)" };
         var provider = new Option<string>("--execution-provider") { Description = "cpu or cuda (local models; cuda needs the CUDA build)", DefaultValueFactory = _ => "cpu" };
         var modelName = new Option<string?>("--model-name") { Description = "Model name sent to a server (default: the first of its /v1/models)" };
@@ -40,7 +40,11 @@ public static class GenerateCommand
             var entries = PromptGeneration.Read(parse.GetValue(prompts)!);
             var target = parse.GetValue(model)!;
             using ITextGenerator generator = target.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || target.StartsWith("https://", StringComparison.OrdinalIgnoreCase)
-                ? new OpenAIBackend(new OpenAIOptions { BaseUrl = new Uri(target), Model = parse.GetValue(modelName), ApiKeyEnvironmentVariable = parse.GetValue(apiKeyEnv)! })
+                ? new OpenAIBackend(new OpenAIOptions
+                {
+                    BaseUrl = new Uri(target), Model = parse.GetValue(modelName), ApiKeyEnvironmentVariable = parse.GetValue(apiKeyEnv)!,
+                    MaxConcurrency = parse.GetValue(batchSize),
+                })
                 : new GenAIGenerator(target, new InferenceOptions { BatchSize = parse.GetValue(batchSize), ExecutionProvider = parse.GetValue(provider)! });
             var outPath = parse.GetValue(output)!;
             var count = await PromptGeneration.RunAsync(generator, entries, outPath, sampling, parse.GetValue(chat), cancellationToken);

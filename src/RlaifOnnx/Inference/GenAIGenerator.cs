@@ -42,6 +42,11 @@ public sealed class GenAIGenerator : ITextGenerator
             // The provider comes from our options, not from whatever genai_config.json lists.
             config.ClearProviders();
             if (provider == "cuda") config.AppendProvider("cuda");
+            if (this.options.IntraOpThreads > 0)
+                config.Overlay(new JsonObject
+                {
+                    ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = new JsonObject { ["intra_op_num_threads"] = this.options.IntraOpThreads } } },
+                }.ToJsonString());
             model = new Model(config);
             tokenizer = new Tokenizer(model);
         }

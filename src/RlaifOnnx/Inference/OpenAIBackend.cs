@@ -37,7 +37,7 @@ public sealed record OpenAIOptions
 /// and sums the log-probs of the echoed tokens that reach past the prompt's end (by text_offset) — the
 /// tokens that overlap the continuation, matching the local scorer's longest-common-prefix rule.
 /// Failures with status 429 or 5xx, timeouts and refused connections are retried with exponential
-/// backoff and jitter, honouring Retry-After.
+/// backoff and jitter, honouring Retry-After. Every request of a batch carries the same seed.
 /// </summary>
 public sealed class OpenAIBackend : ITextGenerator, IScorer
 {
@@ -107,6 +107,19 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
             return FirstChoice(response.Choices, "completions").Text;
         }));
     }
+
+    /// <summary>
+    /// One /v1/chat/completions request as given (logprobs, top_logprobs …), with retries; the model
+    /// name is filled in when the request has none.
+    /// </summary>
+    public async Task<ChatCompletionResponse> ChatCompletionAsync(ChatCompletionRequest request, CancellationToken cancellationToken = default) =>
+        await PostAsync<ChatCompletionRequest, ChatCompletionResponse>("chat/completions",
+            request with { Model = request.Model ?? await ModelNameAsync(cancellationToken) }, cancellationToken);
+
+    /// <summary>One /v1/completions request as given (logprobs, echo …), with retries.</summary>
+    public async Task<CompletionResponse> CompletionAsync(CompletionRequest request, CancellationToken cancellationToken = default) =>
+        await PostAsync<CompletionRequest, CompletionResponse>("completions",
+            request with { Model = request.Model ?? await ModelNameAsync(cancellationToken) }, cancellationToken);
 
     public async Task<IReadOnlyList<double>> ContinuationLogProbsAsync(IReadOnlyList<(string Prompt, string Continuation)> pairs, CancellationToken cancellationToken = default)
     {

@@ -25,6 +25,9 @@ public sealed class OpenAIServer : IAsyncDisposable
     readonly GenAIGenerator generator;
     readonly OrtScorer? scorer;
     readonly string modelName;
+    // The server's own tokenizer, used by one request at a time: the generator's runs under its own gate.
+    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+    readonly Lock tokenizerLock = new();
 
     /// <summary>The port Kestrel bound.</summary>
     public int Port { get; private set; }
@@ -37,6 +40,7 @@ public sealed class OpenAIServer : IAsyncDisposable
         this.generator = generator;
         this.scorer = scorer;
         this.modelName = modelName;
+        tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(generator.ModelDir);
     }
 
     /// <summary>Loads the model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
@@ -183,11 +187,17 @@ public sealed class OpenAIServer : IAsyncDisposable
 
     int[] Encode(string text)
     {
-        using var sequences = generator.Tokenizer.Encode(text);
-        return sequences[0].ToArray();
+        lock (tokenizerLock)
+        {
+            using var sequences = tokenizer.Encode(text);
+            return sequences[0].ToArray();
+        }
     }
 
-    string Decode(ReadOnlySpan<int> ids) => generator.Tokenizer.Decode(ids);
+    string Decode(ReadOnlySpan<int> ids)
+    {
+        lock (tokenizerLock) return tokenizer.Decode(ids);
+    }
 
     /// <summary>
     /// Token strings for ids [first, end) and where each starts in the decoded text of those ids. They
@@ -253,6 +263,7 @@ public sealed class OpenAIServer : IAsyncDisposable
     {
         await app.StopAsync();
         await app.DisposeAsync();
+        tokenizer.Dispose();
         generator.Dispose();
         scorer?.Dispose();
     }

@@ -31,6 +31,8 @@ public sealed class OrtScorer : IScorer
     readonly InferenceOptions options;
     readonly int layers, kvHeads, headDim, padId;
     readonly string[] outputNames;
+    // Scoring calls may come from several threads (the server); the tokenizer is used by one at a time.
+    readonly Lock tokenizerLock = new();
 
     public string ModelDir { get; }
 
@@ -62,11 +64,17 @@ public sealed class OrtScorer : IScorer
 
     public int[] Encode(string text)
     {
-        using var sequences = tokenizer.Encode(text);
-        return sequences[0].ToArray();
+        lock (tokenizerLock)
+        {
+            using var sequences = tokenizer.Encode(text);
+            return sequences[0].ToArray();
+        }
     }
 
-    public string Decode(ReadOnlySpan<int> ids) => tokenizer.Decode(ids);
+    public string Decode(ReadOnlySpan<int> ids)
+    {
+        lock (tokenizerLock) return tokenizer.Decode(ids);
+    }
 
     public Task<IReadOnlyList<double>> ContinuationLogProbsAsync(IReadOnlyList<(string Prompt, string Continuation)> pairs, CancellationToken cancellationToken = default) =>
         Task.Run(() =>

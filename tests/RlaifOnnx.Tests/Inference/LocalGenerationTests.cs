@@ -53,7 +53,7 @@ public class LocalGenerationTests
     public async Task Chat_applies_the_folders_ChatML_template()
     {
         using var model = new LlamaFolder();
-        using var generator = new GenAIGenerator(model.Dir);
+        using var generator = new GenAIGenerator(model.Dir, new InferenceOptions { IntraOpThreads = 1 });
         ChatMessage[] chat = [new("system", "Be brief."), new("user", "Hi!")];
         Assert.Equal("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n", generator.RenderChat(chat));
         var greedy = new SamplingOptions { Temperature = 0, MaxNewTokens = 6 };

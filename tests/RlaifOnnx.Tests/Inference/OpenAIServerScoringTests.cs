@@ -66,12 +66,12 @@ public class OpenAIServerScoringTests
         }
         Assert.Equal(0, lp.TextOffset![0]);
 
-        var chat = await http.PostAsJsonAsync("v1/chat/completions", new
+        // The client's raw request asks for log-probs through the chat endpoint.
+        using var client = new OpenAIBackend(new OpenAIOptions { BaseUrl = server.BaseUrl });
+        var answer = (await client.ChatCompletionAsync(new ChatCompletionRequest
         {
-            model = "tiny-llama", messages = new[] { new { role = "user", content = "Hi!" } }, max_tokens = 5, temperature = 0, logprobs = true, top_logprobs = 1,
-        }, ct);
-        chat.EnsureSuccessStatusCode();
-        var answer = (await chat.Content.ReadFromJsonAsync<ChatCompletionResponse>(OpenAIJson.Options, ct))!.Choices.Single();
+            Messages = [new WireMessage("user", "Hi!")], MaxTokens = 5, Temperature = 0, Logprobs = true, TopLogprobs = 1,
+        }, ct)).Choices.Single();
         Assert.NotNull(answer.Logprobs);
         Assert.Equal(answer.Message.Content, string.Concat(answer.Logprobs!.Content.Select(c => c.Token)));
         // Greedy: each chosen token is the most likely one.
