@@ -22,6 +22,7 @@ public sealed class GenAIGenerator : ITextGenerator
     readonly ChatTemplate? chatTemplate;
     readonly HashSet<int> eosIds;
     readonly int vocabSize;
+    readonly int contextLength;   // genai_config.json's model.context_length; 0 when absent
     readonly InferenceOptions options;
     readonly SemaphoreSlim gate = new(1, 1);
 
@@ -33,7 +34,7 @@ public sealed class GenAIGenerator : ITextGenerator
         this.options = options ?? new InferenceOptions();
         var configPath = Path.Combine(ModelDir, "genai_config.json");
         if (!File.Exists(configPath)) throw UserError.At(configPath, null, null, "is missing (not a GenAI model folder)");
-        vocabSize = ReadVocabSize(configPath);
+        (vocabSize, contextLength) = ReadSizes(configPath);
         var provider = this.options.Provider(configPath);
         chatTemplate = ChatTemplate.FromFolder(ModelDir);
         try
@@ -108,8 +109,12 @@ public sealed class GenAIGenerator : ITextGenerator
         using var sequences = tokenizer.EncodeBatch(prompts);
         var promptIds = new int[prompts.Length][];
         for (var i = 0; i < prompts.Length; i++) promptIds[i] = sequences[(ulong)i].ToArray();
+        for (var i = 0; i < prompts.Length; i++)
+            if (promptIds[i].Length == 0) throw UserError.At("generation", null, "prompt", "is empty (it has no token to continue from)");
         var longest = promptIds.Max(p => p.Length);
-        if (longest == 0) throw new ArgumentException("a prompt tokenized to no tokens; generation needs at least one");
+        if (contextLength > 0 && longest + sampling.MaxNewTokens > contextLength)
+            throw UserError.At("generation", null, "max_new_tokens",
+                $"a prompt of {longest} tokens plus {sampling.MaxNewTokens} new tokens exceeds the model's context length of {contextLength}");
 
         using var generatorParams = new GeneratorParams(model);
         generatorParams.SetSearchOption("batch_size", prompts.Length);
@@ -169,12 +174,13 @@ public sealed class GenAIGenerator : ITextGenerator
         if (s.TopK < 0) throw UserError.At("sampling", null, "top_k", $"must be 0 (off) or positive, got {s.TopK}");
     }
 
-    static int ReadVocabSize(string configPath)
+    static (int VocabSize, int ContextLength) ReadSizes(string configPath)
     {
         try
         {
-            var vocab = JsonNode.Parse(File.ReadAllText(configPath))?["model"]?["vocab_size"];
-            return vocab?.GetValue<int>() ?? throw UserError.At(configPath, null, "model.vocab_size", "is missing");
+            var model = JsonNode.Parse(File.ReadAllText(configPath))?["model"];
+            var vocab = model?["vocab_size"]?.GetValue<int>() ?? throw UserError.At(configPath, null, "model.vocab_size", "is missing");
+            return (vocab, model?["context_length"]?.GetValue<int>() ?? 0);
         }
         catch (System.Text.Json.JsonException e)
         {
@@ -182,7 +188,7 @@ public sealed class GenAIGenerator : ITextGenerator
         }
         catch (InvalidOperationException)
         {
-            throw UserError.At(configPath, null, "model.vocab_size", "must be an integer");
+            throw UserError.At(configPath, null, "model", "vocab_size and context_length must be integers");
         }
     }
 

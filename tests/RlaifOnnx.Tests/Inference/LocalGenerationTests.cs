@@ -81,4 +81,16 @@ public class LocalGenerationTests
         Assert.Equal(before.NewIds[..k], after.NewIds);
         Assert.Equal("stop", after.FinishReason);
     }
+
+    [Fact]
+    public async Task Empty_prompts_and_too_long_generations_are_user_errors()
+    {
+        using var model = new LlamaFolder();
+        using var generator = new GenAIGenerator(model.Dir);
+        var ct = TestContext.Current.CancellationToken;
+        var empty = await Assert.ThrowsAsync<UserError>(() => generator.CompleteAsync(["Hi", ""], new SamplingOptions { MaxNewTokens = 2 }, ct));
+        Assert.Equal("generation: prompt: is empty (it has no token to continue from)", empty.Message);
+        var tooLong = await Assert.ThrowsAsync<UserError>(() => generator.CompleteAsync(["Hi"], new SamplingOptions { MaxNewTokens = 100_000 }, ct));
+        Assert.Contains("exceeds the model's context length of", tooLong.Message);
+    }
 }
