@@ -111,8 +111,27 @@ public static partial class StageConfig
             if (reason.StartsWith('(') && cut > 0) reason = reason[(cut + 3)..];
             throw UserError.At(sourceName, (int)e.Start.Line, null, $"invalid YAML: {reason}");
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this on some unterminated flow collections; find the line by
+            // scanning tokens up to the failure.
+            throw UserError.At(sourceName, LastGoodLine(yaml), null, "invalid YAML: unterminated list or mapping ([ or { without its closing bracket)");
+        }
         if (stream.Documents.Count > 1) throw UserError.At(sourceName, (int)stream.Documents[1].RootNode.Start.Line, null, "more than one YAML document (---); a config is one document");
         return stream.Documents.Count == 0 ? null : stream.Documents[0].RootNode;
+    }
+
+    static int LastGoodLine(string yaml)
+    {
+        var line = 1;
+        var scanner = new Scanner(new StringReader(yaml));
+        try
+        {
+            while (scanner.MoveNext())
+                if (scanner.Current is { } token) line = (int)token.Start.Line;
+        }
+        catch (Exception e) when (e is InvalidOperationException or YamlException) { }
+        return line;
     }
 
     sealed class Binder(string source, string? baseDirectory)
@@ -568,7 +587,7 @@ public static partial class StageConfig
             if (t == typeof(int) || t == typeof(long)) return "integer";
             if (t == typeof(double) || t == typeof(float) || t == typeof(decimal)) return "number";
             if (t.IsEnum) return $"one of: {EnumNames(t)}";
-            if (ElementTypeOfList(t) is { } e) return $"list of {Label(e)}";
+            if (ElementTypeOfList(t) is { } e) return IsRecordType(e) ? "list of sections" : $"list of {Label(e)}";
             if (ValueTypeOfDictionary(t) is { } v) return $"map of name to {Label(v)}";
             return "section";
         }
