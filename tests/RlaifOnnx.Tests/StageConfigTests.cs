@@ -28,6 +28,9 @@ public sealed record DemoStageConfig
     /// <summary>Which revisions the SFT export holds.</summary>
     public ExportRounds Export { get; init; } = ExportRounds.LastOnly;
 
+    /// <summary>The constitution file, or "default" for the built-in one.</summary>
+    [ConfigPath("default")] public string Constitution { get; init; } = "default";
+
     /// <summary>A model folder or an OpenAI-compatible URL; none means the stage's default.</summary>
     [ConfigPath] public string? Model { get; init; }
 
@@ -219,12 +222,16 @@ public class StageConfigTests
         using var dir = new TempDir();
         Directory.CreateDirectory(dir.File("configs"));
         var yamlPath = dir.File("configs/stage.yaml");
-        File.WriteAllText(yamlPath, "prompts: ../data/prompts.jsonl\nmodel: http://host:1/v1\nsources:\n  - path: /abs/x.jsonl\n  - path: y.jsonl\n");
+        File.WriteAllText(yamlPath, "prompts: ../data/prompts.jsonl\nconstitution: default\nmodel: http://host:1/v1\nsources:\n  - path: /abs/x.jsonl\n  - path: y.jsonl\n");
         var config = StageConfig.Load<DemoStageConfig>(yamlPath);
         Assert.Equal(dir.File("data/prompts.jsonl"), config.Prompts);
+        Assert.Equal("default", config.Constitution);
         Assert.Equal("http://host:1/v1", config.Model);
         Assert.Equal("/abs/x.jsonl", config.Sources[0].Path);
         Assert.Equal(dir.File("configs/y.jsonl"), config.Sources[1].Path);
+        // A keyword is kept; any other value of the same key is a path.
+        File.WriteAllText(yamlPath, "prompts: p\nconstitution: mine.yaml\n");
+        Assert.Equal(dir.File("configs/mine.yaml"), StageConfig.Load<DemoStageConfig>(yamlPath).Constitution);
     }
 
     [Fact]

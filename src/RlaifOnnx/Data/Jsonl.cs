@@ -128,7 +128,9 @@ public static partial class Jsonl
         var missing = MissingRequired().Match(message);
         if (missing.Success)
         {
-            var names = QuotedName().Matches(missing.Groups[1].Value).Select(m => m.Groups[1].Value).ToList();
+            // Inside a nested object the exception's path names the object; the message names the keys.
+            var parent = FieldPath(e.Path);
+            var names = QuotedName().Matches(missing.Groups[1].Value).Select(m => parent is null ? m.Groups[1].Value : $"{parent}.{m.Groups[1].Value}").ToList();
             var field = names.Count > 0 ? string.Join(", ", names) : null;
             return UserError.At(file, lineNumber, field, names.Count > 1 ? "are missing" : "is missing");
         }

@@ -14,10 +14,15 @@ namespace RlaifOnnx.Data;
 /// <summary>
 /// Marks a string (or list of strings) property of a config record as a file or folder path: <see
 /// cref="StageConfig.Load{T}"/> resolves a relative value against the YAML file's folder, so a config
-/// means the same thing whatever the current directory. URLs (anything with "://") are left alone.
+/// means the same thing whatever the current directory. URLs (anything with "://") are left alone, and
+/// so are the keywords given to the attribute: <c>[ConfigPath("default")]</c> keeps "default" as written.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class ConfigPathAttribute : Attribute;
+public sealed class ConfigPathAttribute(params string[] keywords) : Attribute
+{
+    /// <summary>Values that name something other than a path (e.g. "default") and are never resolved.</summary>
+    public IReadOnlyList<string> Keywords { get; } = keywords;
+}
 
 /// <summary>A problem a config record finds in its own values, reported at the key's line.</summary>
 public sealed record ConfigProblem(string Key, string Problem);
@@ -161,7 +166,7 @@ public static partial class StageConfig
                     if (seen.TryGetValue(key, out var firstLine))
                         throw UserError.At(source, Line(keyNode), path, $"duplicate key (first given on line {firstLine})");
                     seen[key] = Line(keyNode);
-                    var value = BindValue(valueNode, property.PropertyType, path, nullability.Create(property), property.IsDefined(typeof(ConfigPathAttribute)));
+                    var value = BindValue(valueNode, property.PropertyType, path, nullability.Create(property), property.GetCustomAttribute<ConfigPathAttribute>());
                     property.SetValue(instance, value);
                 }
             }
@@ -179,7 +184,7 @@ public static partial class StageConfig
             return instance;
         }
 
-        object? BindValue(YamlNode node, Type type, string path, NullabilityInfo? nullInfo, bool isPath)
+        object? BindValue(YamlNode node, Type type, string path, NullabilityInfo? nullInfo, ConfigPathAttribute? pathAttribute)
         {
             var underlying = Nullable.GetUnderlyingType(type);
             if (IsNull(node))
@@ -195,7 +200,9 @@ public static partial class StageConfig
                 if (node is not YamlScalarNode scalar)
                     throw UserError.At(source, Line(node), path, $"expected {TypeWords(type)}, got {Shown(node)}");
                 var value = ParseScalar(scalar, type, path);
-                return isPath && value is string s && baseDirectory is not null ? ResolveAgainst(baseDirectory, s) : value;
+                return pathAttribute is not null && value is string s && baseDirectory is not null && !pathAttribute.Keywords.Contains(s)
+                    ? ResolveAgainst(baseDirectory, s)
+                    : value;
             }
             if (ElementTypeOfList(type) is { } element)
             {
@@ -205,7 +212,7 @@ public static partial class StageConfig
                 var items = (IList)Activator.CreateInstance(typeof(List<>).MakeGenericType(element))!;
                 var i = 0;
                 foreach (var child in sequence.Children)
-                    items.Add(BindValue(child, element, $"{path}[{i++}]", elementNull, isPath));
+                    items.Add(BindValue(child, element, $"{path}[{i++}]", elementNull, pathAttribute));
                 if (type.IsArray)
                 {
                     var array = Array.CreateInstance(element, items.Count);
@@ -226,7 +233,7 @@ public static partial class StageConfig
                         throw UserError.At(source, Line(keyNode), path, "a key must be a plain name");
                     if (dictionary.Contains(key))
                         throw UserError.At(source, Line(keyNode), $"{path}.{key}", "duplicate key");
-                    dictionary[key] = BindValue(valueNode, valueType, $"{path}.{key}", valueNull, isPath);
+                    dictionary[key] = BindValue(valueNode, valueType, $"{path}.{key}", valueNull, pathAttribute);
                 }
                 return dictionary;
             }
