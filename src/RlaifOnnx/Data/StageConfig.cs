@@ -438,7 +438,7 @@ public static partial class StageConfig
             if (docs is not null)
             {
                 if (!first) lines.Add("");
-                foreach (var l in Wrap(docs.Summary(property) ?? "", 96 - indent)) lines.Add($"{pad}# {l}");
+                foreach (var l in Wrap(DocComments.For(property.DeclaringType!.Assembly).Summary(property) ?? "", 96 - indent)) lines.Add($"{pad}# {l}");
             }
             first = false;
             var trailer = docs is null ? "" : $"  # {TypeLabel(property)}";
