@@ -152,7 +152,9 @@ public static partial class Jsonl
         if (message.Contains("non-nullable", StringComparison.Ordinal) || message.Contains("null value", StringComparison.Ordinal))
             return UserError.At(file, lineNumber, path, $"must not be null{at}");
 
-        return UserError.At(file, lineNumber, path, $"malformed JSON{at}: {FirstSentence(e.InnerException?.Message ?? message)}");
+        var reason = FirstSentence(e.InnerException?.Message ?? message);
+        if (reason.StartsWith("Expected depth to be zero", StringComparison.Ordinal)) reason = "the line ends before its object or array is closed";
+        return UserError.At(file, lineNumber, path, $"malformed JSON{at}: {reason}");
     }
 
     /// <summary>"$.rounds[0].critique" → "rounds[0].critique"; the root → null.</summary>
@@ -207,6 +209,8 @@ public static partial class Jsonl
         var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
         if (cut < 0) cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         var text = (cut >= 0 ? message[..cut] : message).Trim();
+        var sentence = text.IndexOf(". ", StringComparison.Ordinal);
+        if (sentence > 0) text = text[..sentence];
         return text.TrimEnd('.', ' ', '|');
     }
 
