@@ -249,6 +249,8 @@ public class StageConfigTests
         Assert.Equal("/runs/data.jsonl", StageConfig.ResolvePath("/runs/x/config.yaml", "../data.jsonl"));
         Assert.Equal("/elsewhere/d.jsonl", StageConfig.ResolvePath("/runs/x/config.yaml", "/elsewhere/d.jsonl"));
         Assert.Equal("https://api.example/v1", StageConfig.ResolvePath("/runs/x/config.yaml", "https://api.example/v1"));
+        Assert.Equal("builtin:red-team-train", StageConfig.ResolvePath("/runs/x/config.yaml", "builtin:red-team-train"));
+        Assert.Equal("/runs/x/sub/a:b.jsonl", StageConfig.ResolvePath("/runs/x/config.yaml", "sub/a:b.jsonl"));
     }
 
     [Fact]

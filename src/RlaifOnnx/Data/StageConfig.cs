@@ -14,7 +14,7 @@ namespace RlaifOnnx.Data;
 /// <summary>
 /// Marks a string (or list of strings) property of a config record as a file or folder path: <see
 /// cref="StageConfig.Load{T}"/> resolves a relative value against the YAML file's folder, so a config
-/// means the same thing whatever the current directory. URLs (anything with "://") are left alone, and
+/// means the same thing whatever the current directory. Values with a scheme (http://…, builtin:name) are left alone, and
 /// so are the keywords given to the attribute: <c>[ConfigPath("default")]</c> keeps "default" as written.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property)]
@@ -68,23 +68,27 @@ public static partial class StageConfig
 
     /// <summary>
     /// A path from a config, made absolute: relative values resolve against the folder of
-    /// <paramref name="configFile"/>; absolute paths and URLs are returned unchanged (the URL exactly, the
-    /// path normalised). "~/" means the home folder.
+    /// <paramref name="configFile"/>; absolute paths are normalised; "~/" means the home folder. Values
+    /// with a scheme of two or more letters (http://…, builtin:name) are not paths and come back unchanged.
     /// </summary>
     public static string ResolvePath(string configFile, string value)
     {
-        if (string.IsNullOrEmpty(value) || value.Contains("://", StringComparison.Ordinal)) return value;
+        if (string.IsNullOrEmpty(value) || HasScheme().IsMatch(value)) return value;
         var folder = Path.GetDirectoryName(Path.GetFullPath(configFile))!;
         return ResolveAgainst(folder, value);
     }
 
     static string ResolveAgainst(string folder, string value)
     {
-        if (string.IsNullOrEmpty(value) || value.Contains("://", StringComparison.Ordinal)) return value;
+        if (string.IsNullOrEmpty(value) || HasScheme().IsMatch(value)) return value;
         if (value == "~" || value.StartsWith("~/", StringComparison.Ordinal))
             value = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), value.Length > 2 ? value[2..] : "");
         return Path.GetFullPath(Path.IsPathRooted(value) ? value : Path.Combine(folder, value));
     }
+
+    // "http://", "https://", "builtin:" …; one letter is a Windows drive ("C:\"), which is a path.
+    [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9+.\-]+:")]
+    private static partial Regex HasScheme();
 
     /// <summary>The YAML key of a property: its snake_case name.</summary>
     public static string KeyOf(PropertyInfo property) => JsonNamingPolicy.SnakeCaseLower.ConvertName(property.Name);
