@@ -118,16 +118,23 @@ public class MetricsLogTests
     }
 
     [Fact]
-    public void ResumedLog_AppendsAfterATornLine()
+    public void ResumedLog_CutsATornLineAndAppends()
     {
         using var dir = new TempDir();
         var path = dir.File("metrics.jsonl");
         using (var log = new MetricsLog(path)) log.Write(1, "loss", 1);
         File.AppendAllText(path, "{\"step\":2,\"ti");
         using (var log = new MetricsLog(path)) log.Write(2, "loss", 0.5);
-        var lines = File.ReadAllLines(path);
-        Assert.Equal(3, lines.Length);
-        // The torn line is in the middle now: reading names it.
+        Assert.Equal(2, File.ReadAllLines(path).Length);
+        Assert.Equal([1.0, 0.5], MetricsLog.Read(path).Select(e => e.Values["loss"]));
+    }
+
+    [Fact]
+    public void Read_BadLineInTheMiddle_NamesIt()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("metrics.jsonl");
+        File.WriteAllText(path, "{\"step\":1,\"timestamp\":\"2026-01-01T00:00:00Z\",\"loss\":1}\nnope\n{\"step\":2,\"timestamp\":\"2026-01-01T00:00:00Z\"}\n");
         var e = Assert.Throws<UserError>(() => MetricsLog.Read(path));
         Assert.StartsWith($"{path}:2: not a metrics line", e.Message);
     }
