@@ -248,6 +248,31 @@ public class HfCheckpointTests
         Assert.Contains(hf.Notes, n => n.Contains("eos_token_id lists 2 ids [7, 9]"));
     }
 
+    [Theory]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 0", 40)]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 1", 40)]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 2", 64)]
+    [InlineData("\"use_sliding_window\": false, \"max_window_layers\": 0", 64)]
+    [InlineData("\"layer_types\": [\"full_attention\", \"sliding_attention\"]", 40)]
+    public void Qwen2SlidingWindowCapsTheContextOnlyWhenSomeLayerSlides(string window, int expectedContext)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, "{\"model_type\": \"qwen2\", \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 2,"
+            + "\"num_attention_heads\": 4, \"max_position_embeddings\": 64, \"sliding_window\": 40, " + window + "}");
+        Assert.Equal(expectedContext, HfCheckpoint.ReadConfig(path).Config.MaxPositions);
+    }
+
+    [Fact]
+    public void ZeroHeadsIsAnErrorNotACrash()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, "{\"model_type\": \"llama\", \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 2,"
+            + "\"num_attention_heads\": 0, \"head_dim\": 8}");
+        Assert.Equal($"{path}: num_attention_heads: must be positive, got 0", Assert.Throws<UserError>(() => HfCheckpoint.ReadConfig(path)).Message);
+    }
+
     /// <summary>The config.json keys of SmolLM2-135M (sizes as published), including nanotron's extra keys.</summary>
     [Fact]
     public void SmolLM2ConfigReadsAsTiedGqaLlama()
