@@ -100,6 +100,23 @@ public class ProgressTests
     }
 
     [Fact]
+    public void SetDoneBeforeTheFirstAdvance_IsABaselineToo()
+    {
+        var clock = new ManualClock();
+        var output = new StringWriter();
+        using (var progress = new Progress("s", 10, output, interactive: false, TimeSpan.FromSeconds(100), clock))
+        {
+            progress.SetDone(6);
+            for (var i = 0; i < 4; i++)
+            {
+                clock.Advance(TimeSpan.FromSeconds(1));
+                progress.Advance();
+            }
+        }
+        Assert.Equal("s [####################] 10/10 1.0/s in 0:04", output.ToString().Trim());
+    }
+
+    [Fact]
     public void ConcurrentAdvances_CountEveryItem()
     {
         var output = new StringWriter();

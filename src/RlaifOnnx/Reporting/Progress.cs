@@ -24,7 +24,8 @@ public sealed class Progress : IDisposable
     readonly long startTimestamp;
     readonly Lock gate = new();
     long done;
-    readonly long baseline;
+    long baseline;
+    bool advanced;
     long lastDrawTimestamp;
     int lastWidth;
     string? status;
@@ -61,7 +62,22 @@ public sealed class Progress : IDisposable
     /// <summary>Marks <paramref name="n"/> more items finished and redraws if it is time to.</summary>
     public void Advance(long n = 1)
     {
+        Volatile.Write(ref advanced, true);
         Interlocked.Add(ref done, n);
+        MaybeDraw();
+    }
+
+    /// <summary>
+    /// Sets the count directly. Called before the first <see cref="Advance"/> (a resumed run reporting
+    /// what it finished before), the items count for the bar but not for the rate.
+    /// </summary>
+    public void SetDone(long value)
+    {
+        lock (gate)
+        {
+            if (!Volatile.Read(ref advanced)) baseline = value;
+            Interlocked.Exchange(ref done, value);
+        }
         MaybeDraw();
     }
 
