@@ -11,6 +11,8 @@ public static class ModelCommands
     {
         var model = new Command("model", "Create, build, import and inspect model folders.");
         model.Subcommands.Add(CreateCommand());
+        model.Subcommands.Add(ModelBuildCommands.Build());
+        model.Subcommands.Add(ModelBuildCommands.Inspect());
         // Further subcommands (build, import, inspect) are added here, one line each.
         return model;
     }
