@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Data;
 using RlaifOnnx.Models;
@@ -9,21 +8,14 @@ namespace RlaifOnnx.Tests;
 /// <summary>ONNX Runtime GenAI runs the GPT-2 inference graph unchanged, and its greedy tokens are the reference's.</summary>
 public sealed class Gpt2GenAITests
 {
-    /// <summary>model.onnx (+ data) and a genai_config.json around <see cref="Gpt2Graph.GenAIDecoderSection"/>.</summary>
+    /// <summary>
+    /// model.onnx (+ data) and genai_config.json as ModelWriter writes them, without tokenizer files:
+    /// these tests feed token ids, and the project's tokenizer needs a larger vocabulary than they use.
+    /// </summary>
     internal static void WriteGenAIFolder(string dir, ModelConfig c, WeightSet w)
     {
-        OnnxFile.Save(Gpt2Graph.Inference(c, w), Path.Combine(dir, ModelFolder.ModelFile), ModelFolder.DataFile);
-        var genai = new JsonObject
-        {
-            ["model"] = new JsonObject
-            {
-                ["type"] = "gpt2", ["vocab_size"] = c.VocabSize, ["context_length"] = c.MaxPositions,
-                ["bos_token_id"] = c.BosTokenId, ["eos_token_id"] = c.EosTokenId, ["pad_token_id"] = c.PadTokenId,
-                ["decoder"] = Gpt2Graph.GenAIDecoderSection(c),
-            },
-            ["search"] = new JsonObject { ["max_length"] = c.MaxPositions, ["do_sample"] = false },
-        };
-        AtomicFile.WriteAllText(Path.Combine(dir, ModelFolder.GenAIConfigFile), genai.ToJsonString());
+        OnnxFile.Save(DecoderGraphs.Inference(c, w), Path.Combine(dir, ModelFolder.ModelFile), ModelFolder.DataFile);
+        AtomicFile.WriteAllText(Path.Combine(dir, ModelFolder.GenAIConfigFile), DecoderGraphs.GenAIConfig(c).ToJsonString());
     }
 
     /// <summary>Greedy continuation of <paramref name="prompt"/> by GenAI, up to <paramref name="maxLength"/> tokens in all.</summary>

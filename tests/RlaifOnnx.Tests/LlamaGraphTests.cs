@@ -173,10 +173,12 @@ public class LlamaGraphTests
     }
 
     [Fact]
-    public void Gpt2_is_left_to_its_own_builder()
+    public void Gpt2_goes_to_its_own_builder()
     {
-        var config = TinyLlama.Config("mha-tied") with { Architecture = Architecture.Gpt2, ModelType = "gpt2" };
-        Assert.Throws<NotSupportedException>(() => DecoderGraphs.Training(config, DataType.Float));
+        var config = TinyLlama.Config("mha-tied") with { Architecture = Architecture.Gpt2, ModelType = "gpt2", HiddenAct = "gelu_new" };
+        var model = DecoderGraphs.Training(config, DataType.Float);
+        Assert.Contains(model.Graph.Input, i => i.Name == "transformer.wte.weight");
+        Assert.Equal("past_%d", (string?)DecoderGraphs.GenAIConfig(config)["model"]!["decoder"]!["inputs"]!["past_names"]);
     }
 
     static Dictionary<string, TestTensor> TrainingInputs(long[][] ids, long[][] mask, long[][] positions)

@@ -165,7 +165,7 @@ public class ModelWriterTests
     [InlineData("--kv-heads", "3", "not divisible by 3 key/value heads")]
     [InlineData("--vocab-size", "100", "at least 259")]
     [InlineData("--model-type", "phi", "unknown model type 'phi'")]
-    [InlineData("--arch", "gpt2", "gpt2 is not available in this build")]
+    [InlineData("--arch", "bert", "unknown architecture 'bert'")]
     public void Model_create_cli_bad_input_is_one_line_exit_2_and_nothing_written(string option, string value, string expected)
     {
         using var temp = new TempDir();
