@@ -235,6 +235,37 @@ public sealed class OnnxImportTests
     }
 
     [Fact]
+    public void Missing_folder_and_missing_tokenizer_are_user_errors()
+    {
+        using var dir = new TempDir();
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.File("nowhere")));
+        Assert.Contains("no such folder", e.Message);
+        CopyOfShared(dir);
+        File.Delete(dir.File("tokenizer.json"));
+        e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("tokenizer.json", e.Message);
+    }
+
+    [Fact]
+    public void Plain_graph_with_an_unused_canonical_weight_is_refused()
+    {
+        var config = Gpt2GraphTests.TinyConfig();
+        using var dir = new TempDir();
+        Gpt2GenAITests.WriteGenAIFolder(dir.Path, config, Gpt2GraphTests.NoisyWeights(config, 2));
+        File.WriteAllText(dir.File(ModelFolder.TokenizerFile), "{}");
+        var model = OnnxFile.Load(dir.File(ModelFolder.ModelFile));
+        // Rewire layer 1's MLP output projection to read another tensor: its canonical weight is left dangling.
+        var node = model.Graph.Node.Single(n => n.Input.Contains(WeightNames.Gpt2Layer(1, "mlp.c_proj.weight")));
+        var copy = model.Graph.Initializer.Single(t => t.Name == WeightNames.Gpt2Layer(1, "mlp.c_proj.weight")).Clone();
+        copy.Name = "renamed";
+        model.Graph.Initializer.Add(copy);
+        node.Input[node.Input.IndexOf(WeightNames.Gpt2Layer(1, "mlp.c_proj.weight"))] = "renamed";
+        OnnxFile.Save(model, dir.File(ModelFolder.ModelFile), ModelFolder.DataFile);
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("transformer.h.1.mlp.c_proj.weight is not used by any node", e.Message);
+    }
+
+    [Fact]
     public void Other_model_types_are_refused_naming_what_is_supported()
     {
         using var dir = new TempDir();

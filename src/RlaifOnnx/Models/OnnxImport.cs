@@ -327,8 +327,23 @@ public static class OnnxImport
                     if (!_consumers.TryGetValue(i, out var list)) _consumers[i] = list = [];
                     list.Add(n);
                 }
+                // Subgraphs (If/Loop bodies, as in optimum's merged decoders) read outer initializers by name.
+                foreach (var a in n.Attribute)
+                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
             }
             _outputs = graph.Output.Select(o => o.Name).ToHashSet();
+        }
+
+        readonly HashSet<string> _subgraphReads = new();
+
+        void MarkSubgraphReads(GraphProto graph)
+        {
+            foreach (var n in graph.Node)
+            {
+                foreach (var i in n.Input) if (i != "") _subgraphReads.Add(i);
+                foreach (var a in n.Attribute)
+                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
+            }
         }
 
         public UserError Unrecognised(string what) => UserError.At(_path, null, null, $"not a GPT-2 graph this importer recognises: {what}");
@@ -352,7 +367,7 @@ public static class OnnxImport
         }
 
         public bool Has(NodeProto node, int input) => node.Input.Count > input && node.Input[input] != "";
-        public bool IsConsumed(string value) => _consumers.ContainsKey(value);
+        public bool IsConsumed(string value) => _consumers.ContainsKey(value) || _subgraphReads.Contains(value);
         public bool IsGraphOutput(string value) => _outputs.Contains(value);
 
         /// <summary>The constant behind input <paramref name="input"/> of a node: an initializer, possibly through Identity or Constant.</summary>
