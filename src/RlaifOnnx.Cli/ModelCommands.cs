@@ -68,8 +68,6 @@ public static class ModelCommands
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
         if (architecture == Architecture.Gpt2 && type != "gpt2")
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for gpt2: gpt2");
-        if (architecture == Architecture.Gpt2 && kvHeads is { } k && k != heads)
-            throw UserError.At(source, null, "--kv-heads", "GPT-2 has no grouped-query attention: leave --kv-heads out or set it to --heads");
         if (vocab < TinyTokenizer.MinVocabSize)
             throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
         // The config checks these too, but here the message can name the option the user typed.
@@ -78,8 +76,9 @@ public static class ModelCommands
             throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
         if (kv > 0 && heads % kv != 0)
             throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
-        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8.
-        // GPT-2's is 4·hidden.
+        if (architecture == Architecture.Gpt2 && kv != heads)
+            throw UserError.At(source, null, "--kv-heads", "gpt2 has no grouped-query attention; leave --kv-heads out");
+        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8; GPT-2's MLP is 4·hidden.
         var defaultIntermediate = architecture == Architecture.Gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
         var config = new ModelConfig
         {

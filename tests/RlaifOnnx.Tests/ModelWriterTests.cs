@@ -160,12 +160,31 @@ public class ModelWriterTests
         Assert.All(generated, t => Assert.InRange(t, 0, 299));
     }
 
+    [Fact]
+    public void Model_create_cli_writes_a_gpt2_folder_GenAI_runs()
+    {
+        using var temp = new TempDir();
+        var dir = temp.File("g");
+        var (code, _, stderr) = RunCli("model", "create", "--arch", "gpt2", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
+            "--heads", "4", "--layers", "2", "--seed", "3");
+        Assert.True(code == 0, stderr);
+        var meta = ModelFolder.ReadMetadata(dir);
+        Assert.Equal(Architecture.Gpt2, meta.Config.Architecture);
+        Assert.Equal("gpt2", meta.Config.ModelType);
+        Assert.Equal(128, meta.Config.IntermediateSize);
+        Assert.True(meta.Config.TieEmbeddings);
+
+        var generated = GenAIGreedy(dir, [5, 6, 7], maxLength: 10);
+        Assert.True(generated.Length > 3);
+        Assert.All(generated, t => Assert.InRange(t, 0, 299));
+    }
+
     [Theory]
     [InlineData("--heads", "5", "not divisible by 5 heads")]
     [InlineData("--kv-heads", "3", "not divisible by 3 key/value heads")]
     [InlineData("--vocab-size", "100", "at least 259")]
     [InlineData("--model-type", "phi", "unknown model type 'phi'")]
-    [InlineData("--arch", "bert", "unknown architecture 'bert'")]
+    [InlineData("--arch", "gpt3", "unknown architecture 'gpt3'")]
     public void Model_create_cli_bad_input_is_one_line_exit_2_and_nothing_written(string option, string value, string expected)
     {
         using var temp = new TempDir();
