@@ -65,4 +65,41 @@ public sealed class Gpt2GenAITests
         Assert.Equal(reference, genai);
         Assert.True(genai.Length > prompt.Length + 2, $"generated only {genai.Length - prompt.Length} tokens");
     }
+
+    [Fact]
+    public void GenAI_padded_batch_generates_what_each_prompt_generates_alone()
+    {
+        var c = Gpt2GraphTests.TinyConfig() with
+        {
+            VocabSize = 300, BosTokenId = TinyTokenizer.EndOfTextId, EosTokenId = TinyTokenizer.ImEndId, PadTokenId = TinyTokenizer.EndOfTextId,
+        };
+        var w = Gpt2GraphTests.NoisyWeights(c, 41);
+        using var tmp = new TempDir();
+        var dir = tmp.File("gpt2");
+        ModelWriter.Write(dir, c, w, TinyTokenizer.Train(c.VocabSize), "base", []);
+
+        const int newTokens = 6;
+        using var config = new Config(dir);
+        using var model = new Model(config);
+        using var tokenizer = new Tokenizer(model);
+        string[] texts = ["Be helpful, honest and harmless.", "Hi?"];
+        var encoded = texts.Select(t => { using var s = tokenizer.Encode(t); return s[0].ToArray(); }).ToArray();
+        Assert.True(encoded[1].Length < encoded[0].Length);
+        using var parameters = new GeneratorParams(model);
+        parameters.SetSearchOption("max_length", encoded[0].Length + newTokens);
+        parameters.SetSearchOption("do_sample", false);
+        parameters.SetSearchOption("batch_size", texts.Length);
+        using var generator = new Generator(model, parameters);
+        using var sequences = tokenizer.EncodeBatch(texts);
+        generator.AppendTokenSequences(sequences);
+        while (!generator.IsDone()) generator.GenerateNextToken();
+        var batch = Enumerable.Range(0, texts.Length).Select(i => generator.GetSequence((ulong)i).ToArray()).ToArray();
+
+        // The padding GenAI inserts is masked out: each row is what its prompt generates alone.
+        Assert.Equal(GenAIGreedy(dir, encoded[0], encoded[0].Length + newTokens), batch[0]);
+        Assert.Contains(c.PadTokenId, batch[1]);
+        var aloneShort = GenAIGreedy(dir, encoded[1], encoded[1].Length + newTokens);
+        Assert.Equal(aloneShort, batch[1].Where(t => t != c.PadTokenId).ToArray());
+        Assert.True(aloneShort.Length > encoded[1].Length + 2, "the short prompt generates several tokens");
+    }
 }
