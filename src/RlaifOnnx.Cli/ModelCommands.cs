@@ -11,8 +11,9 @@ public static class ModelCommands
     {
         var model = new Command("model", "Create, build, import and inspect model folders.");
         model.Subcommands.Add(CreateCommand());
+        model.Subcommands.Add(ModelBuildCommands.Build());
+        model.Subcommands.Add(ModelBuildCommands.Inspect());
         model.Subcommands.Add(ModelImportCommand.Create());
-        // Further subcommands (build, inspect) are added here, one line each.
         return model;
     }
 
