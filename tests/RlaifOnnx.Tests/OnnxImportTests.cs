@@ -266,6 +266,21 @@ public sealed class OnnxImportTests
     }
 
     [Fact]
+    public void Untied_output_projection_is_refused()
+    {
+        using var dir = new TempDir();
+        CopyOfShared(dir);
+        var model = OnnxFile.Load(dir.File("past.onnx"));
+        var lmHead = model.Graph.Initializer.Single(t => t.Name == "onnx::MatMul_1400");
+        var values = OnnxFile.ToFloats(lmHead);
+        values[17] += 0.5f;
+        lmHead.RawData = OnnxFile.FloatTensor(lmHead.Name, values, lmHead.Dims.ToArray()).RawData;
+        File.WriteAllBytes(dir.File("past.onnx"), model.ToByteArray());
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("not the transposed word embedding", e.Message);
+    }
+
+    [Fact]
     public void Other_model_types_are_refused_naming_what_is_supported()
     {
         using var dir = new TempDir();

@@ -162,7 +162,13 @@ public static class OnnxImport
             // 1. Attention(x, W_qkv [H,3H], b_qkv, mask, past) → (context, present); then c_proj as MatMul.
             if (g.IntAttribute(attention, "unidirectional", 0) != 1) throw g.Unrecognised($"{attention.Name}: attention is not causal (unidirectional=0)");
             if (attention.Attribute.Any(a => a.Name == "qkv_hidden_sizes")) throw g.Unrecognised($"{attention.Name}: unequal q/k/v sizes (qkv_hidden_sizes)");
+            if (g.IntAttribute(attention, "do_rotary", 0) != 0) throw g.Unrecognised($"{attention.Name}: rotary embeddings are not part of GPT-2");
             var layerHeads = (int)g.IntAttribute(attention, "num_heads", 0);
+            if (layerHeads <= 0 || hidden % layerHeads != 0) throw g.Unrecognised($"{attention.Name}: num_heads {layerHeads} does not divide the hidden size {hidden}");
+            // A scale other than 1/√D would change the math; 0 or absent means the default.
+            var scale = g.FloatAttribute(attention, "scale", 0f);
+            if (scale != 0f && Math.Abs(scale * Math.Sqrt(hidden / layerHeads) - 1) > 1e-6)
+                throw g.Unrecognised($"{attention.Name}: attention scale {scale} is not 1/sqrt(head size)");
             if (heads is { } h0 && h0 != layerHeads) throw g.Unrecognised($"{attention.Name}: {layerHeads} heads where earlier layers have {h0}");
             heads = layerHeads;
             weights[L("attn.c_attn.weight")] = g.Tensor(attention, 1, "the fused q/k/v weight");
