@@ -138,7 +138,7 @@ public sealed class OnnxImportTests
         File.Delete(dir.File("genai_config.json"));
         File.WriteAllText(dir.File("config.json"), """
             { "model_type": "gpt2", "n_layer": 5, "n_head": 4, "n_embd": 32, "vocab_size": 1000, "n_positions": 512,
-              "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 98, "eos_token_id": 98 }
+              "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 98, "eos_token_id": [98, 99] }
             """);
         var (config, weights, _) = OnnxImport.Import(dir.Path);
         var (expectedConfig, expectedWeights, _) = OnnxImport.Import(SharedGpt2);

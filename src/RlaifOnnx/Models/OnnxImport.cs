@@ -69,7 +69,7 @@ public static class OnnxImport
                 Str(m, "type", genaiPath, "model.type") ?? throw UserError.At(genaiPath, null, "model.type", "is missing"),
                 Int(m, "vocab_size", genaiPath, "model.vocab_size"), heads, Int(decoder, "head_size", genaiPath, "model.decoder.head_size"),
                 null, null, Int(m, "bos_token_id", genaiPath, "model.bos_token_id"),
-                Int(m, "eos_token_id", genaiPath, "model.eos_token_id"), Int(m, "pad_token_id", genaiPath, "model.pad_token_id"));
+                FirstInt(m, "eos_token_id", genaiPath, "model.eos_token_id"), Int(m, "pad_token_id", genaiPath, "model.pad_token_id"));
         }
         if (File.Exists(hfPath))
         {
@@ -78,7 +78,7 @@ public static class OnnxImport
             var onnx = new[] { "model.onnx", "decoder_model.onnx", "decoder_model_merged.onnx" }
                 .Select(f => Path.Combine(dir, f)).FirstOrDefault(File.Exists)
                 ?? throw UserError.At(hfPath, null, null, "no model.onnx, decoder_model.onnx or decoder_model_merged.onnx beside it");
-            var eos = Int(c, "eos_token_id", hfPath, "eos_token_id");
+            var eos = FirstInt(c, "eos_token_id", hfPath, "eos_token_id");
             return new ExportInfo(onnx, hfPath, Str(c, "model_type", hfPath, "model_type") ?? throw UserError.At(hfPath, null, "model_type", "is missing"),
                 Int(c, "vocab_size", hfPath, "vocab_size"), Int(c, "n_head", hfPath, "n_head") ?? Int(c, "num_attention_heads", hfPath, "num_attention_heads"), null,
                 Num(c, "layer_norm_epsilon", hfPath), Str(c, "activation_function", hfPath, "activation_function"),
@@ -112,6 +112,10 @@ public static class OnnxImport
         if (v is JsonValue value && value.TryGetValue<int>(out var i)) return i;
         throw UserError.At(path, null, field, "must be an integer");
     }
+
+    /// <summary>An integer, or the first of a list of them (models with several end-of-sequence tokens).</summary>
+    static int? FirstInt(JsonObject o, string key, string path, string field) =>
+        o[key] is JsonArray { Count: > 0 } list && list[0] is JsonValue first && first.TryGetValue<int>(out var i) ? i : Int(o, key, path, field);
 
     static double? Num(JsonObject o, string key, string path)
     {
