@@ -11,7 +11,9 @@ public static class ModelCommands
     {
         var model = new Command("model", "Create, build, import and inspect model folders.");
         model.Subcommands.Add(CreateCommand());
-        // Further subcommands (build, import, inspect) are added here, one line each.
+        model.Subcommands.Add(ModelBuildCommands.Build());
+        model.Subcommands.Add(ModelBuildCommands.Inspect());
+        model.Subcommands.Add(ModelImportCommand.Create());
         return model;
     }
 
@@ -28,8 +30,8 @@ public static class ModelCommands
         var intermediate = new Option<int?>("--intermediate-size") { Description = "MLP width. Default: 8/3·hidden rounded up to a multiple of 8 (llama), 4·hidden (gpt2)." };
         var maxPositions = new Option<int>("--max-positions") { Description = "Longest sequence (prompt + generation).", DefaultValueFactory = _ => 512 };
         var seed = new Option<int>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
-        var modelType = new Option<string?>("--model-type") { Description = "Hugging Face model type: llama, qwen2 or mistral for --arch llama (qwen2 adds q/k/v bias); gpt2 for --arch gpt2." };
-        var tie = new Option<bool>("--tie-embeddings") { Description = "Reuse the token embedding as the output projection (always so for gpt2)." };
+        var modelType = new Option<string?>("--model-type") { Description = "Hugging Face model type for llama: llama, qwen2 or mistral (qwen2 adds q/k/v bias)." };
+        var tie = new Option<bool>("--tie-embeddings") { Description = "Reuse the token embedding as the output projection." };
         var command = new Command("create", "Write a random-weight model folder with a small tokenizer the project makes itself.")
         {
             arch, output, vocab, hidden, layers, heads, kvHeads, intermediate, maxPositions, seed, modelType, tie,
@@ -62,14 +64,11 @@ public static class ModelCommands
             "gpt2" => Architecture.Gpt2,
             _ => throw UserError.At(source, null, "--arch", $"unknown architecture '{arch}'; supported: llama, gpt2"),
         };
-        var gpt2 = architecture == Architecture.Gpt2;
-        var type = (modelType ?? (gpt2 ? "gpt2" : "llama")).ToLowerInvariant();
-        if (gpt2 && type != "gpt2")
-            throw UserError.At(source, null, "--model-type", $"gpt2 models have model type gpt2, not '{modelType}'");
-        if (!gpt2 && type is not ("llama" or "qwen2" or "mistral"))
+        var type = (modelType ?? (architecture == Architecture.Gpt2 ? "gpt2" : "llama")).ToLowerInvariant();
+        if (architecture == Architecture.Llama && type is not ("llama" or "qwen2" or "mistral"))
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
-        if (gpt2 && kvHeads is { } k && k != heads)
-            throw UserError.At(source, null, "--kv-heads", "GPT-2 has no grouped-query attention; leave --kv-heads out");
+        if (architecture == Architecture.Gpt2 && type != "gpt2")
+            throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for gpt2: gpt2");
         if (vocab < TinyTokenizer.MinVocabSize)
             throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
         // The config checks these too, but here the message can name the option the user typed.
@@ -78,8 +77,10 @@ public static class ModelCommands
             throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
         if (kv > 0 && heads % kv != 0)
             throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
-        // GPT-2's MLP is 4·hidden; SwiGLU's customary width is 2/3 of that, rounded up to a multiple of 8.
-        var defaultIntermediate = gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
+        if (architecture == Architecture.Gpt2 && kv != heads)
+            throw UserError.At(source, null, "--kv-heads", "gpt2 has no grouped-query attention; leave --kv-heads out");
+        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8; GPT-2's MLP is 4·hidden.
+        var defaultIntermediate = architecture == Architecture.Gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
         var config = new ModelConfig
         {
             Architecture = architecture,
@@ -91,8 +92,9 @@ public static class ModelCommands
             NumKvHeads = kv,
             IntermediateSize = intermediate ?? defaultIntermediate,
             MaxPositions = maxPositions,
-            TieEmbeddings = tie || gpt2, // GPT-2's output projection always is the token embedding
-            HiddenAct = gpt2 ? "gelu_new" : "silu",
+            // GPT-2 always ties its output projection to the token embedding.
+            TieEmbeddings = tie || architecture == Architecture.Gpt2,
+            HiddenAct = architecture == Architecture.Gpt2 ? "gelu_new" : "silu",
             AttentionBias = type == "qwen2",
             RopeTheta = type == "qwen2" ? 1_000_000 : 10_000,
             NormEps = type == "qwen2" ? 1e-6 : 1e-5,

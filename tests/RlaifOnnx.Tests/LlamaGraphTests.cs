@@ -182,6 +182,12 @@ public class LlamaGraphTests
             Assert.All(model.Graph.Node, n => Assert.Equal("", n.Domain));
             Assert.Equal(18, Assert.Single(model.OpsetImport).Version);
         }
+        // The training graph's operators, as documented in onnx-graphs/llama.md for the gradient rules;
+        // every one has a float64 kernel in ONNX Runtime CPU (the Double test above runs them all).
+        string[] documented = ["Add", "And", "Cast", "Concat", "Cos", "Div", "Gather", "LessOrEqual", "MatMul", "Mul", "Neg", "Range",
+            "ReduceMean", "Reshape", "Shape", "Sigmoid", "Sin", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where"];
+        var used = DecoderGraphs.Training(config, DataType.Double).Graph.Node.Select(n => n.OpType).Distinct().Order().ToArray();
+        Assert.Equal(documented, used);
     }
 
     [Fact]

@@ -171,6 +171,8 @@ public class ModelWriterTests
         Assert.Contains("gpt2", stdout);
         var meta = ModelFolder.ReadMetadata(dir);
         Assert.Equal(Architecture.Gpt2, meta.Config.Architecture);
+        Assert.Equal("gpt2", meta.Config.ModelType);
+        Assert.True(meta.Config.TieEmbeddings);
         Assert.Equal(128, meta.Config.IntermediateSize);
         var weights = ModelFolder.ReadWeights(dir);
 

@@ -60,7 +60,7 @@ public static class DecoderGraphs
                 ["no_repeat_ngram_size"] = 0,
                 ["num_beams"] = 1,
                 ["num_return_sequences"] = 1,
-                // Our graphs (both families) concatenate past and new keys (present is a new, longer tensor), so GenAI
+                // Our graphs concatenate past and new keys (present is a new, longer tensor), so GenAI
                 // must not share one buffer between past and present.
                 ["past_present_share_buffer"] = false,
                 ["repetition_penalty"] = 1.0,
@@ -70,4 +70,5 @@ public static class DecoderGraphs
             },
         };
     }
+
 }

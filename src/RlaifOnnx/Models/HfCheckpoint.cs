@@ -84,27 +84,31 @@ public static class HfCheckpoint
         var act = r.String("hidden_act", "silu");
         if (act is not ("silu" or "swish"))
             throw UserError.At(r.Path, r.Line("hidden_act"), "hidden_act", $"'{act}' is not supported (the Llama family graph uses silu)");
-        if (r.Node("head_dim") is not null && r.Int("head_dim", 0) != hidden / heads)
+        if (r.Node("head_dim") is not null && heads > 0 && r.Int("head_dim", 0) != hidden / heads)
             throw UserError.At(r.Path, r.Line("head_dim"), "head_dim", $"{r.Int("head_dim", 0)} differs from hidden_size / num_attention_heads = {hidden / heads}, which the graph assumes");
         if (r.Bool("mlp_bias", false)) throw UserError.At(r.Path, r.Line("mlp_bias"), "mlp_bias", "MLP biases are not supported");
         // Llama's attention_bias puts a bias on o_proj too; Qwen2's q/k/v-only bias is what the graph has.
         if (modelType != "qwen2" && r.Bool("attention_bias", false))
             throw UserError.At(r.Path, r.Line("attention_bias"), "attention_bias", "biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)");
-        RopeScaling(r);
+        RopeScaling(r, notes);
+        // SmolLM2's configs carry nanotron's rope_interleaved; true would rotate (even, odd) pairs instead of halves.
+        if (r.Bool("rope_interleaved", false))
+            throw UserError.At(r.Path, r.Line("rope_interleaved"), "rope_interleaved", "interleaved RoPE is not supported (the graph rotates the two halves of each head, as transformers does)");
 
-        // A sliding window only changes attention for sequences longer than the window: cap the context at it.
-        var slidingWindow = r.Has("sliding_window") && r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
+        // A sliding window only changes attention for sequences longer than the window: capping the context at
+        // the window keeps the math exact, whichever layers use it. Qwen2 slides on layers ≥ max_window_layers
+        // when use_sliding_window is set; newer configs say so per layer in layer_types.
+        var slidingWindow = r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
         var windowUsed = modelType switch
         {
             "mistral" => slidingWindow is not null,
-            "qwen2" => r.Bool("use_sliding_window", false),
+            "qwen2" => r.Bool("use_sliding_window", false) && r.Int("max_window_layers", 28) < r.Int("num_hidden_layers", null),
             _ => false,
         };
+        if (r.Node("layer_types") is JsonArray layerTypes && layerTypes.Any(t => t?.ToString() == "sliding_attention")) windowUsed = true;
         if (windowUsed && slidingWindow is { } window)
         {
             if (window <= 0) throw UserError.At(r.Path, r.Line("sliding_window"), "sliding_window", $"must be positive, got {window}");
-            if (modelType == "qwen2" && r.Int("max_window_layers", 0) < r.Int("num_hidden_layers", null))
-                throw UserError.At(r.Path, r.Line("max_window_layers"), "max_window_layers", "a sliding window on only some layers is not supported");
             if (window < maxPositions)
             {
                 notes.Add($"sliding_window {window} < max_position_embeddings {maxPositions}: context capped at {window} tokens, where the window never slides");
@@ -136,13 +140,29 @@ public static class HfCheckpoint
         return new HfConfig(config, eosIds, notes);
     }
 
-    /// <summary>rope_scaling changes the rotary frequencies (linear, dynamic, yarn, llama3 …): only "default" or null keeps RoPE as built.</summary>
-    static void RopeScaling(ConfigReader r)
+    /// <summary>
+    /// rope_scaling: "default" (or none) keeps RoPE as built; linear scaling by 1 is the identity; dynamic NTK
+    /// scaling only rescales beyond max_position_embeddings, which is the context we keep. Everything else
+    /// (linear by ≠ 1, yarn, longrope, llama3 …) changes the rotary frequencies inside the context: an error.
+    /// </summary>
+    static void RopeScaling(ConfigReader r, List<string> notes)
     {
         if (r.Node("rope_scaling") is not JsonObject scaling) return;
         var type = (scaling["rope_type"] ?? scaling["type"])?.ToString() ?? "?";
-        if (type != "default")
-            throw UserError.At(r.Path, r.Line("rope_scaling"), "rope_scaling", $"RoPE scaling type '{type}' is not supported (it changes the rotary frequencies)");
+        var factor = scaling["factor"] is JsonValue f && f.TryGetValue<double>(out var x) ? x : (double?)null;
+        switch (type)
+        {
+            case "default":
+                return;
+            case "linear" when factor == 1.0:
+                return;
+            case "dynamic":
+                notes.Add("rope_scaling 'dynamic' only changes RoPE beyond max_position_embeddings, which is the context kept");
+                return;
+            default:
+                throw UserError.At(r.Path, r.Line("rope_scaling"), "rope_scaling",
+                    $"RoPE scaling type '{type}'{(factor is { } v ? $" with factor {v}" : "")} is not supported (it changes the rotary frequencies)");
+        }
     }
 
     static HfConfig Gpt2(ConfigReader r)
@@ -274,6 +294,7 @@ public static class HfCheckpoint
     public static WeightSet ReadWeights(string hfDir, ModelConfig config)
     {
         using var checkpoint = SafetensorsCheckpoint.Open(hfDir);
+        var expected = WeightNames.Shapes(config);
         var weights = new WeightSet();
         var sources = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var hfName in checkpoint.Names)
@@ -282,8 +303,17 @@ public static class HfCheckpoint
             if (canonical is null) continue;
             if (weights.ContainsKey(canonical))
                 throw UserError.At(hfDir, null, hfName, $"duplicates {sources[canonical]} (both map to {canonical})");
+            // Shapes are checked in the checkpoint's own layout before any data is read, so the message matches what the user sees in the file.
+            var linear = IsLinear(config, canonical);
+            if (expected.TryGetValue(canonical, out var shape))
+            {
+                var hfShape = linear ? [shape[1], shape[0]] : shape;
+                var actual = checkpoint.Entry(hfName).Shape;
+                if (!actual.SequenceEqual(hfShape))
+                    throw UserError.At(hfDir, null, hfName, $"shape [{string.Join(",", actual)}] does not match the config's [{string.Join(",", hfShape)}]");
+            }
             var t = checkpoint.ReadFloat(hfName);
-            weights[canonical] = IsLinear(config, canonical) ? TransposeWeight(t, hfDir, hfName) : t;
+            weights[canonical] = linear ? TransposeWeight(t, hfDir, hfName) : t;
             sources[canonical] = hfName;
         }
         weights.CheckAgainst(config, hfDir);
