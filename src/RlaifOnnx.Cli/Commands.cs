@@ -8,6 +8,9 @@ public static class Commands
     public static RootCommand Build()
     {
         var root = new RootCommand("rlaif: Constitutional AI (RLAIF) training with ONNX models and ONNX Runtime.");
+        root.Subcommands.Add(ModelCommands.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         return root;
     }
 }
