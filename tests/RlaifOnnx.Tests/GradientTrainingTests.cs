@@ -175,4 +175,36 @@ public class GradientTrainingTests
         Assert.Contains(graphs.Training.Graph.Node, n => n.OpType == "ScatterND");
         Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
     }
+
+    [Fact]
+    public void FrozenInputsAreBoundOnceAndGetNoGradient()
+    {
+        var (c, logits) = GradientModelTests.Build(gpt2: false, DataType.Float);
+        c.G.OutputAs(Losses.CausalLmCrossEntropy(c.G, logits, "input_ids", c.Longs("loss_mask", LossMask, 2, 4)), "loss", DataType.Float);
+        var trainable = c.Trainable.Where(n => n.StartsWith("l1.")).ToList();
+        var graphs = GradientBuilder.Build(c.G.ToModel(), trainable, "loss");
+        var all = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
+        var reference = GradientCheck.Run(all.Training, c.Inputs, DataType.Float);
+
+        using var session = new TrainingSession(graphs, trainable.ToDictionary(n => n, n => c.Inputs[n].Doubles!.Select(d => (float)d).ToArray()));
+        var frozen = c.Trainable.Except(trainable).ToDictionary(n => n, n =>
+            OrtValue.CreateTensorValueFromMemory(c.Inputs[n].Doubles!.Select(d => (float)d).ToArray(), c.Inputs[n].Shape));
+        var batch = Batch(0, 2);
+        try
+        {
+            foreach (var (name, value) in frozen) session.BindFixedInput(name, value);
+            Assert.Equal(reference["loss"].Single(), session.Step(batch), 5);
+            Assert.Equal(reference["loss"].Single(), session.Evaluate(batch), 5);
+            Assert.Equal(trainable.Count, session.Parameters.Count);
+            var q = session.Parameters.Single(p => p.Name == "l1.q");
+            var expected = reference[GradientBuilder.GradName("l1.q")];
+            for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], q.Gradient[i], 5);
+            Assert.Throws<ArgumentException>(() => session.BindFixedInput("l1.q", frozen["embed"]));
+        }
+        finally
+        {
+            DisposeAll(batch);
+            foreach (var v in frozen.Values) v.Dispose();
+        }
+    }
 }
