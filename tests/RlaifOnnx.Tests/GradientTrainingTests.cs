@@ -114,6 +114,31 @@ public class GradientTrainingTests
     }
 
     [Fact]
+    public void AdamWVectorAndTailLanesMatchAPlainLoop()
+    {
+        // 37 elements: whole SIMD vectors plus a scalar tail; three steps against a double-precision loop.
+        var rng = new Random(4);
+        var w0 = Enumerable.Range(0, 37).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var p = new Parameter("w", [37], w0.Select(x => (float)x).ToArray());
+        var adam = new AdamW([p], new AdamWOptions(Beta1: 0.8, Beta2: 0.99, Epsilon: 1e-6, WeightDecay: 0.1));
+        var (w, m, v) = (w0.ToArray(), new double[37], new double[37]);
+        for (var t = 1; t <= 3; t++)
+        {
+            var g = Enumerable.Range(0, 37).Select(_ => (double)(float)(rng.NextDouble() - 0.5)).ToArray();
+            for (var i = 0; i < 37; i++) p.Gradient[i] = (float)g[i];
+            adam.Step(0.05);
+            for (var i = 0; i < 37; i++)
+            {
+                w[i] *= 1 - 0.05 * 0.1;
+                m[i] = 0.8 * m[i] + 0.2 * g[i];
+                v[i] = 0.99 * v[i] + 0.01 * g[i] * g[i];
+                w[i] -= 0.05 / (1 - Math.Pow(0.8, t)) * m[i] / (Math.Sqrt(v[i]) / Math.Sqrt(1 - Math.Pow(0.99, t)) + 1e-6);
+            }
+        }
+        for (var i = 0; i < 37; i++) Assert.True(Math.Abs(w[i] - p.Weight[i]) < 2e-6, $"element {i}: {w[i]} vs {p.Weight[i]}");
+    }
+
+    [Fact]
     public void GlobalNormClippingScalesAllGradientsTogether()
     {
         var a = new Parameter("a", [2], new float[2]);

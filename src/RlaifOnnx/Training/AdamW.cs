@@ -36,21 +36,22 @@ public sealed class AdamW(IReadOnlyList<Parameter> parameters, AdamWOptions opti
         var inverseSqrtCorrection2 = (float)(1 / Math.Sqrt(biasCorrection2));
         // Parameters are independent: update them in parallel (each one's result does not depend on the split).
         Parallel.For(0, Parameters.Count, i => Update(Parameters[i].Weight, Parameters[i].Gradient, _m[i], _v[i],
-            decay, (float)b1, (float)b2, stepSize, inverseSqrtCorrection2, (float)Options.Epsilon));
+            decay, (float)b1, (float)(1 - b1), (float)b2, (float)(1 - b2), stepSize, inverseSqrtCorrection2, (float)Options.Epsilon));
     }
 
     /// <summary>
     /// One fused pass over a tensor (reading w, g, m, v once and writing w, m, v once): the optimizer step
     /// is memory-bound, and separate TensorPrimitives passes would stream every buffer ten times.
+    /// 1 − β is passed in (computed in double): in float, 1 − 0.999f loses three digits.
     /// </summary>
     internal static void Update(Span<float> w, ReadOnlySpan<float> g, Span<float> m, Span<float> v,
-        float decay, float b1, float b2, float stepSize, float inverseSqrtCorrection2, float epsilon)
+        float decay, float b1, float oneMinusB1, float b2, float oneMinusB2, float stepSize, float inverseSqrtCorrection2, float epsilon)
     {
         var i = 0;
         var width = Vector<float>.Count;
         if (Vector.IsHardwareAccelerated)
         {
-            Vector<float> vb1 = new(b1), vc1 = new(1 - b1), vb2 = new(b2), vc2 = new(1 - b2);
+            Vector<float> vb1 = new(b1), vc1 = new(oneMinusB1), vb2 = new(b2), vc2 = new(oneMinusB2);
             Vector<float> vDecay = new(decay), vStep = new(stepSize), vCorrection = new(inverseSqrtCorrection2), vEps = new(epsilon);
             for (; i <= w.Length - width; i += width)
             {
@@ -67,8 +68,8 @@ public sealed class AdamW(IReadOnlyList<Parameter> parameters, AdamWOptions opti
         for (; i < w.Length; i++)
         {
             var gi = g[i];
-            var mi = m[i] = b1 * m[i] + (1 - b1) * gi;
-            var vi = v[i] = b2 * v[i] + (1 - b2) * (gi * gi);
+            var mi = m[i] = b1 * m[i] + oneMinusB1 * gi;
+            var vi = v[i] = b2 * v[i] + oneMinusB2 * (gi * gi);
             w[i] = w[i] * decay - stepSize * (mi / (MathF.Sqrt(vi) * inverseSqrtCorrection2 + epsilon));
         }
     }
