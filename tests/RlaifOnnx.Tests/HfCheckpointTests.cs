@@ -248,6 +248,55 @@ public class HfCheckpointTests
         Assert.Contains(hf.Notes, n => n.Contains("eos_token_id lists 2 ids [7, 9]"));
     }
 
+    [Theory]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 0", 40)]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 1", 40)]
+    [InlineData("\"use_sliding_window\": true, \"max_window_layers\": 2", 64)]
+    [InlineData("\"use_sliding_window\": false, \"max_window_layers\": 0", 64)]
+    [InlineData("\"layer_types\": [\"full_attention\", \"sliding_attention\"]", 40)]
+    public void Qwen2SlidingWindowCapsTheContextOnlyWhenSomeLayerSlides(string window, int expectedContext)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, "{\"model_type\": \"qwen2\", \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 2,"
+            + "\"num_attention_heads\": 4, \"max_position_embeddings\": 64, \"sliding_window\": 40, " + window + "}");
+        Assert.Equal(expectedContext, HfCheckpoint.ReadConfig(path).Config.MaxPositions);
+    }
+
+    [Fact]
+    public void ZeroHeadsIsAnErrorNotACrash()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, "{\"model_type\": \"llama\", \"vocab_size\": 96, \"hidden_size\": 32, \"intermediate_size\": 48, \"num_hidden_layers\": 2,"
+            + "\"num_attention_heads\": 0, \"head_dim\": 8}");
+        Assert.Equal($"{path}: num_attention_heads: must be positive, got 0", Assert.Throws<UserError>(() => HfCheckpoint.ReadConfig(path)).Message);
+    }
+
+    /// <summary>The config.json keys of SmolLM2-135M (sizes as published), including nanotron's extra keys.</summary>
+    [Fact]
+    public void SmolLM2ConfigReadsAsTiedGqaLlama()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, """
+            {"architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 0,
+             "eos_token_id": 0, "hidden_act": "silu", "hidden_size": 576, "initializer_range": 0.041666666666666664,
+             "intermediate_size": 1536, "is_llama_config": true, "max_position_embeddings": 8192, "model_type": "llama",
+             "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3, "pretraining_tp": 1,
+             "rms_norm_eps": 1e-05, "rope_interleaved": false, "rope_scaling": null, "rope_theta": 100000,
+             "tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.40.1", "use_cache": true,
+             "vocab_size": 49152}
+            """);
+        var c = HfCheckpoint.ReadConfig(path).Config;
+        Assert.Equal((576, 30, 9, 3, 64, 1536, 8192), (c.HiddenSize, c.NumLayers, c.NumHeads, c.NumKvHeads, c.HeadDim, c.IntermediateSize, c.MaxPositions));
+        Assert.True(c.TieEmbeddings);
+        Assert.Equal(100000.0, c.RopeTheta);
+        Assert.Equal(1e-5, c.NormEps);
+        Assert.Equal((0, 0, 0), (c.BosTokenId, c.EosTokenId, c.PadTokenId));
+        Assert.Equal(134_515_008, c.ParameterCount); // SmolLM2-135M's published parameter count
+    }
+
     [Fact]
     public void MistralSlidingWindowCapsTheContext()
     {
@@ -283,6 +332,7 @@ public class HfCheckpointTests
     [InlineData("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}", "rope_scaling: RoPE scaling type 'llama3' with factor 8 is not supported (it changes the rotary frequencies)")]
     [InlineData("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling: RoPE scaling type 'linear' with factor 2 is not supported (it changes the rotary frequencies)")]
     [InlineData("\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling: RoPE scaling type 'yarn' with factor 4 is not supported (it changes the rotary frequencies)")]
+    [InlineData("\"rope_interleaved\": true", "rope_interleaved: interleaved RoPE is not supported (the graph rotates the two halves of each head, as transformers does)")]
     [InlineData("\"head_dim\": 16", "head_dim: 16 differs from hidden_size / num_attention_heads = 8, which the graph assumes")]
     [InlineData("\"attention_bias\": true", "attention_bias: biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)")]
     [InlineData("\"hidden_act\": \"gelu\"", "hidden_act: 'gelu' is not supported (the Llama family graph uses silu)")]

@@ -205,6 +205,31 @@ public class ModelBuildCommandTests
     }
 
     [Fact]
+    public void MissingCheckpointFolder()
+    {
+        using var dir = new TempDir();
+        var missing = Path.Combine(dir.Path, "nope");
+        var output = Path.Combine(dir.Path, "out");
+        AssertOneLineError(CliProcess.Run("model", "build", "--from", missing, "--out", output), output, $"{missing}: no such checkpoint folder");
+    }
+
+    [Fact]
+    public void OutputThatIsNotAModelFolderIsNotOverwritten()
+    {
+        using var dir = new TempDir();
+        var hf = Path.Combine(dir.Path, "hf");
+        var config = HfFolders.Llama();
+        HfFolders.Write(hf, config, HfFolders.RandomWeights(config, 4));
+        var output = Path.Combine(dir.Path, "precious");
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "notes.txt"), "keep me");
+        var result = CliProcess.Run("model", "build", "--from", hf, "--out", output);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("refusing to overwrite it", result.Stderr);
+        Assert.Equal(["notes.txt"], Directory.GetFiles(output).Select(Path.GetFileName));
+    }
+
+    [Fact]
     public void MissingConfigJson()
     {
         using var dir = new TempDir();

@@ -82,6 +82,41 @@ public class ProgressTests
     }
 
     [Fact]
+    public void ResumedRun_ItemsDoneBeforeFillTheBarButNotTheRate()
+    {
+        var clock = new ManualClock();
+        var output = new StringWriter();
+        using (var progress = new Progress("r", 100, output, interactive: false, TimeSpan.FromSeconds(10), clock, alreadyDone: 60))
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                clock.Advance(TimeSpan.FromSeconds(0.5));
+                progress.Advance();
+            }
+        }
+        var lines = output.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("r [################....] 80/100 2.0/s ETA 0:10", lines[0]);
+        Assert.Equal("r [####################] 100/100 2.0/s in 0:20", lines[^1]);
+    }
+
+    [Fact]
+    public void SetDoneBeforeTheFirstAdvance_IsABaselineToo()
+    {
+        var clock = new ManualClock();
+        var output = new StringWriter();
+        using (var progress = new Progress("s", 10, output, interactive: false, TimeSpan.FromSeconds(100), clock))
+        {
+            progress.SetDone(6);
+            for (var i = 0; i < 4; i++)
+            {
+                clock.Advance(TimeSpan.FromSeconds(1));
+                progress.Advance();
+            }
+        }
+        Assert.Equal("s [####################] 10/10 1.0/s in 0:04", output.ToString().Trim());
+    }
+
+    [Fact]
     public void ConcurrentAdvances_CountEveryItem()
     {
         var output = new StringWriter();

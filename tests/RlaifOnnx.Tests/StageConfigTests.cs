@@ -78,6 +78,20 @@ public sealed record DemoSource
     public double Weight { get; init; } = 1;
 }
 
+/// <summary>A stage written the way stages are: a static class with its Config record nested inside.</summary>
+public static class DemoNestedStage
+{
+    /// <summary>Settings of the nested stage.</summary>
+    public sealed record Config
+    {
+        /// <summary>Where the stage writes its files.</summary>
+        [ConfigPath] public required string OutputDir { get; init; }
+
+        /// <summary>Items per batch.</summary>
+        public int BatchSize { get; init; } = 8;
+    }
+}
+
 public class StageConfigTests
 {
     const string Source = "stage.yaml";
@@ -268,6 +282,14 @@ public class StageConfigTests
         Assert.Contains("  top_p:  # number, optional", text);
         Assert.Contains("principles: []  # list of string", text);
         Assert.DoesNotContain("total_rounds", text);
+    }
+
+    [Fact]
+    public void Describe_NestedConfigType_FindsItsDocComments()
+    {
+        var text = StageConfig.Describe<DemoNestedStage.Config>();
+        Assert.StartsWith("# Settings of the nested stage.\n\n# Where the stage writes its files.\noutput_dir:  # path, required\n", text);
+        Assert.Contains("# Items per batch.\nbatch_size: 8  # integer", text);
     }
 
     [Fact]

@@ -31,6 +31,8 @@ public sealed record CompletionRequest
     /// <summary>How many top alternatives per token to return; null = no log-probs.</summary>
     public int? Logprobs { get; init; }
     public bool? Echo { get; init; }
+    /// <summary>Server-sent events; our server answers whole responses only and refuses it.</summary>
+    public bool? Stream { get; init; }
 }
 
 public sealed record CompletionLogprobs
@@ -77,6 +79,7 @@ public sealed record ChatCompletionRequest
     public int? Seed { get; init; }
     public bool? Logprobs { get; init; }
     public int? TopLogprobs { get; init; }
+    public bool? Stream { get; init; }
 }
 
 public sealed record TopLogprob(string Token, double Logprob);

@@ -109,6 +109,7 @@ public sealed class OpenAIServer : IAsyncDisposable
 
     async Task<object> CompletionsAsync(CompletionRequest request, CancellationToken cancellationToken)
     {
+        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
         var prompts = request.Prompt.ValueKind switch
         {
             JsonValueKind.String => [request.Prompt.GetString()!],
@@ -154,6 +155,7 @@ public sealed class OpenAIServer : IAsyncDisposable
 
     async Task<object> ChatAsync(ChatCompletionRequest request, CancellationToken cancellationToken)
     {
+        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
         if (request.Messages.Count == 0) throw UserError.At("request", null, "messages", "must hold at least one message");
         var messages = request.Messages.Select(m => new ChatMessage(m.Role, m.Content ?? "")).ToList();
         var prompt = generator.RenderChat(messages);

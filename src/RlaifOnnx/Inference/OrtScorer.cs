@@ -11,7 +11,8 @@ public sealed record TokenLogProb(int Id, double LogProb, IReadOnlyList<(int Id,
 /// <summary>
 /// Log-probabilities from ONNX Runtime sessions over a model folder's inference graph (model.onnx:
 /// inputs input_ids [B,S], attention_mask [B,P+S], position_ids [B,S], past_key_values.{i}.key/.value
-/// [B,kvH,P,D]; outputs logits [B,S,V], present.{i}.key/.value [B,kvH,P+S,D]).
+/// [B,kvH,P,D] — or GPT-2's past_{i} [2,B,H,P,D]; outputs logits [B,S,V] and the matching present
+/// tensors). The first pass of a text feeds zero-length past tensors.
 ///
 /// Tokenization is GenAI's tokenizer of the same folder, so scorer and generator agree on ids.
 /// Which tokens belong to the continuation: we tokenize the prompt and prompt+continuation; the
@@ -29,7 +30,11 @@ public sealed class OrtScorer : IScorer
     readonly InferenceSession session;
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
     readonly InferenceOptions options;
-    readonly int layers, kvHeads, headDim, padId;
+    readonly int kvHeads, headDim, padId;
+    // The cache tensors: Llama folders have past_key_values.{i}.key / .value [B,kvH,P,D] (present.{i}.*);
+    // GPT-2 folders have one past_{i} [2,B,H,P,D] per layer (present_{i}), keys and values stacked.
+    readonly (string Past, string Present)[] cacheNames;
+    readonly bool stackedCache;
     readonly string[] outputNames;
     // Scoring calls may come from several threads (the server); the tokenizer is used by one at a time.
     readonly Lock tokenizerLock = new();
@@ -44,7 +49,8 @@ public sealed class OrtScorer : IScorer
         var provider = this.options.Provider(modelPath);
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
         var config = ModelFolder.ReadMetadata(ModelDir).Config;
-        (layers, kvHeads, headDim, padId) = (config.NumLayers, config.NumKvHeads, config.HeadDim, config.PadTokenId);
+        (kvHeads, headDim, padId) = (config.NumKvHeads, config.HeadDim, config.PadTokenId);
+        var layers = config.NumLayers;
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
         if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
@@ -56,10 +62,18 @@ public sealed class OrtScorer : IScorer
             session.Dispose();
             throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
         }
-        for (var i = 0; i < layers; i++)
-            if (!session.InputMetadata.ContainsKey($"past_key_values.{i}.key"))
-                throw UserError.At(modelPath, null, null, $"has no input past_key_values.{i}.key; rlaif.json says {layers} layers");
-        outputNames = ["logits", .. Enumerable.Range(0, layers).SelectMany(i => new[] { $"present.{i}.key", $"present.{i}.value" })];
+        stackedCache = session.InputMetadata.ContainsKey("past_0");
+        cacheNames = stackedCache
+            ? Enumerable.Range(0, layers).Select(i => ($"past_{i}", $"present_{i}")).ToArray()
+            : Enumerable.Range(0, layers).SelectMany(i => new[] { ($"past_key_values.{i}.key", $"present.{i}.key"), ($"past_key_values.{i}.value", $"present.{i}.value") }).ToArray();
+        foreach (var (past, _) in cacheNames)
+            if (!session.InputMetadata.ContainsKey(past))
+            {
+                session.Dispose();
+                tokenizer.Dispose();
+                throw UserError.At(modelPath, null, null, $"has no input {past}; rlaif.json says {layers} layers");
+            }
+        outputNames = ["logits", .. cacheNames.Select(c => c.Present)];
     }
 
     public int[] Encode(string text)
@@ -220,17 +234,15 @@ public sealed class OrtScorer : IScorer
         };
         try
         {
-            long[] pastShape = [batch, kvHeads, pastLength, headDim];
-            for (var i = 0; i < layers; i++)
+            long[] pastShape = stackedCache ? [2, batch, kvHeads, pastLength, headDim] : [batch, kvHeads, pastLength, headDim];
+            for (var i = 0; i < cacheNames.Length; i++)
             {
-                names.Add($"past_key_values.{i}.key");
-                values.Add(PastValue(past?.Keys[i], batch, pastShape));
-                names.Add($"past_key_values.{i}.value");
-                values.Add(PastValue(past?.Values[i], batch, pastShape));
+                names.Add(cacheNames[i].Past);
+                values.Add(PastValue(past?.Buffers[i], batch, pastShape, stacks: stackedCache ? 2 : 1));
             }
             using var runOptions = new RunOptions();
             var outputs = session.Run(runOptions, names, values, outputNames);
-            return new ForwardOutput(outputs, seq, layers);
+            return new ForwardOutput(outputs, seq);
         }
         finally
         {
@@ -238,13 +250,19 @@ public sealed class OrtScorer : IScorer
         }
     }
 
-    /// <summary>A batch-1 cache tiled to the batch, or a zero-length past when there is no cache.</summary>
-    static OrtValue PastValue(float[]? one, int batch, long[] shape)
+    /// <summary>
+    /// A batch-1 cache tiled to the batch, or a zero-length past when there is none. The batch axis
+    /// follows <paramref name="stacks"/> leading blocks (2 for GPT-2's stacked keys and values).
+    /// </summary>
+    static OrtValue PastValue(float[]? one, int batch, long[] shape, int stacks)
     {
-        if (one is null || shape[2] == 0)
+        if (one is null)
             return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, shape);
+        var block = one.Length / stacks;                       // one stack of one sequence: [kvH, P, D]
         var tiled = new float[one.Length * batch];
-        for (var b = 0; b < batch; b++) one.CopyTo(tiled, b * one.Length);
+        for (var k = 0; k < stacks; k++)
+            for (var b = 0; b < batch; b++)
+                Array.Copy(one, k * block, tiled, (k * batch + b) * block, block);
         return OrtValue.CreateTensorValueFromMemory(tiled, shape);
     }
 
@@ -284,26 +302,18 @@ public sealed class OrtScorer : IScorer
     }
 
     /// <summary>A batch-1 key/value cache of Length positions, one [1, kvH, P, D] buffer per layer.</summary>
-    sealed record PastCache(float[][] Keys, float[][] Values, int Length);
+    /// <summary>A batch-1 key/value cache of Length positions: one buffer per cache tensor, in <c>cacheNames</c> order.</summary>
+    sealed record PastCache(float[][] Buffers, int Length);
 
-    sealed class ForwardOutput(IDisposableReadOnlyCollection<OrtValue> outputs, int seq, int layers) : IDisposable
+    sealed class ForwardOutput(IDisposableReadOnlyCollection<OrtValue> outputs, int seq) : IDisposable
     {
         readonly int vocab = (int)outputs[0].GetTensorTypeAndShape().Shape[2];
 
         /// <summary>The logits row [V] at (batch row b, position t).</summary>
         public ReadOnlySpan<float> LogitsAt(int b, int t) => outputs[0].GetTensorDataAsSpan<float>().Slice((b * seq + t) * vocab, vocab);
 
-        public PastCache TakePresent(int length)
-        {
-            var keys = new float[layers][];
-            var values = new float[layers][];
-            for (var i = 0; i < layers; i++)
-            {
-                keys[i] = outputs[1 + 2 * i].GetTensorDataAsSpan<float>().ToArray();
-                values[i] = outputs[2 + 2 * i].GetTensorDataAsSpan<float>().ToArray();
-            }
-            return new PastCache(keys, values, length);
-        }
+        public PastCache TakePresent(int length) =>
+            new(Enumerable.Range(1, outputs.Count - 1).Select(i => outputs[i].GetTensorDataAsSpan<float>().ToArray()).ToArray(), length);
 
         public void Dispose() => outputs.Dispose();
     }

@@ -84,27 +84,31 @@ public static class HfCheckpoint
         var act = r.String("hidden_act", "silu");
         if (act is not ("silu" or "swish"))
             throw UserError.At(r.Path, r.Line("hidden_act"), "hidden_act", $"'{act}' is not supported (the Llama family graph uses silu)");
-        if (r.Node("head_dim") is not null && r.Int("head_dim", 0) != hidden / heads)
+        if (r.Node("head_dim") is not null && heads > 0 && r.Int("head_dim", 0) != hidden / heads)
             throw UserError.At(r.Path, r.Line("head_dim"), "head_dim", $"{r.Int("head_dim", 0)} differs from hidden_size / num_attention_heads = {hidden / heads}, which the graph assumes");
         if (r.Bool("mlp_bias", false)) throw UserError.At(r.Path, r.Line("mlp_bias"), "mlp_bias", "MLP biases are not supported");
         // Llama's attention_bias puts a bias on o_proj too; Qwen2's q/k/v-only bias is what the graph has.
         if (modelType != "qwen2" && r.Bool("attention_bias", false))
             throw UserError.At(r.Path, r.Line("attention_bias"), "attention_bias", "biases on q/k/v/o projections are not supported (only Qwen2's q/k/v biases are)");
         RopeScaling(r, notes);
+        // SmolLM2's configs carry nanotron's rope_interleaved; true would rotate (even, odd) pairs instead of halves.
+        if (r.Bool("rope_interleaved", false))
+            throw UserError.At(r.Path, r.Line("rope_interleaved"), "rope_interleaved", "interleaved RoPE is not supported (the graph rotates the two halves of each head, as transformers does)");
 
-        // A sliding window only changes attention for sequences longer than the window: cap the context at it.
-        var slidingWindow = r.Has("sliding_window") && r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
+        // A sliding window only changes attention for sequences longer than the window: capping the context at
+        // the window keeps the math exact, whichever layers use it. Qwen2 slides on layers ≥ max_window_layers
+        // when use_sliding_window is set; newer configs say so per layer in layer_types.
+        var slidingWindow = r.Node("sliding_window") is not null ? r.Int("sliding_window", 0) : (int?)null;
         var windowUsed = modelType switch
         {
             "mistral" => slidingWindow is not null,
-            "qwen2" => r.Bool("use_sliding_window", false),
+            "qwen2" => r.Bool("use_sliding_window", false) && r.Int("max_window_layers", 28) < r.Int("num_hidden_layers", null),
             _ => false,
         };
+        if (r.Node("layer_types") is JsonArray layerTypes && layerTypes.Any(t => t?.ToString() == "sliding_attention")) windowUsed = true;
         if (windowUsed && slidingWindow is { } window)
         {
             if (window <= 0) throw UserError.At(r.Path, r.Line("sliding_window"), "sliding_window", $"must be positive, got {window}");
-            if (modelType == "qwen2" && r.Int("max_window_layers", 0) < r.Int("num_hidden_layers", null))
-                throw UserError.At(r.Path, r.Line("max_window_layers"), "max_window_layers", "a sliding window on only some layers is not supported");
             if (window < maxPositions)
             {
                 notes.Add($"sliding_window {window} < max_position_embeddings {maxPositions}: context capped at {window} tokens, where the window never slides");

@@ -13,8 +13,8 @@ public static class HfModelBuilder
 {
     public static ModelConfig Build(string hfDir, string outDir, Action<string>? note = null)
     {
-        var hf = HfCheckpoint.ReadConfig(Path.Combine(hfDir, HfCheckpoint.ConfigFile));
         var (config, weights, tokenizerDir) = HfCheckpoint.Load(hfDir, note);
+        var hf = HfCheckpoint.ReadConfig(Path.Combine(hfDir, HfCheckpoint.ConfigFile));
         ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
             [new LineageEntry("model build", Path.GetFullPath(hfDir), DateTimeOffset.UtcNow)]);
         if (hf.EosTokenIds.Count > 1) SetEosTokenIds(outDir, hf.EosTokenIds);

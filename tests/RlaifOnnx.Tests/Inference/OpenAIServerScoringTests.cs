@@ -81,5 +81,9 @@ public class OpenAIServerScoringTests
         Assert.Equal(400, (int)bad.StatusCode);
         var error = JsonDocument.Parse(await bad.Content.ReadAsStringAsync(ct)).RootElement.GetProperty("error").GetProperty("message").GetString();
         Assert.Contains("prompt: must be a string or an array of strings", error);
+
+        var streaming = await http.PostAsJsonAsync("v1/chat/completions", new { messages = new[] { new { role = "user", content = "Hi!" } }, stream = true }, ct);
+        Assert.Equal(400, (int)streaming.StatusCode);
+        Assert.Contains("streaming is not supported", await streaming.Content.ReadAsStringAsync(ct));
     }
 }
