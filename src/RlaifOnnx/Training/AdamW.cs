@@ -44,6 +44,7 @@ public sealed class AdamW(IReadOnlyList<Parameter> parameters, AdamWOptions opti
     /// is memory-bound, and separate TensorPrimitives passes would stream every buffer ten times.
     /// 1 − β is passed in (computed in double): in float, 1 − 0.999f loses three digits.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static void Update(Span<float> w, ReadOnlySpan<float> g, Span<float> m, Span<float> v,
         float decay, float b1, float oneMinusB1, float b2, float oneMinusB2, float stepSize, float inverseSqrtCorrection2, float epsilon)
     {
