@@ -114,6 +114,31 @@ public class GradientTrainingTests
     }
 
     [Fact]
+    public void AdamWVectorAndTailLanesMatchAPlainLoop()
+    {
+        // 37 elements: whole SIMD vectors plus a scalar tail; three steps against a double-precision loop.
+        var rng = new Random(4);
+        var w0 = Enumerable.Range(0, 37).Select(_ => rng.NextDouble() * 2 - 1).ToArray();
+        var p = new Parameter("w", [37], w0.Select(x => (float)x).ToArray());
+        var adam = new AdamW([p], new AdamWOptions(Beta1: 0.8, Beta2: 0.99, Epsilon: 1e-6, WeightDecay: 0.1));
+        var (w, m, v) = (w0.ToArray(), new double[37], new double[37]);
+        for (var t = 1; t <= 3; t++)
+        {
+            var g = Enumerable.Range(0, 37).Select(_ => (double)(float)(rng.NextDouble() - 0.5)).ToArray();
+            for (var i = 0; i < 37; i++) p.Gradient[i] = (float)g[i];
+            adam.Step(0.05);
+            for (var i = 0; i < 37; i++)
+            {
+                w[i] *= 1 - 0.05 * 0.1;
+                m[i] = 0.8 * m[i] + 0.2 * g[i];
+                v[i] = 0.99 * v[i] + 0.01 * g[i] * g[i];
+                w[i] -= 0.05 / (1 - Math.Pow(0.8, t)) * m[i] / (Math.Sqrt(v[i]) / Math.Sqrt(1 - Math.Pow(0.99, t)) + 1e-6);
+            }
+        }
+        for (var i = 0; i < 37; i++) Assert.True(Math.Abs(w[i] - p.Weight[i]) < 2e-6, $"element {i}: {w[i]} vs {p.Weight[i]}");
+    }
+
+    [Fact]
     public void GlobalNormClippingScalesAllGradientsTogether()
     {
         var a = new Parameter("a", [2], new float[2]);
@@ -149,5 +174,62 @@ public class GradientTrainingTests
             Assert.True(last < 0.05 * first, $"loss {first} → {last} after {adam.StepCount} steps");
         }
         finally { DisposeAll(batch); }
+    }
+
+    [Fact]
+    public void WarmupThenDecaySchedules()
+    {
+        var cosine = new LearningRateSchedule(PeakLearningRate: 1.0, TotalSteps: 14, WarmupSteps: 4);
+        Assert.Equal([0.25, 0.5, 0.75, 1.0, 1.0], Enumerable.Range(0, 5).Select(i => cosine.At(i)));
+        Assert.Equal(0.5, cosine.At(9), 12);                    // halfway through the 10 decay steps
+        Assert.Equal(0.0, cosine.At(14), 12);
+        Assert.Equal(0.0, cosine.At(100), 12);
+        Assert.Equal(0.55, (cosine with { MinLearningRate = 0.1 }).At(9), 12);
+        var linear = cosine with { Decay = DecayKind.Linear };
+        Assert.Equal(0.8, linear.At(6), 12);
+        Assert.Equal(1.0, (cosine with { Decay = DecayKind.Constant }).At(13), 12);
+        Assert.Equal(1.0, new LearningRateSchedule(1.0, 10, Decay: DecayKind.Linear).At(0), 12);
+    }
+
+    [Fact]
+    public void TrainingGraphUsesOnlyStandardOperators()
+    {
+        var (graphs, _, _) = TinyModel();
+        Assert.All(graphs.Training.Graph.Node, n => Assert.Equal("", n.Domain));
+        Assert.Equal(18, graphs.Training.OpsetImport.Single().Version);
+        Assert.Contains(graphs.Training.Graph.Node, n => n.OpType == "ScatterND");
+        Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
+    }
+
+    [Fact]
+    public void FrozenInputsAreBoundOnceAndGetNoGradient()
+    {
+        var (c, logits) = GradientModelTests.Build(gpt2: false, DataType.Float);
+        c.G.OutputAs(Losses.CausalLmCrossEntropy(c.G, logits, "input_ids", c.Longs("loss_mask", LossMask, 2, 4)), "loss", DataType.Float);
+        var trainable = c.Trainable.Where(n => n.StartsWith("l1.")).ToList();
+        var graphs = GradientBuilder.Build(c.G.ToModel(), trainable, "loss");
+        var all = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
+        var reference = GradientCheck.Run(all.Training, c.Inputs, DataType.Float);
+
+        using var session = new TrainingSession(graphs, trainable.ToDictionary(n => n, n => c.Inputs[n].Doubles!.Select(d => (float)d).ToArray()));
+        var frozen = c.Trainable.Except(trainable).ToDictionary(n => n, n =>
+            OrtValue.CreateTensorValueFromMemory(c.Inputs[n].Doubles!.Select(d => (float)d).ToArray(), c.Inputs[n].Shape));
+        var batch = Batch(0, 2);
+        try
+        {
+            foreach (var (name, value) in frozen) session.BindFixedInput(name, value);
+            Assert.Equal(reference["loss"].Single(), session.Step(batch), 5);
+            Assert.Equal(reference["loss"].Single(), session.Evaluate(batch), 5);
+            Assert.Equal(trainable.Count, session.Parameters.Count);
+            var q = session.Parameters.Single(p => p.Name == "l1.q");
+            var expected = reference[GradientBuilder.GradName("l1.q")];
+            for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], q.Gradient[i], 5);
+            Assert.Throws<ArgumentException>(() => session.BindFixedInput("l1.q", frozen["embed"]));
+        }
+        finally
+        {
+            DisposeAll(batch);
+            foreach (var v in frozen.Values) v.Dispose();
+        }
     }
 }

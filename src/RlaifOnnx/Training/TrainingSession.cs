@@ -143,12 +143,28 @@ public sealed class TrainingSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Binds a non-trainable input for every later step and evaluation (frozen base weights: the caller
+    /// owns the OrtValue, which several sessions may share, and keeps it alive while this session runs).
+    /// </summary>
+    public void BindFixedInput(string name, OrtValue value)
+    {
+        if (!_training.InputNames.Contains(name)) throw new ArgumentException($"the training graph has no input '{name}'", nameof(name));
+        if (_weightValues.ContainsKey(name)) throw new ArgumentException($"'{name}' is trainable; its buffer is already bound", nameof(name));
+        _binding.BindInput(name, value);
+        _fixedInputs[name] = value;
+    }
+
+    readonly Dictionary<string, OrtValue> _fixedInputs = new();
+
     /// <summary>The loss (and nothing else) on a batch, with the eval graph and the current weights.</summary>
     public float Evaluate(IReadOnlyDictionary<string, OrtValue> batch)
     {
         var names = new List<string>();
         var values = new List<OrtValue>();
         foreach (var p in Parameters) { names.Add(p.Name); values.Add(_weightValues[p.Name]); }
+        foreach (var (name, value) in _fixedInputs)
+            if (_eval.InputNames.Contains(name) && !batch.ContainsKey(name)) { names.Add(name); values.Add(value); }
         foreach (var (name, value) in batch)
             if (_eval.InputNames.Contains(name)) { names.Add(name); values.Add(value); }
         using var outputs = _eval.Run(_runOptions, names, values, [_graphs.Loss]);
