@@ -19,7 +19,7 @@ public static class Benchmarks
         new("gemm", GemmBench.Run),
         new("train", TrainBench.Run),
         new("decode", DecodeBench.Run),
-        new("train", TrainingBench.Run),
+        new("trainer", TrainingBench.Run),
     ];
 }
 
