@@ -69,6 +69,30 @@ public class TrainerTests
     }
 
     [Fact]
+    public void Metric_outputs_are_averaged_over_micro_batches_like_the_loss()
+    {
+        var config = Config();
+        var weights = TinyLlama.Weights(config, 11);
+        var g = Losses.Extend(CausalLm.Graph(config), "metrics/"); // a prefix of its own: CausalLm used "loss/"
+        g.OutputAs(Losses.Mean(g, "logits"), "mean_logit", DataType.Float);
+        var graph = g.ToModel();
+        var rng = new Random(5);
+        var sequences = Enumerable.Range(0, 4).Select(_ => new TokenSequence(
+            Enumerable.Range(0, 10).Select(_ => rng.Next(3, config.VocabSize)).ToArray(), Enumerable.Repeat((byte)1, 10).ToArray())).ToList();
+        var batch = CausalLm.Batch(sequences, 0); // equal lengths: the mean over rows is the mean over all logits
+        TrainerOptions Options(int micro) => new() { LearningRate = 1e-3, MetricOutputs = ["mean_logit"], MicroBatchSize = micro };
+        using var whole = new Trainer(graph, CausalLm.LossOutput, Copy(weights), new Dictionary<string, WeightTensor>(), Options(0));
+        using var micro = new Trainer(graph, CausalLm.LossOutput, Copy(weights), new Dictionary<string, WeightTensor>(), Options(1));
+        var a = whole.Step(batch, Ct);
+        var b = micro.Step(batch, Ct);
+        Assert.NotEqual(0.0, a.Metrics["mean_logit"]);
+        Assert.Equal(a.Metrics["mean_logit"], b.Metrics["mean_logit"], 1e-6);
+        Assert.Equal(a.Loss, b.Loss, 1e-5);
+        Assert.Equal(1e-3, a.Metrics["lr"]);
+        Assert.True(a.Metrics["grad_norm"] > 0);
+    }
+
+    [Fact]
     public void Stop_and_resume_reproduces_the_uninterrupted_losses_exactly()
     {
         using var temp = new TempDir();

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using RlaifOnnx.Models;
@@ -66,7 +65,10 @@ public sealed class Trainer : IDisposable
     public AdamW Optimizer { get; }
     /// <summary>Optimizer steps taken (the schedule's position).</summary>
     public long StepCount => Optimizer.StepCount;
-    /// <summary>Seconds spent inside ONNX Runtime's Run and in the whole of <see cref="Step"/>, since construction.</summary>
+    /// <summary>
+    /// Seconds since construction spent in <see cref="TrainingSession.Step"/> (binding plus ONNX Runtime's run,
+    /// plus the gradient sums when accumulating) and in the whole of <see cref="Step"/>.
+    /// </summary>
     public double RunSeconds { get; private set; }
     public double StepSeconds { get; private set; }
 
