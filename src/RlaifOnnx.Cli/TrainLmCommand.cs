@@ -20,6 +20,7 @@ public static class TrainLmCommand
         var loraRank = new Option<int>("--lora-rank") { Description = "LoRA rank; 0 trains every weight", DefaultValueFactory = _ => defaults.LoraRank };
         var loraAlpha = new Option<double>("--lora-alpha") { Description = "LoRA alpha (scale alpha/rank); 0 = 2·rank", DefaultValueFactory = _ => defaults.LoraAlpha };
         var loraTargets = new Option<string>("--lora-targets") { Description = "Projections with adapters: comma-separated (q_proj,v_proj) or all-linear", DefaultValueFactory = _ => defaults.LoraTargets };
+        var loraDropout = new Option<double>("--lora-dropout") { Description = "Dropout on the LoRA adapters' input; 0 = off", DefaultValueFactory = _ => defaults.LoraDropout };
         var seed = new Option<int>("--seed") { Description = "Seed of the data order and the LoRA initialisation", DefaultValueFactory = _ => defaults.Seed };
         var warmup = new Option<int>("--warmup") { Description = "Linear warm-up steps", DefaultValueFactory = _ => defaults.Warmup };
         var schedule = new Option<string>("--schedule") { Description = "Learning-rate schedule after warm-up: constant, linear, cosine", DefaultValueFactory = _ => defaults.Schedule };
@@ -28,7 +29,7 @@ public static class TrainLmCommand
         var saveEvery = new Option<int>("--save-every") { Description = "Checkpoint every this many steps (and at the end)", DefaultValueFactory = _ => defaults.SaveEvery };
         var command = new Command("train-lm", "Train a model folder as a causal LM on JSONL text or prompt/completion pairs; resumable; exports a model folder")
         {
-            model, data, output, steps, lr, batchSize, microBatchSize, seqLen, loraRank, loraAlpha, loraTargets, seed, warmup, schedule,
+            model, data, output, steps, lr, batchSize, microBatchSize, seqLen, loraRank, loraAlpha, loraTargets, loraDropout, seed, warmup, schedule,
             weightDecay, maxGradNorm, saveEvery,
         };
         command.SetAction((parse, cancellationToken) =>
@@ -38,7 +39,7 @@ public static class TrainLmCommand
                 Model = parse.GetValue(model)!, Data = parse.GetValue(data)!, Out = parse.GetValue(output)!,
                 Steps = parse.GetValue(steps), LearningRate = parse.GetValue(lr), BatchSize = parse.GetValue(batchSize),
                 MicroBatchSize = parse.GetValue(microBatchSize), SeqLen = parse.GetValue(seqLen), LoraRank = parse.GetValue(loraRank),
-                LoraAlpha = parse.GetValue(loraAlpha), LoraTargets = parse.GetValue(loraTargets)!, Seed = parse.GetValue(seed),
+                LoraAlpha = parse.GetValue(loraAlpha), LoraTargets = parse.GetValue(loraTargets)!, LoraDropout = parse.GetValue(loraDropout), Seed = parse.GetValue(seed),
                 Warmup = parse.GetValue(warmup), Schedule = parse.GetValue(schedule)!, WeightDecay = parse.GetValue(weightDecay),
                 MaxGradNorm = parse.GetValue(maxGradNorm), SaveEvery = parse.GetValue(saveEvery),
             };

@@ -177,6 +177,41 @@ public class TrainerTests
     }
 
     [Fact]
+    public void Lora_dropout_masks_of_ones_are_no_dropout_and_random_masks_drop()
+    {
+        var config = Config();
+        var baseWeights = TinyLlama.Weights(config, 12);
+        var forward = DecoderGraphs.Training(config, DataType.Float);
+        var plain = new LoraOptions(2, 4, ["q_proj", "v_proj"]);
+        var dropped = plain with { Dropout = 0.5 };
+        var (plainGraph, adapters) = Lora.Apply(forward, plain);
+        var (dropGraph, _) = Lora.Apply(forward, dropped);
+        var adapterWeights = Lora.InitialWeights(adapters, 3);
+        foreach (var a in adapters) Array.Fill(adapterWeights[a.B].Data, 0.3f);
+        var inputs = With(ForwardInputs([[5, 9, 11, 40, 2, 7]]), baseWeights.Concat(adapterWeights));
+
+        var ones = Lora.DropoutMasks(adapters, dropped, 1, 6, random: null);
+        var random = Lora.DropoutMasks(adapters, dropped, 1, 6, new Random(1));
+        Assert.Equal(adapters.Count, ones.Count);
+        var values = random.Values.SelectMany(m => m.Floats!).ToList();
+        Assert.All(values, v => Assert.True(v is 0f or 2f));
+        Assert.InRange(values.Count(v => v == 0f) / (double)values.Count, 0.4, 0.6);
+
+        using var plainRun = new OrtTestRunner(plainGraph);
+        using var dropRun = new OrtTestRunner(dropGraph);
+        TestTensor Logits(OrtTestRunner runner, Dictionary<string, BatchTensor> masks)
+        {
+            var all = new Dictionary<string, TestTensor>(inputs);
+            foreach (var (name, m) in masks) all[name] = TestTensor.Of(m.Floats!, m.Shape);
+            return runner.Run(all)["logits"];
+        }
+        var expected = Logits(plainRun, []);
+        Assert.True(MaxDiff(expected, Logits(dropRun, ones)) < 1e-6);
+        Assert.True(MaxDiff(expected, Logits(dropRun, random)) > 1e-3);
+        Assert.Throws<ArgumentException>(() => Lora.Apply(forward, plain with { Dropout = 1.0 }));
+    }
+
+    [Fact]
     public void Exported_folder_gives_the_training_graphs_logits_and_runs_in_GenAI()
     {
         using var temp = new TempDir();

@@ -8,9 +8,11 @@ namespace RlaifOnnx.Training;
 /// <summary>
 /// LoRA settings (Hu et al. 2021): rank r, scale α/r, and which projections get adapters — short module
 /// names ("q_proj", "v_proj", "c_attn" …) or "all-linear" for every MatMul whose right operand is a weight
-/// input of rank 2 except the output head. Dropout on the adapter input is not offered (PEFT's default is 0).
+/// input of rank 2 except the output head. <see cref="Dropout"/> (default 0, off) drops the adapter's input x
+/// as PEFT's lora_dropout does; the masks are graph inputs (see <see cref="Lora.DropoutMasks"/>) so the
+/// caller draws them from a seeded generator and a resumed run draws the same ones.
 /// </summary>
-public sealed record LoraOptions(int Rank, double Alpha, IReadOnlyList<string> Targets)
+public sealed record LoraOptions(int Rank, double Alpha, IReadOnlyList<string> Targets, double Dropout = 0)
 {
     public const string AllLinear = "all-linear";
     public double Scale => Alpha / Rank;
@@ -32,12 +34,15 @@ public static class Lora
 {
     public static string AName(string baseWeight) => Module(baseWeight) + ".lora_A.weight";
     public static string BName(string baseWeight) => Module(baseWeight) + ".lora_B.weight";
+    /// <summary>The dropout mask input of an adapter, [B, S, in]: 0 or 1/(1 − p) per element (present only when dropout &gt; 0).</summary>
+    public static string DropoutMaskName(string baseWeight) => Module(baseWeight) + ".lora_dropout_mask";
     static string Module(string baseWeight) => baseWeight.EndsWith(".weight") ? baseWeight[..^".weight".Length] : baseWeight;
 
     /// <summary>The rewritten graph and its adapters. A target that matches no projection is an error.</summary>
     public static (ModelProto Graph, IReadOnlyList<LoraAdapter> Adapters) Apply(ModelProto forward, LoraOptions options)
     {
         if (options.Rank <= 0) throw new ArgumentException($"LoRA rank must be positive, got {options.Rank}");
+        if (options.Dropout is < 0 or >= 1) throw new ArgumentException($"LoRA dropout must be in [0, 1), got {options.Dropout}");
         var model = forward.Clone();
         var graph = model.Graph;
         var inputs = graph.Input.ToDictionary(i => i.Name);
@@ -65,7 +70,14 @@ public static class Lora
             node.Output[0] = baseOut;
             graph.Node.Add(node);
             g.Graph.Node.Clear();
-            var low = g.MatMul(g.MatMul(node.Input[0], adapter.A), adapter.B);
+            var x = node.Input[0];
+            if (options.Dropout > 0)
+            {
+                var mask = DropoutMaskName(weight);
+                graph.Input.Add(GraphBuilder.ValueInfo(mask, floatType, "batch_size", "sequence_length", adapter.In));
+                x = g.Mul(x, mask);
+            }
+            var low = g.MatMul(g.MatMul(x, adapter.A), adapter.B);
             var scaled = g.Mul(low, g.Scalar(options.Scale));
             g.Node("Add", [baseOut, scaled], [output]);
             graph.Node.AddRange(g.Graph.Node);
@@ -87,6 +99,26 @@ public static class Lora
             if (weight.EndsWith($".{t}.weight")) return t;
         }
         return null;
+    }
+
+    /// <summary>
+    /// Dropout masks for every adapter for a batch of [rows, length] tokens: each element 1/(1 − p) with
+    /// probability 1 − p and 0 otherwise, drawn from <paramref name="random"/>; all ones (no dropout, for
+    /// evaluation) when <paramref name="random"/> is null. Empty when the options have no dropout.
+    /// </summary>
+    public static Dictionary<string, BatchTensor> DropoutMasks(IReadOnlyList<LoraAdapter> adapters, LoraOptions options, int rows, int length, Random? random)
+    {
+        var masks = new Dictionary<string, BatchTensor>(StringComparer.Ordinal);
+        if (options.Dropout <= 0) return masks;
+        var keep = (float)(1 / (1 - options.Dropout));
+        foreach (var a in adapters)
+        {
+            var values = new float[rows * length * a.In];
+            for (var i = 0; i < values.Length; i++)
+                values[i] = random is null ? 1f : random.NextDouble() >= options.Dropout ? keep : 0f;
+            masks[DropoutMaskName(a.Base)] = BatchTensor.Of(values, rows, length, a.In);
+        }
+        return masks;
     }
 
     /// <summary>

@@ -45,6 +45,8 @@ public static class TrainLm
         public int LoraRank { get; init; }
         /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
         public double LoraAlpha { get; init; }
+        /// <summary>Dropout on the LoRA adapters' input (PEFT's lora_dropout); 0 = off.</summary>
+        public double LoraDropout { get; init; }
         /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
         public string LoraTargets { get; init; } = "q_proj,v_proj";
         /// <summary>Seed of the data order and the LoRA initialisation.</summary>
@@ -80,7 +82,7 @@ public static class TrainLm
         var weights = ModelFolder.ReadWeights(config.Model);
         LoraOptions? lora = config.LoraRank > 0
             ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
-                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), config.LoraDropout)
             : null;
         var graph = CausalLm.Graph(model);
         IReadOnlyList<LoraAdapter> adapters = [];
@@ -122,6 +124,13 @@ public static class TrainLm
                 var step = trainer.StepCount;
                 var batchSequences = Enumerable.Range(0, config.BatchSize).Select(i => sequences[order.At(step * config.BatchSize + i)]).ToList();
                 var batch = CausalLm.Batch(batchSequences, model.PadTokenId);
+                if (lora is not null)
+                {
+                    // Dropout masks drawn from (seed, step): a resumed run draws the same ones.
+                    var ids = batch["input_ids"];
+                    var masks = Lora.DropoutMasks(adapters, lora, ids.Rows, (int)ids.Shape[1], StableRandom.For(config.Seed, $"lora dropout {step}"));
+                    foreach (var (name, mask) in masks) batch[name] = mask;
+                }
                 var clock = Stopwatch.StartNew();
                 var result = trainer.Step(batch, cancellationToken);
                 var tokens = batchSequences.Sum(s => s.Ids.Length);
@@ -154,6 +163,7 @@ public static class TrainLm
         if (c.SeqLen < 2) throw UserError.At("train-lm", null, "--seq-len", "needs at least 2 tokens");
         if (c.MicroBatchSize < 0) throw UserError.At("train-lm", null, "--micro-batch-size", $"must be 0 or positive, got {c.MicroBatchSize}");
         if (c.LoraRank < 0) throw UserError.At("train-lm", null, "--lora-rank", $"must be 0 or positive, got {c.LoraRank}");
+        if (c.LoraDropout is < 0 or >= 1) throw UserError.At("train-lm", null, "--lora-dropout", $"must be in [0, 1), got {c.LoraDropout}");
         if (!(c.LearningRate > 0)) throw UserError.At("train-lm", null, "--lr", $"must be positive, got {c.LearningRate}");
         LrSchedule.ParseKind(c.Schedule, "--schedule");
     }
@@ -163,7 +173,7 @@ public static class TrainLm
     {
         ["data"] = Path.GetFullPath(c.Data), ["model"] = Path.GetFullPath(c.Model), ["steps"] = c.Steps, ["lr"] = c.LearningRate,
         ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["seq_len"] = c.SeqLen, ["lora_rank"] = c.LoraRank,
-        ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["seed"] = c.Seed, ["warmup"] = c.Warmup,
+        ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["lora_dropout"] = c.LoraDropout, ["seed"] = c.Seed, ["warmup"] = c.Warmup,
         ["schedule"] = c.Schedule, ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm,
     };
 
