@@ -1,2 +1,42 @@
-// Benchmarks: each one measures side by side in one run and appends its section to bench/RESULTS.md.
-Console.WriteLine("no benchmarks yet");
+using System.Diagnostics;
+using System.Text;
+using RlaifOnnx.Bench;
+
+// `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
+// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME] [--quick]
+var outPath = "bench/RESULTS.md";
+string? only = null;
+var quick = false;
+for (var i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--out": outPath = args[++i]; break;
+        case "--only": only = args[++i]; break;
+        case "--quick": quick = true; break;
+        default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
+    }
+}
+
+var report = new StringBuilder();
+report.AppendLine("# Benchmarks");
+report.AppendLine();
+report.AppendLine($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, {Machine.Cpu()}, " +
+                  $".NET {Environment.Version}, ONNX Runtime {Machine.OrtVersion()}.");
+report.AppendLine($"Reproduce: `make bench` (runs `dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out {outPath}`).");
+report.AppendLine("Every ratio below divides numbers measured in this same run.");
+report.AppendLine();
+
+var ctx = new BenchContext(quick);
+foreach (var bench in Benchmarks.All)
+{
+    if (only is not null && bench.Name != only) continue;
+    Console.Error.WriteLine($"== {bench.Name}");
+    var sw = Stopwatch.StartNew();
+    report.AppendLine(bench.Run(ctx));
+    Console.Error.WriteLine($"   done in {sw.Elapsed.TotalSeconds:F1} s");
+}
+Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
+File.WriteAllText(outPath, report.ToString());
+Console.WriteLine(report);
+return 0;
