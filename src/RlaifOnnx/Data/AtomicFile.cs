@@ -5,7 +5,8 @@ public static class AtomicFile
 {
     public static void WriteAllText(string path, string contents) => Write(path, s =>
     {
-        using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false));
+        // leaveOpen: Write flushes the stream to disk after this returns.
+        using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false), leaveOpen: true);
         w.Write(contents);
     });
 

@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace RlaifOnnx.Reporting;
+
+/// <summary>One line of metrics.jsonl: the step, when it was written, and the named values.</summary>
+public sealed record MetricsEntry(long Step, DateTimeOffset Timestamp, IReadOnlyDictionary<string, double> Values);
+
+/// <summary>
+/// A stage's metrics.jsonl: one JSON object per line, <c>{"step":12,"timestamp":"…","loss":0.41,"lr":1e-4}</c>,
+/// appended and flushed line by line so a crash loses nothing already logged and a plot can follow a
+/// running stage. Non-finite values (a diverging loss) are written as the strings "NaN", "Infinity",
+/// "-Infinity" because JSON has no literal for them; <see cref="Read"/> turns them back into doubles.
+/// A resumed stage appends to the same file. Thread-safe.
+/// </summary>
+public sealed class MetricsLog : IDisposable
+{
+    const string StepKey = "step";
+    const string TimestampKey = "timestamp";
+
+    readonly FileStream stream;
+    readonly TimeProvider clock;
+    readonly Lock gate = new();
+    bool disposed;
+
+    /// <summary>The metrics file.</summary>
+    public string Path { get; }
+
+    public MetricsLog(string path, TimeProvider? clock = null)
+    {
+        Path = path;
+        this.clock = clock ?? TimeProvider.System;
+        var full = System.IO.Path.GetFullPath(path);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
+        stream = new FileStream(full, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 1);
+        // A crash mid-write can leave a line without its newline; start ours on a fresh line.
+        if (stream.Length > 0 && LastByte(full) != (byte)'\n') stream.Write("\n"u8);
+    }
+
+    static int LastByte(string path)
+    {
+        using var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        read.Seek(-1, SeekOrigin.End);
+        return read.ReadByte();
+    }
+
+    /// <summary>Logs one value at a step.</summary>
+    public void Write(long step, string name, double value) => Write(step, [new KeyValuePair<string, double>(name, value)]);
+
+    /// <summary>Logs several values at one step as one line.</summary>
+    public void Write(long step, IEnumerable<KeyValuePair<string, double>> values)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteNumber(StepKey, step);
+            json.WriteString(TimestampKey, clock.GetUtcNow());
+            foreach (var (name, value) in values)
+            {
+                if (name is StepKey or TimestampKey) throw new ArgumentException($"'{name}' is reserved in metrics.jsonl", nameof(values));
+                if (double.IsFinite(value)) json.WriteNumber(name, value);
+                else json.WriteString(name, value.ToString(CultureInfo.InvariantCulture));
+            }
+            json.WriteEndObject();
+        }
+        System.Buffers.BuffersExtensions.Write(buffer, "\n"u8);
+        lock (gate)
+        {
+            ObjectDisposedException.ThrowIf(disposed, this);
+            stream.Write(buffer.WrittenSpan);
+            stream.Flush();
+        }
+    }
+
+    /// <summary>
+    /// Reads a metrics file back. A last line torn by a crash is skipped; a bad line elsewhere is a
+    /// <see cref="UserError"/> naming file and line.
+    /// </summary>
+    public static List<MetricsEntry> Read(string path)
+    {
+        if (!File.Exists(path)) throw UserError.At(path, null, null, "file not found");
+        var lines = File.ReadAllLines(path);
+        var entries = new List<MetricsEntry>();
+        for (var i = 0; i < lines.Length; i++)
+        {
+            if (string.IsNullOrWhiteSpace(lines[i])) continue;
+            try
+            {
+                entries.Add(ParseEntry(lines[i]));
+            }
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or KeyNotFoundException)
+            {
+                if (i == lines.Length - 1) break;
+                throw UserError.At(path, i + 1, null, $"not a metrics line ({e.Message})");
+            }
+        }
+        return entries;
+    }
+
+    static MetricsEntry ParseEntry(string line)
+    {
+        using var doc = JsonDocument.Parse(line);
+        var root = doc.RootElement;
+        var step = root.GetProperty(StepKey).GetInt64();
+        var timestamp = root.GetProperty(TimestampKey).GetDateTimeOffset();
+        var values = new Dictionary<string, double>();
+        foreach (var p in root.EnumerateObject())
+        {
+            if (p.Name is StepKey or TimestampKey) continue;
+            values[p.Name] = p.Value.ValueKind == JsonValueKind.String
+                ? double.Parse(p.Value.GetString()!, CultureInfo.InvariantCulture)
+                : p.Value.GetDouble();
+        }
+        return new MetricsEntry(step, timestamp, values);
+    }
+
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            if (disposed) return;
+            disposed = true;
+            stream.Dispose();
+        }
+    }
+}
