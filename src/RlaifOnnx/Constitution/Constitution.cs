@@ -58,8 +58,11 @@ public sealed record ConstitutionSet(
     public static ConstitutionSet Default => ConstitutionYaml.LoadDefault();
 
     /// <summary>"default" (or empty) → the embedded constitution; anything else is a YAML file path.</summary>
+    /// <remarks> A config loader may have resolved "default" against the config's folder; a missing file named "default" still means the default.</remarks>
     public static ConstitutionSet Load(string? source) =>
-        string.IsNullOrWhiteSpace(source) || source == DefaultName ? Default : ConstitutionYaml.Load(source);
+        string.IsNullOrWhiteSpace(source) || source == DefaultName || (Path.GetFileName(source) == DefaultName && !File.Exists(source))
+            ? Default
+            : ConstitutionYaml.Load(source);
 
     public CritiquePrinciple Critique(string id, string source) =>
         Critiques.FirstOrDefault(c => c.Id == id)

@@ -47,8 +47,18 @@ public static class PromptSources
     /// <summary>The project's own prompt sets, each with a held-out split for evaluation.</summary>
     public static readonly string[] BuiltinSets = ["red-team-train", "red-team-eval", "helpful-train", "helpful-eval"];
 
+    /// <summary>"builtin:NAME" survives a config loader that resolved it against the config's folder.</summary>
+    static string Normalize(string source)
+    {
+        var name = Path.GetFileName(source);
+        return !source.StartsWith(BuiltinPrefix, StringComparison.Ordinal) && name.StartsWith(BuiltinPrefix, StringComparison.Ordinal) && !File.Exists(source)
+            ? name
+            : source;
+    }
+
     public static List<PromptItem> ReadPrompts(string source, TranscriptPrompt transcriptPrompt = TranscriptPrompt.FirstTurn)
     {
+        source = Normalize(source);
         var items = new List<PromptItem>();
         var ids = new IdAssigner();
         if (!source.StartsWith(BuiltinPrefix, StringComparison.Ordinal) && !IsJsonl(source))
@@ -83,6 +93,7 @@ public static class PromptSources
     /// </summary>
     public static List<PairItem> ReadPairs(string source, int seed)
     {
+        source = Normalize(source);
         var items = new List<PairItem>();
         var ids = new IdAssigner();
         foreach (var (line, record) in ReadJsonl(source))

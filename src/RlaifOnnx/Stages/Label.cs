@@ -15,7 +15,7 @@ public sealed record PrincipleLabel(
     string PrincipleId,
     [property: JsonPropertyName("p_a")] double PA,
     [property: JsonPropertyName("p_a_order_ab")] double PAOrderAb,
-    [property: JsonPropertyName("p_a_order_ba")] double? PAOrderBa,
+    [property: JsonPropertyName("p_a_order_ba")] double? PAOrderBa = null,
     string? ReasoningAb = null,
     string? ReasoningBa = null);
 
@@ -29,9 +29,9 @@ public sealed record ComparisonRecord(
     [property: JsonPropertyName("p_a")] double PA,
     IReadOnlyList<string> PrincipleIds,
     IReadOnlyList<PrincipleLabel> PerPrinciple,
-    string? HumanPreferred,
     bool Truncated,
-    int CotUnparsed);
+    int CotUnparsed,
+    string? HumanPreferred = null);
 
 /// <summary>TRL-style preference export: the label's choice as chosen/rejected, with |2·p_a − 1| as the margin.</summary>
 public sealed record PreferenceRecord(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Chosen, IReadOnlyList<ChatMessage> Rejected, double Margin);
@@ -226,6 +226,8 @@ public static partial class Label
     static readonly JsonSerializerOptions MetricsJson = new(Jsonl.JsonlOptions)
     {
         WriteIndented = true,
+        // metrics.json spells out every figure, null when it does not apply (no human preferences, one order).
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
@@ -331,8 +333,8 @@ public static partial class Label
             var pair = p.Pair;
             records.Add(new ComparisonRecord(pair.Id, pair.Context.LastOrDefault(m => m.Role == "user")?.Content ?? "", pair.Context,
                 pair.ResponseA, pair.ResponseB, LabelMath.Ensemble(perPrinciple.Select(l => l.PA).ToList()),
-                p.Principles.Select(x => x.Id).ToList(), perPrinciple,
-                pair.HumanChoseA switch { true => "a", false => "b", null => null }, p.Truncated, unparsed));
+                p.Principles.Select(x => x.Id).ToList(), perPrinciple, p.Truncated, unparsed,
+                pair.HumanChoseA switch { true => "a", false => "b", null => null }));
         }
         return records;
     }
