@@ -158,6 +158,8 @@ public static partial class Label
     /// <summary>Runs the stage with the models named in the config; returns comparisons.jsonl's path.</summary>
     public static async Task<string> Run(Config config, CancellationToken cancellationToken = default, string source = "label config")
     {
+        // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
+        var inputs = ReadInputs(config, source);
         var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
         using var scorer = StageBackends.OpenScorer(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model");
         using var reasoner = config.ChainOfThought ? StageBackends.OpenGenerator(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model") : null;
@@ -166,24 +168,34 @@ public static partial class Label
             ?? (StageBackends.ContextLength(config.FeedbackModel) is { } context
                 ? context - (config.ChainOfThought ? config.CotMaxNewTokens + 16 : 8)
                 : 4096);
-        return await Run(config, scorer, StageBackends.TokenCounter(scorer), budget, reasoner, policy, cancellationToken, source);
+        return await Run(config, inputs, scorer, StageBackends.TokenCounter(scorer), budget, reasoner, policy, cancellationToken, source);
     }
 
     /// <summary>Runs the stage with backends the caller owns.</summary>
-    public static async Task<string> Run(Config config, IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens,
-        ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken = default, string source = "label config")
+    public static Task<string> Run(Config config, IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens,
+        ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken = default, string source = "label config") =>
+        Run(config, ReadInputs(config, source), scorer, countTokens, maxQuestionTokens, reasoner, policy, cancellationToken, source);
+
+    /// <summary>The checked inputs: the constitution and either existing pairs or prompts whose two answers are sampled batch by batch.</summary>
+    sealed record Inputs(ConstitutionSet Constitution, List<PairItem>? Pairs, List<PromptItem>? Prompts);
+
+    static Inputs ReadInputs(Config config, string source)
     {
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
         var constitution = ConstitutionSet.Load(config.Constitution);
         if (constitution.FeedbackPrinciples.Count == 0)
             throw UserError.At(config.Constitution, null, "feedback_principles", "the constitution has no feedback principles to label with");
-        if (config.ChainOfThought && reasoner is null) throw new ArgumentNullException(nameof(reasoner), "chain-of-thought mode needs a generator");
+        return config.Pairs is not null
+            ? new Inputs(constitution, PromptSources.ReadPairs(config.Pairs, config.Seed), null)
+            : new Inputs(constitution, null, PromptSources.ReadPrompts(config.Prompts!, config.TranscriptPrompt));
+    }
 
-        // Inputs: existing pairs, or prompts whose two answers are sampled batch by batch below.
-        List<PairItem>? pairs = null;
-        List<PromptItem>? prompts = null;
-        if (config.Pairs is not null) pairs = PromptSources.ReadPairs(config.Pairs, config.Seed);
-        else prompts = PromptSources.ReadPrompts(config.Prompts!, config.TranscriptPrompt);
+    static async Task<string> Run(Config config, Inputs inputs, IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens,
+        ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken, string source)
+    {
+        if (config.ChainOfThought && reasoner is null) throw new ArgumentNullException(nameof(reasoner), "chain-of-thought mode needs a generator");
+        if (inputs.Prompts is not null && policy is null) throw new ArgumentNullException(nameof(policy), "sampled comparisons need a policy generator");
+        var (constitution, pairs, prompts) = inputs;
         var ids = pairs?.Select(p => p.Id).ToList() ?? prompts!.Select(p => p.Id).ToList();
         if (config.Limit is { } limit) ids = ids.Take(limit).ToList();
 

@@ -96,13 +96,21 @@ public static class Revise
     /// <summary>Runs the stage with the model named in the config; returns revisions.jsonl's path.</summary>
     public static async Task<string> Run(Config config, CancellationToken cancellationToken = default, string source = "revise config")
     {
+        // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
+        var (constitution, prompts) = ReadInputs(config, source);
         using var generator = StageBackends.OpenGenerator(config.Model, config.ServerModel,
             new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize }, source, "model");
-        return await Run(config, generator, cancellationToken, source);
+        return await Run(config, constitution, prompts, generator, cancellationToken);
     }
 
     /// <summary>Runs the stage with a generator the caller owns.</summary>
     public static async Task<string> Run(Config config, ITextGenerator generator, CancellationToken cancellationToken = default, string source = "revise config")
+    {
+        var (constitution, prompts) = ReadInputs(config, source);
+        return await Run(config, constitution, prompts, generator, cancellationToken);
+    }
+
+    static (ConstitutionSet, List<PromptItem>) ReadInputs(Config config, string source)
     {
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
         var constitution = ConstitutionSet.Load(config.Constitution);
@@ -110,6 +118,11 @@ public static class Revise
             throw UserError.At(config.Constitution, null, "critiques", "the constitution has no critique/revision pairs to revise with");
         var prompts = PromptSources.ReadPrompts(config.Prompts, config.TranscriptPrompt);
         if (config.Limit is { } limit) prompts = prompts.Take(limit).ToList();
+        return (constitution, prompts);
+    }
+
+    static async Task<string> Run(Config config, ConstitutionSet constitution, List<PromptItem> prompts, ITextGenerator generator, CancellationToken cancellationToken)
+    {
 
         Directory.CreateDirectory(config.OutputDir);
         var revisionsPath = Path.Combine(config.OutputDir, RevisionsFile);
