@@ -66,8 +66,8 @@ public class LabelStageTests
         using (var doc = JsonDocument.Parse(File.ReadLines(path).First()))
         {
             var keys = doc.RootElement.EnumerateObject().Select(p => p.Name).ToHashSet();
-            Assert.Superset(["id", "prompt", "messages", "response_a", "response_b", "p_a", "principle_ids", "per_principle", "human_preferred", "truncated", "cot_unparsed"], keys);
-            Assert.Superset(["principle_id", "p_a", "p_a_order_ab", "p_a_order_ba"], doc.RootElement.GetProperty("per_principle")[0].EnumerateObject().Select(p => p.Name).ToHashSet());
+            Assert.Superset(new HashSet<string> { "id", "prompt", "messages", "response_a", "response_b", "p_a", "principle_ids", "per_principle", "human_preferred", "truncated", "cot_unparsed" }, keys);
+            Assert.Superset(new HashSet<string> { "principle_id", "p_a", "p_a_order_ab", "p_a_order_ba" }, doc.RootElement.GetProperty("per_principle")[0].EnumerateObject().Select(p => p.Name).ToHashSet());
         }
 
         var preferences = Jsonl.ReadAll<PreferenceRecord>(Path.Combine(config.OutputDir, Label.PreferencesFile));

@@ -56,7 +56,7 @@ public class ReviseStageTests
         using (var doc = JsonDocument.Parse(File.ReadLines(path).First()))
         {
             var keys = doc.RootElement.EnumerateObject().Select(p => p.Name).ToHashSet();
-            Assert.Superset(["id", "prompt", "messages", "initial_response", "rounds", "final_response"], keys);
+            Assert.Superset(new HashSet<string> { "id", "prompt", "messages", "initial_response", "rounds", "final_response" }, keys);
             Assert.Equal(["principle_id", "critique_request", "critique", "revision_request", "revision"],
                 doc.RootElement.GetProperty("rounds")[0].EnumerateObject().Select(p => p.Name));
         }
