@@ -107,3 +107,33 @@ public class LabelQuestionTests
         Assert.Equal(File.ReadAllText(path), File.ReadAllText(PreferenceMix.Run(config with { OutputDir = dir.File("again") })));
     }
 }
+
+public class StageConfigFileTests
+{
+    static string Repo([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
+        System.IO.Path.GetFullPath(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(here)!, "..", ".."));
+
+    [Fact]
+    public void ShippedStageConfigsParse()
+    {
+        var dir = System.IO.Path.Combine(Repo(), "configs", "stages");
+        var revise = StageConfig.Load<Revise.Config>(System.IO.Path.Combine(dir, "revise.yaml"));
+        Assert.Equal(4, revise.Rounds);
+        Assert.Equal("builtin:red-team-train", System.IO.Path.GetFileName(revise.Prompts));
+        Assert.NotEmpty(PromptSources.ReadPrompts(revise.Prompts));
+        Assert.Equal(ConstitutionSet.Default.Name, ConstitutionSet.Load(revise.Constitution).Name);
+        var label = StageConfig.Load<Label.Config>(System.IO.Path.Combine(dir, "label.yaml"));
+        Assert.True(label.BothOrders);
+        Assert.Empty(label.Problems());
+        Assert.Empty(StageConfig.Load<Label.Config>(System.IO.Path.Combine(dir, "label-sampled.yaml")).Problems());
+        Assert.Equal(0.5, StageConfig.Load<PreferenceMix.Config>(System.IO.Path.Combine(dir, "mix.yaml")).AiFraction);
+    }
+
+    [Fact]
+    public void MisspelledKeyNamesTheNearestOne()
+    {
+        var e = Assert.Throws<UserError>(() => StageConfig.Parse<Revise.Config>("prompts: p.txt\nmodel: m\noutput_dir: o\nround: 3\n", "r.yaml"));
+        Assert.Contains("r.yaml:4", e.Message);
+        Assert.Contains("rounds", e.Message);
+    }
+}
