@@ -8,6 +8,7 @@ public static class Commands
     public static RootCommand Build()
     {
         var root = new RootCommand("rlaif: Constitutional AI (RLAIF) training with ONNX models and ONNX Runtime.");
+        root.Subcommands.Add(ModelCommands.Create());
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
         return root;
     }

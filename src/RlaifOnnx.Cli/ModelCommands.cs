@@ -1,0 +1,101 @@
+using System.CommandLine;
+using RlaifOnnx.Models;
+
+namespace RlaifOnnx.Cli;
+
+/// <summary>`rlaif model …`: make, convert and describe model folders.</summary>
+public static class ModelCommands
+{
+    /// <summary>The `model` command with its subcommands; each subcommand has its own factory below.</summary>
+    public static Command Create()
+    {
+        var model = new Command("model", "Create, build, import and inspect model folders.");
+        model.Subcommands.Add(CreateCommand());
+        // Further subcommands (build, import, inspect) are added here, one line each.
+        return model;
+    }
+
+    /// <summary>`rlaif model create`: a random-weight model folder with the project's own tokenizer.</summary>
+    static Command CreateCommand()
+    {
+        var arch = new Option<string>("--arch") { Description = "Architecture family: llama or gpt2.", Required = true };
+        var output = new Option<string>("--out") { Description = "Model folder to write.", Required = true };
+        var vocab = new Option<int>("--vocab-size") { Description = "Vocabulary size (also the tokenizer's; at least 259).", DefaultValueFactory = _ => 512 };
+        var hidden = new Option<int>("--hidden-size") { Description = "Hidden width.", DefaultValueFactory = _ => 64 };
+        var layers = new Option<int>("--layers") { Description = "Decoder layers.", DefaultValueFactory = _ => 2 };
+        var heads = new Option<int>("--heads") { Description = "Attention heads (must divide --hidden-size).", DefaultValueFactory = _ => 4 };
+        var kvHeads = new Option<int?>("--kv-heads") { Description = "Key/value heads (grouped-query attention; must divide --heads). Default: --heads." };
+        var intermediate = new Option<int?>("--intermediate-size") { Description = "MLP width. Default: 8/3·hidden rounded up to a multiple of 8 (llama), 4·hidden (gpt2)." };
+        var maxPositions = new Option<int>("--max-positions") { Description = "Longest sequence (prompt + generation).", DefaultValueFactory = _ => 512 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
+        var modelType = new Option<string?>("--model-type") { Description = "Hugging Face model type for llama: llama, qwen2 or mistral (qwen2 adds q/k/v bias)." };
+        var tie = new Option<bool>("--tie-embeddings") { Description = "Reuse the token embedding as the output projection." };
+        var command = new Command("create", "Write a random-weight model folder with a small tokenizer the project makes itself.")
+        {
+            arch, output, vocab, hidden, layers, heads, kvHeads, intermediate, maxPositions, seed, modelType, tie,
+        };
+        command.SetAction(parse =>
+        {
+            var config = CreateConfig(parse.GetValue(arch)!, parse.GetValue(vocab), parse.GetValue(hidden), parse.GetValue(layers),
+                parse.GetValue(heads), parse.GetValue(kvHeads), parse.GetValue(intermediate), parse.GetValue(maxPositions),
+                parse.GetValue(modelType), parse.GetValue(tie));
+            var outDir = parse.GetValue(output)!;
+            var weights = WeightSet.Random(config, parse.GetValue(seed));
+            var tokenizer = TinyTokenizer.Train(config.VocabSize);
+            ModelWriter.Write(outDir, config, weights, tokenizer, "base",
+                [new LineageEntry($"model create --arch {parse.GetValue(arch)} --seed {parse.GetValue(seed)}", null, DateTimeOffset.UtcNow)]);
+            Console.WriteLine($"wrote {outDir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, " +
+                $"{config.NumHeads} heads ({config.NumKvHeads} kv), vocab {config.VocabSize}, {config.ParameterCount:N0} parameters");
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>The config `model create` builds from its options; every bad value is a one-line UserError.</summary>
+    public static ModelConfig CreateConfig(string arch, int vocab, int hidden, int layers, int heads, int? kvHeads,
+        int? intermediate, int maxPositions, string? modelType, bool tie)
+    {
+        const string source = "model create";
+        var architecture = arch.ToLowerInvariant() switch
+        {
+            "llama" => Architecture.Llama,
+            "gpt2" => Architecture.Gpt2,
+            _ => throw UserError.At(source, null, "--arch", $"unknown architecture '{arch}'; supported: llama, gpt2"),
+        };
+        if (architecture == Architecture.Gpt2)
+            throw UserError.At(source, null, "--arch", "gpt2 is not available in this build; supported: llama");
+        var type = (modelType ?? "llama").ToLowerInvariant();
+        if (type is not ("llama" or "qwen2" or "mistral"))
+            throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
+        if (vocab < TinyTokenizer.MinVocabSize)
+            throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
+        // The config checks these too, but here the message can name the option the user typed.
+        var kv = kvHeads ?? heads;
+        if (heads > 0 && hidden % heads != 0)
+            throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
+        if (kv > 0 && heads % kv != 0)
+            throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
+        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8.
+        var defaultIntermediate = (8 * hidden / 3 + 7) / 8 * 8;
+        var config = new ModelConfig
+        {
+            Architecture = architecture,
+            ModelType = type,
+            VocabSize = vocab,
+            HiddenSize = hidden,
+            NumLayers = layers,
+            NumHeads = heads,
+            NumKvHeads = kv,
+            IntermediateSize = intermediate ?? defaultIntermediate,
+            MaxPositions = maxPositions,
+            TieEmbeddings = tie,
+            AttentionBias = type == "qwen2",
+            RopeTheta = type == "qwen2" ? 1_000_000 : 10_000,
+            NormEps = type == "qwen2" ? 1e-6 : 1e-5,
+            BosTokenId = TinyTokenizer.EndOfTextId,
+            EosTokenId = TinyTokenizer.ImEndId,
+            PadTokenId = TinyTokenizer.EndOfTextId,
+        };
+        return config.Validate(source);
+    }
+}

@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace RlaifOnnx.Models;
+
+/// <summary>
+/// Picks the canonical graph builder for a config's architecture. Every caller that needs a model's
+/// inference graph, training graph or genai_config.json comes through here; a plain switch, one arm
+/// per family.
+/// </summary>
+public static class DecoderGraphs
+{
+    /// <summary>The inference graph (weights as initializers, KV cache in GenAI's layout).</summary>
+    public static ModelProto Inference(ModelConfig config, WeightSet weights) => config.Architecture switch
+    {
+        Architecture.Llama => LlamaGraph.Inference(config, weights),
+        Architecture.Gpt2 => throw Gpt2NotHere(),
+        _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
+    };
+
+    /// <summary>The training graph (no cache, every canonical weight a graph input) in Float or Double.</summary>
+    public static ModelProto Training(ModelConfig config, DataType floatType) => config.Architecture switch
+    {
+        Architecture.Llama => LlamaGraph.Training(config, floatType),
+        Architecture.Gpt2 => throw Gpt2NotHere(),
+        _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
+    };
+
+    /// <summary>The whole genai_config.json for a model folder holding this config's inference graph.</summary>
+    public static JsonObject GenAIConfig(ModelConfig config)
+    {
+        var decoder = config.Architecture switch
+        {
+            Architecture.Llama => LlamaGraph.GenAIDecoderSection(config),
+            Architecture.Gpt2 => throw Gpt2NotHere(),
+            _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
+        };
+        return new JsonObject
+        {
+            ["model"] = new JsonObject
+            {
+                // GenAI picks its decoder-only pipeline from "type": llama, qwen2, mistral and gpt2 all run it.
+                ["type"] = config.ModelType,
+                ["bos_token_id"] = config.BosTokenId,
+                ["eos_token_id"] = config.EosTokenId,
+                ["pad_token_id"] = config.PadTokenId,
+                ["vocab_size"] = config.VocabSize,
+                ["context_length"] = config.MaxPositions,
+                ["decoder"] = decoder,
+            },
+            ["search"] = new JsonObject
+            {
+                ["diversity_penalty"] = 0.0,
+                ["do_sample"] = false,
+                ["early_stopping"] = true,
+                ["length_penalty"] = 1.0,
+                ["max_length"] = config.MaxPositions,
+                ["min_length"] = 0,
+                ["no_repeat_ngram_size"] = 0,
+                ["num_beams"] = 1,
+                ["num_return_sequences"] = 1,
+                // Our graphs concatenate past and new keys (present is a new, longer tensor), so GenAI
+                // must not share one buffer between past and present.
+                ["past_present_share_buffer"] = false,
+                ["repetition_penalty"] = 1.0,
+                ["temperature"] = 1.0,
+                ["top_k"] = 1,
+                ["top_p"] = 1.0,
+            },
+        };
+    }
+
+    static NotSupportedException Gpt2NotHere() => new("gpt2 graphs: see Gpt2Graph");
+}
