@@ -168,7 +168,8 @@ public static class Revise
         // 3. K rounds of critique → revision
         for (var round = 0; round < config.Rounds; round++)
         {
-            var roundSampling = sampling with { Seed = sampling.Seed * 31 + round + 1 };
+            // Seeds stay non-negative (a negative seed asks GenAI for a random one) and differ per call.
+            var roundSampling = sampling with { Seed = StableRandom.SeedFor(sampling.Seed, $"round {round} critique") };
             var critiqueChats = new List<IReadOnlyList<ChatMessage>>();
             for (var i = 0; i < batch.Count; i++)
                 critiqueChats.Add([.. draws[i].prefix, .. batch[i].Messages, new("assistant", current[i]), new("user", draws[i].principles[round].CritiqueRequest)]);
@@ -177,7 +178,7 @@ public static class Revise
             var revisionChats = new List<IReadOnlyList<ChatMessage>>();
             for (var i = 0; i < batch.Count; i++)
                 revisionChats.Add([.. critiqueChats[i], new("assistant", critiques[i]), new("user", draws[i].principles[round].RevisionRequest)]);
-            var revisions = (await generator.ChatAsync(revisionChats, roundSampling with { Seed = roundSampling.Seed + 7919 }, ct)).Select(Clean).ToList();
+            var revisions = (await generator.ChatAsync(revisionChats, sampling with { Seed = StableRandom.SeedFor(sampling.Seed, $"round {round} revision") }, ct)).Select(Clean).ToList();
 
             for (var i = 0; i < batch.Count; i++)
             {
