@@ -130,7 +130,7 @@ public class LabelStageTests
         var config = Config(model, dir.File("resumed")) with { Pairs = pairs };
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         using (var scorer = new OrtScorer(model))
-        using (var stopping = new CancelAfterCalls(scorer, calls: 2, cts)) // one scorer call per batch of 4: stop after the second
+        using (var stopping = new CancelAfterCalls(scorer, calls: 6, cts)) // one scorer call per comparison, batches of 4: stop inside batch 2
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
                 Label.Run(config, stopping, t => scorer.Encode(t).Length, 4096, null, null, cts.Token));
         Assert.Equal(4, Jsonl.ReadAll<ComparisonRecord>(Path.Combine(config.OutputDir, Label.ComparisonsFile)).Count);

@@ -71,8 +71,9 @@ public sealed record LabelMetrics(
 ///
 /// Comparisons come from an existing pairs file, or from sampling two answers per prompt from a policy
 /// model. Over-long questions are cut from the left of the conversation (then the answers' tails) and counted.
-/// All questions of a batch go to the scorer in one call; questions of one comparison share the whole
-/// conversation prefix, which the local scorer runs once per question and reuses for both candidates.
+/// The 2·M questions of one comparison differ only after the conversation, so the scorer runs the shared
+/// prefix (few-shot examples and conversation) once per comparison and every principle × order × answer
+/// continues from its cache (issue 4 §7; bench/RESULTS.md "label" measures the gain).
 ///
 /// Run: <c>rlaif label --config label.yaml</c>. Output in <see cref="Config.OutputDir"/>: comparisons.jsonl
 /// (resumable), preferences.jsonl (TRL export) and metrics.json (+ metrics.jsonl).
@@ -275,8 +276,8 @@ public static partial class Label
             var pool = constitution.FeedbackExamples.Where(e => config.ChainOfThought ? e.Reasoning is not null : true).ToList();
             var examples = Revise.DrawExamples(pool, config.FewShot, rng);
             var longest = principles.MaxBy(p => p.Text.Length)!;
-            var (context, a, b, truncated) = FitQuestion(pair, q => countTokens(FewShotPrefix(examples, longest, constitution, config.ChainOfThought) + q), longest.Text, config.ChainOfThought, maxQuestionTokens);
-            if (examples.Count > 0 && countTokens(FewShotPrefix(examples, longest, constitution, config.ChainOfThought) + Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
+            var (context, a, b, truncated) = FitQuestion(pair, q => countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + q), longest.Text, config.ChainOfThought, maxQuestionTokens);
+            if (examples.Count > 0 && countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
             {
                 // The few-shot examples alone leave no room: this comparison goes without them.
                 examples = [];
@@ -287,34 +288,54 @@ public static partial class Label
             prepared.Add(new Prepared(pair, context, a, b, principles, examples, truncated));
         }
 
-        // 3. every question of the batch: comparison × principle × order (a first, then b first)
+        // 3. every question of the batch: comparison × principle × order (a first, then b first). The
+        //    questions of one comparison differ only after the conversation, so each comparison has one
+        //    shared prefix (few-shot examples, header, conversation) and a suffix per principle and order.
         var orders = config.BothOrders ? 2 : 1;
-        var questions = new List<string>();
+        var prefixes = new List<string>();
+        var suffixes = new List<string>(); // [comparison][principle][order], flattened
         foreach (var p in prepared)
+        {
+            prefixes.Add(FewShotPrefix(p.Examples, p.Principles[0], constitution, config.ChainOfThought) + QuestionPrefix(p.Context));
             foreach (var principle in p.Principles)
                 for (var order = 0; order < orders; order++)
                 {
                     var (first, second) = order == 0 ? (p.A, p.B) : (p.B, p.A);
-                    questions.Add(FewShotPrefix(p.Examples, principle, constitution, config.ChainOfThought) + Question(p.Context, principle.Text, first, second, config.ChainOfThought));
+                    suffixes.Add(QuestionSuffix(principle.Text, first, second, config.ChainOfThought));
                 }
+        }
+        var perComparison = suffixes.Count / prepared.Count;
 
         // 4. chain of thought: the model reasons, its stated answer (if any) is the choice
-        var reasoning = new string?[questions.Count];
-        var stated = new char?[questions.Count];
-        var scoringPrompts = questions;
+        var reasoning = new string?[suffixes.Count];
+        var stated = new char?[suffixes.Count];
         if (config.ChainOfThought)
         {
+            var questions = suffixes.Select((suffix, q) => prefixes[q / perComparison] + suffix).ToList();
             var generated = await reasoner!.CompleteAsync(questions, new SamplingOptions { MaxNewTokens = config.CotMaxNewTokens, Temperature = 0 }, ct);
-            scoringPrompts = [];
-            for (var q = 0; q < questions.Count; q++)
+            for (var q = 0; q < suffixes.Count; q++)
             {
                 (reasoning[q], stated[q]) = ParseReasoning(generated[q]);
-                scoringPrompts.Add(questions[q] + " " + reasoning[q] + "\nSo the answer is:");
+                suffixes[q] += " " + reasoning[q] + "\nSo the answer is:";
             }
         }
 
-        // 5. one scorer call for the whole batch: log-probs of " (A)" and " (B)" after each question
-        var logProbs = await scorer.CandidateLogProbsAsync(scoringPrompts, [CandidateA, CandidateB], ct);
+        // 5. per comparison one scorer call: the prefix once, then every suffix + " (A)" and + " (B)" continuing
+        //    from its cache. log p(suffix + " (A)") − log p(suffix + " (B)") equals log p(" (A)" | question) −
+        //    log p(" (B)" | question): the suffix's own log-prob is the same in both and cancels, and only the
+        //    difference enters p_a (LabelMath.ProbabilityOfFirst).
+        var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
+        for (var c = 0; c < prepared.Count; c++)
+        {
+            var candidates = new List<string>();
+            for (var q = c * perComparison; q < (c + 1) * perComparison; q++)
+            {
+                candidates.Add(suffixes[q] + CandidateA);
+                candidates.Add(suffixes[q] + CandidateB);
+            }
+            var row = (await scorer.CandidateLogProbsAsync([prefixes[c]], candidates, ct))[0];
+            for (var q = 0; q < perComparison; q++) logProbs.Add([row[2 * q], row[2 * q + 1]]);
+        }
 
         var records = new List<ComparisonRecord>();
         var k = 0;
@@ -352,16 +373,27 @@ public static partial class Label
     }
 
     /// <summary>The multiple-choice question (paper §4.1 format), ending where the answer goes.</summary>
-    public static string Question(IReadOnlyList<ChatMessage> context, string principle, string first, string second, bool chainOfThought)
+    public static string Question(IReadOnlyList<ChatMessage> context, string principle, string first, string second, bool chainOfThought) =>
+        QuestionPrefix(context) + QuestionSuffix(principle, first, second, chainOfThought);
+
+    /// <summary>The part of a question every principle and order shares: the header and the conversation.</summary>
+    public static string QuestionPrefix(IReadOnlyList<ChatMessage> context) => Header + Transcript.Render(context) + "\n\n";
+
+    /// <summary>The part after the conversation: the principle, the options in the order shown, and the answer cue.</summary>
+    public static string QuestionSuffix(string principle, string first, string second, bool chainOfThought)
     {
         var sb = new StringBuilder();
-        sb.Append(Header).Append(Transcript.Render(context)).Append("\n\n");
         sb.Append(principle.Trim()).Append("\nOptions:\n(A) ").Append(first.Trim()).Append("\n(B) ").Append(second.Trim()).Append('\n');
         sb.Append(chainOfThought ? ThinkStepByStep : "The answer is:");
         return sb.ToString();
     }
 
-    /// <summary>Few-shot labelling examples, each a full question followed by its answer (and reasoning in chain-of-thought mode).</summary>
+    /// <summary>
+    /// Few-shot labelling examples, each a full question followed by its answer (and reasoning in
+    /// chain-of-thought mode). An example without its own principle is shown with <paramref name="current"/>
+    /// (the comparison's first principle), so the examples are the same for every question of a comparison
+    /// and belong to the shared prefix.
+    /// </summary>
     public static string FewShotPrefix(IReadOnlyList<FeedbackExample> examples, FeedbackPrinciple current, ConstitutionSet constitution, bool chainOfThought)
     {
         if (examples.Count == 0) return "";
