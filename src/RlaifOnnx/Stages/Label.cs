@@ -119,6 +119,8 @@ public static partial class Label
         public bool BothOrders { get; init; } = true;
         /// <summary>Few-shot labelling examples prepended to every question (0 = none).</summary>
         public int FewShot { get; init; } = 1;
+        /// <summary>Score the conversation once per comparison, with every principle × order × answer continuing from it, when that runs fewer tokens than one pass per question (false: always one pass per question).</summary>
+        public bool SharePrefix { get; init; } = true;
         /// <summary>Let the feedback model reason step by step before answering, then clamp.</summary>
         public bool ChainOfThought { get; init; }
         /// <summary>New tokens for a chain-of-thought reasoning.</summary>
@@ -320,21 +322,25 @@ public static partial class Label
             }
         }
 
-        // 5. per comparison one scorer call: the prefix once, then every suffix + " (A)" and + " (B)" continuing
-        //    from its cache. log p(suffix + " (A)") − log p(suffix + " (B)") equals log p(" (A)" | question) −
-        //    log p(" (B)" | question): the suffix's own log-prob is the same in both and cancels, and only the
-        //    difference enters p_a (LabelMath.ProbabilityOfFirst).
+        // 5. per comparison one scorer call, in whichever of two equivalent shapes runs fewer tokens:
+        //    - prefix once: the shared prefix is the prompt and every suffix + " (A)" / + " (B)" continues from its
+        //      cache. log p(suffix + " (A)") − log p(suffix + " (B)") = log p(" (A)" | question) − log p(" (B)" | question):
+        //      the suffix's own log-prob is the same in both and cancels, and only the difference enters p_a.
+        //      Cost ≈ C + 4M·S tokens (C prefix, S suffix, M principles, both orders).
+        //    - question once: every full question is a prompt and " (A)" / " (B)" continue from its cache.
+        //      Cost ≈ 2M·(C + S). The first wins when the conversation outweighs what follows it.
         var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
         for (var c = 0; c < prepared.Count; c++)
         {
-            var candidates = new List<string>();
-            for (var q = c * perComparison; q < (c + 1) * perComparison; q++)
+            var mine = suffixes.GetRange(c * perComparison, perComparison);
+            double prefixCost = prefixes[c].Length, suffixCost = mine.Average(x => x.Length);
+            if (config.SharePrefix && prefixCost + 2 * perComparison * suffixCost < perComparison * (prefixCost + suffixCost))
             {
-                candidates.Add(suffixes[q] + CandidateA);
-                candidates.Add(suffixes[q] + CandidateB);
+                var candidates = mine.SelectMany(x => new[] { x + CandidateA, x + CandidateB }).ToList();
+                var row = (await scorer.CandidateLogProbsAsync([prefixes[c]], candidates, ct))[0];
+                for (var q = 0; q < perComparison; q++) logProbs.Add([row[2 * q], row[2 * q + 1]]);
             }
-            var row = (await scorer.CandidateLogProbsAsync([prefixes[c]], candidates, ct))[0];
-            for (var q = 0; q < perComparison; q++) logProbs.Add([row[2 * q], row[2 * q + 1]]);
+            else logProbs.AddRange(await scorer.CandidateLogProbsAsync(mine.Select(x => prefixes[c] + x).ToList(), [CandidateA, CandidateB], ct));
         }
 
         var records = new List<ComparisonRecord>();
