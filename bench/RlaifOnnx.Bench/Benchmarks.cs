@@ -17,6 +17,7 @@ public static class Benchmarks
     public static readonly Benchmark[] All =
     [
         new("gemm", GemmBench.Run),
+        new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
     ];
 }

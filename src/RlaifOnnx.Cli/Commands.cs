@@ -9,6 +9,8 @@ public static class Commands
     {
         var root = new RootCommand("rlaif: Constitutional AI (RLAIF) training with ONNX models and ONNX Runtime.");
         root.Subcommands.Add(ModelCommands.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create());
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
         return root;
     }

@@ -11,6 +11,8 @@ public static class ModelCommands
     {
         var model = new Command("model", "Create, build, import and inspect model folders.");
         model.Subcommands.Add(CreateCommand());
+        model.Subcommands.Add(ModelBuildCommands.Build());
+        model.Subcommands.Add(ModelBuildCommands.Inspect());
         // Further subcommands (build, import, inspect) are added here, one line each.
         return model;
     }
@@ -62,11 +64,11 @@ public static class ModelCommands
             "gpt2" => Architecture.Gpt2,
             _ => throw UserError.At(source, null, "--arch", $"unknown architecture '{arch}'; supported: llama, gpt2"),
         };
-        if (architecture == Architecture.Gpt2)
-            throw UserError.At(source, null, "--arch", "gpt2 is not available in this build; supported: llama");
-        var type = (modelType ?? "llama").ToLowerInvariant();
-        if (type is not ("llama" or "qwen2" or "mistral"))
+        var type = (modelType ?? (architecture == Architecture.Gpt2 ? "gpt2" : "llama")).ToLowerInvariant();
+        if (architecture == Architecture.Llama && type is not ("llama" or "qwen2" or "mistral"))
             throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for llama: llama, qwen2, mistral");
+        if (architecture == Architecture.Gpt2 && type != "gpt2")
+            throw UserError.At(source, null, "--model-type", $"unknown model type '{modelType}'; supported for gpt2: gpt2");
         if (vocab < TinyTokenizer.MinVocabSize)
             throw UserError.At(source, null, "--vocab-size", $"must be at least {TinyTokenizer.MinVocabSize} (3 special tokens + 256 bytes), got {vocab}");
         // The config checks these too, but here the message can name the option the user typed.
@@ -75,8 +77,10 @@ public static class ModelCommands
             throw UserError.At(source, null, "--heads", $"--hidden-size {hidden} is not divisible by {heads} heads");
         if (kv > 0 && heads % kv != 0)
             throw UserError.At(source, null, "--kv-heads", $"{heads} attention heads are not divisible by {kv} key/value heads");
-        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8.
-        var defaultIntermediate = (8 * hidden / 3 + 7) / 8 * 8;
+        if (architecture == Architecture.Gpt2 && kv != heads)
+            throw UserError.At(source, null, "--kv-heads", "gpt2 has no grouped-query attention; leave --kv-heads out");
+        // SwiGLU's customary width: 2/3 of 4·hidden, rounded up to a multiple of 8; GPT-2's MLP is 4·hidden.
+        var defaultIntermediate = architecture == Architecture.Gpt2 ? 4 * hidden : (8 * hidden / 3 + 7) / 8 * 8;
         var config = new ModelConfig
         {
             Architecture = architecture,
@@ -88,7 +92,9 @@ public static class ModelCommands
             NumKvHeads = kv,
             IntermediateSize = intermediate ?? defaultIntermediate,
             MaxPositions = maxPositions,
-            TieEmbeddings = tie,
+            // GPT-2 always ties its output projection to the token embedding.
+            TieEmbeddings = tie || architecture == Architecture.Gpt2,
+            HiddenAct = architecture == Architecture.Gpt2 ? "gelu_new" : "silu",
             AttentionBias = type == "qwen2",
             RopeTheta = type == "qwen2" ? 1_000_000 : 10_000,
             NormEps = type == "qwen2" ? 1e-6 : 1e-5,

@@ -98,6 +98,16 @@ public class JsonlTests
     }
 
     [Fact]
+    public void MissingFieldInNestedObject_NamesItsPath()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("nested.jsonl");
+        File.WriteAllText(path, "{\"id\":\"a\",\"prompt\":\"x\",\"turns\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\"}]}\n");
+        var e = Assert.Throws<UserError>(() => Jsonl.Read<PromptRecord>(path).ToList());
+        Assert.Equal($"{path}:1: turns[1].content: is missing", e.Message);
+    }
+
+    [Fact]
     public void NullForNonNullableString_IsAnError()
     {
         using var dir = new TempDir();

@@ -153,6 +153,27 @@ public class LlamaGraphTests
     }
 
     [Fact]
+    public void Far_positions_keep_their_precision()
+    {
+        // Rotary angles reach ~1e3 radians here; they are computed in float64 inside the float32 graph.
+        var config = TinyLlama.Config("gqa-untied") with { MaxPositions = 4096 };
+        var weights = TinyLlama.Weights(config);
+        var mask = Ones(2, 8);
+        // Gaps make the positions matter: with consecutive ones, rotary attention only sees differences.
+        long[][] positions = [[1000, 1003, 1010, 1500, 2000, 2001, 2002, 3000], [7, 300, 301, 302, 900, 1700, 2500, 4000]];
+        using var runner = new OrtTestRunner(DecoderGraphs.Inference(config, weights));
+
+        var logits = runner.Run(TinyLlama.InferenceInputs(config, Tokens, mask, positions))["logits"];
+        var expected = LlamaReference.Forward(config, weights, Tokens, mask, positions);
+        var consecutive = LlamaReference.Forward(config, weights, Tokens, mask, TinyLlama.PositionsFromMask(mask));
+
+        for (var b = 0; b < 2; b++)
+            for (var s = 0; s < 8; s++)
+                Assert.True(TinyLlama.MaxAbsDiff(expected[b][s], TinyLlama.Row(logits, b, s)) < Tolerance, $"b={b} s={s}");
+        Assert.True(TinyLlama.MaxAbsDiff(expected[0][7], consecutive[0][7]) > 1e-3, "the position ids change the logits");
+    }
+
+    [Fact]
     public void Graphs_use_standard_operators_only()
     {
         var config = TinyLlama.Config("qwen2-bias");
@@ -161,6 +182,12 @@ public class LlamaGraphTests
             Assert.All(model.Graph.Node, n => Assert.Equal("", n.Domain));
             Assert.Equal(18, Assert.Single(model.OpsetImport).Version);
         }
+        // The training graph's operators, as documented in onnx-graphs/llama.md for the gradient rules;
+        // every one has a float64 kernel in ONNX Runtime CPU (the Double test above runs them all).
+        string[] documented = ["Add", "And", "Cast", "Concat", "Cos", "Div", "Gather", "LessOrEqual", "MatMul", "Mul", "Neg", "Range",
+            "ReduceMean", "Reshape", "Shape", "Sigmoid", "Sin", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where"];
+        var used = DecoderGraphs.Training(config, DataType.Double).Graph.Node.Select(n => n.OpType).Distinct().Order().ToArray();
+        Assert.Equal(documented, used);
     }
 
     [Fact]
@@ -173,10 +200,14 @@ public class LlamaGraphTests
     }
 
     [Fact]
-    public void Gpt2_is_left_to_its_own_builder()
+    public void Dispatcher_routes_each_architecture_to_its_builder()
     {
-        var config = TinyLlama.Config("mha-tied") with { Architecture = Architecture.Gpt2, ModelType = "gpt2" };
-        Assert.Throws<NotSupportedException>(() => DecoderGraphs.Training(config, DataType.Float));
+        var llama = TinyLlama.Config("mha-tied");
+        var gpt2 = llama with { Architecture = Architecture.Gpt2, ModelType = "gpt2", HiddenAct = "gelu_new", IntermediateSize = 128 };
+        Assert.Contains(DecoderGraphs.Training(llama, DataType.Float).Graph.Input, i => i.Name == "model.embed_tokens.weight");
+        Assert.Contains(DecoderGraphs.Training(gpt2, DataType.Float).Graph.Input, i => i.Name == "transformer.wte.weight");
+        Assert.Equal("past_key_values.%d.key", (string?)DecoderGraphs.GenAIConfig(llama)["model"]!["decoder"]!["inputs"]!["past_key_names"]);
+        Assert.Equal("gpt2", (string?)DecoderGraphs.GenAIConfig(gpt2)["model"]!["type"]);
     }
 
     static Dictionary<string, TestTensor> TrainingInputs(long[][] ids, long[][] mask, long[][] positions)

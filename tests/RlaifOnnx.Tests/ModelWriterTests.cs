@@ -160,12 +160,41 @@ public class ModelWriterTests
         Assert.All(generated, t => Assert.InRange(t, 0, 299));
     }
 
+    [Fact]
+    public void Model_create_cli_writes_a_gpt2_folder_GenAI_runs_as_the_reference_predicts()
+    {
+        using var temp = new TempDir();
+        var dir = temp.File("g");
+        var (code, stdout, stderr) = RunCli("model", "create", "--arch", "gpt2", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
+            "--heads", "4", "--layers", "2", "--max-positions", "64", "--seed", "5");
+        Assert.True(code == 0, stderr);
+        Assert.Contains("gpt2", stdout);
+        var meta = ModelFolder.ReadMetadata(dir);
+        Assert.Equal(Architecture.Gpt2, meta.Config.Architecture);
+        Assert.Equal("gpt2", meta.Config.ModelType);
+        Assert.True(meta.Config.TieEmbeddings);
+        Assert.Equal(128, meta.Config.IntermediateSize);
+        var weights = ModelFolder.ReadWeights(dir);
+
+        int[] prompt = [40, 41, 42, 43];
+        var generated = GenAIGreedy(dir, prompt, maxLength: 10);
+        Assert.True(generated.Length > prompt.Length);
+        for (var t = prompt.Length; t < generated.Length; t++)
+        {
+            var ids = new long[1, t]; var mask = new long[1, t]; var positions = new long[1, t];
+            for (var i = 0; i < t; i++) { ids[0, i] = generated[i]; mask[0, i] = 1; positions[0, i] = i; }
+            var logits = Gpt2Reference.Forward(meta.Config, weights, ids, mask, positions);
+            var row = Enumerable.Range(0, meta.Config.VocabSize).Select(v => logits[0, t - 1, v]).ToArray();
+            Assert.Equal(TinyLlama.ArgMax(row), generated[t]);
+        }
+    }
+
     [Theory]
     [InlineData("--heads", "5", "not divisible by 5 heads")]
     [InlineData("--kv-heads", "3", "not divisible by 3 key/value heads")]
     [InlineData("--vocab-size", "100", "at least 259")]
     [InlineData("--model-type", "phi", "unknown model type 'phi'")]
-    [InlineData("--arch", "gpt2", "gpt2 is not available in this build")]
+    [InlineData("--arch", "gpt3", "unknown architecture 'gpt3'; supported: llama, gpt2")]
     public void Model_create_cli_bad_input_is_one_line_exit_2_and_nothing_written(string option, string value, string expected)
     {
         using var temp = new TempDir();

@@ -128,7 +128,9 @@ public static partial class Jsonl
         var missing = MissingRequired().Match(message);
         if (missing.Success)
         {
-            var names = QuotedName().Matches(missing.Groups[1].Value).Select(m => m.Groups[1].Value).ToList();
+            // Inside a nested object the exception's path names the object; the message names the keys.
+            var parent = FieldPath(e.Path);
+            var names = QuotedName().Matches(missing.Groups[1].Value).Select(m => parent is null ? m.Groups[1].Value : $"{parent}.{m.Groups[1].Value}").ToList();
             var field = names.Count > 0 ? string.Join(", ", names) : null;
             return UserError.At(file, lineNumber, field, names.Count > 1 ? "are missing" : "is missing");
         }
@@ -150,7 +152,9 @@ public static partial class Jsonl
         if (message.Contains("non-nullable", StringComparison.Ordinal) || message.Contains("null value", StringComparison.Ordinal))
             return UserError.At(file, lineNumber, path, $"must not be null{at}");
 
-        return UserError.At(file, lineNumber, path, $"malformed JSON{at}: {FirstSentence(e.InnerException?.Message ?? message)}");
+        var reason = FirstSentence(e.InnerException?.Message ?? message);
+        if (reason.StartsWith("Expected depth to be zero", StringComparison.Ordinal)) reason = "the line ends before its object or array is closed";
+        return UserError.At(file, lineNumber, path, $"malformed JSON{at}: {reason}");
     }
 
     /// <summary>"$.rounds[0].critique" → "rounds[0].critique"; the root → null.</summary>
@@ -205,6 +209,8 @@ public static partial class Jsonl
         var cut = message.IndexOf(" Path:", StringComparison.Ordinal);
         if (cut < 0) cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
         var text = (cut >= 0 ? message[..cut] : message).Trim();
+        var sentence = text.IndexOf(". ", StringComparison.Ordinal);
+        if (sentence > 0) text = text[..sentence];
         return text.TrimEnd('.', ' ', '|');
     }
 

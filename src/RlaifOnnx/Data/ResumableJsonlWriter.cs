@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.Json;
 
 namespace RlaifOnnx.Data;
 
@@ -17,7 +16,7 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
     readonly FileStream stream;
     readonly FileStream lockFile;
     readonly Func<T, string> idOf;
-    readonly HashSet<string> done = new(StringComparer.Ordinal);
+    readonly HashSet<string> done;
     readonly Lock gate = new();
     bool disposed;
 

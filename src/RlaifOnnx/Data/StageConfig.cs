@@ -14,10 +14,15 @@ namespace RlaifOnnx.Data;
 /// <summary>
 /// Marks a string (or list of strings) property of a config record as a file or folder path: <see
 /// cref="StageConfig.Load{T}"/> resolves a relative value against the YAML file's folder, so a config
-/// means the same thing whatever the current directory. URLs (anything with "://") are left alone.
+/// means the same thing whatever the current directory. Values with a scheme (http://…, builtin:name) are left alone, and
+/// so are the keywords given to the attribute: <c>[ConfigPath("default")]</c> keeps "default" as written.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class ConfigPathAttribute : Attribute;
+public sealed class ConfigPathAttribute(params string[] keywords) : Attribute
+{
+    /// <summary>Values that name something other than a path (e.g. "default") and are never resolved.</summary>
+    public IReadOnlyList<string> Keywords { get; } = keywords;
+}
 
 /// <summary>A problem a config record finds in its own values, reported at the key's line.</summary>
 public sealed record ConfigProblem(string Key, string Problem);
@@ -63,23 +68,27 @@ public static partial class StageConfig
 
     /// <summary>
     /// A path from a config, made absolute: relative values resolve against the folder of
-    /// <paramref name="configFile"/>; absolute paths and URLs are returned unchanged (the URL exactly, the
-    /// path normalised). "~/" means the home folder.
+    /// <paramref name="configFile"/>; absolute paths are normalised; "~/" means the home folder. Values
+    /// with a scheme of two or more letters (http://…, builtin:name) are not paths and come back unchanged.
     /// </summary>
     public static string ResolvePath(string configFile, string value)
     {
-        if (string.IsNullOrEmpty(value) || value.Contains("://", StringComparison.Ordinal)) return value;
+        if (string.IsNullOrEmpty(value) || HasScheme().IsMatch(value)) return value;
         var folder = Path.GetDirectoryName(Path.GetFullPath(configFile))!;
         return ResolveAgainst(folder, value);
     }
 
     static string ResolveAgainst(string folder, string value)
     {
-        if (string.IsNullOrEmpty(value) || value.Contains("://", StringComparison.Ordinal)) return value;
+        if (string.IsNullOrEmpty(value) || HasScheme().IsMatch(value)) return value;
         if (value == "~" || value.StartsWith("~/", StringComparison.Ordinal))
             value = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), value.Length > 2 ? value[2..] : "");
         return Path.GetFullPath(Path.IsPathRooted(value) ? value : Path.Combine(folder, value));
     }
+
+    // "http://", "https://", "builtin:" …; one letter is a Windows drive ("C:\"), which is a path.
+    [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9+.\-]+:")]
+    private static partial Regex HasScheme();
 
     /// <summary>The YAML key of a property: its snake_case name.</summary>
     public static string KeyOf(PropertyInfo property) => JsonNamingPolicy.SnakeCaseLower.ConvertName(property.Name);
@@ -111,8 +120,27 @@ public static partial class StageConfig
             if (reason.StartsWith('(') && cut > 0) reason = reason[(cut + 3)..];
             throw UserError.At(sourceName, (int)e.Start.Line, null, $"invalid YAML: {reason}");
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this on some unterminated flow collections; find the line by
+            // scanning tokens up to the failure.
+            throw UserError.At(sourceName, LastGoodLine(yaml), null, "invalid YAML: unterminated list or mapping ([ or { without its closing bracket)");
+        }
         if (stream.Documents.Count > 1) throw UserError.At(sourceName, (int)stream.Documents[1].RootNode.Start.Line, null, "more than one YAML document (---); a config is one document");
         return stream.Documents.Count == 0 ? null : stream.Documents[0].RootNode;
+    }
+
+    static int LastGoodLine(string yaml)
+    {
+        var line = 1;
+        var scanner = new Scanner(new StringReader(yaml));
+        try
+        {
+            while (scanner.MoveNext())
+                if (scanner.Current is { } token) line = (int)token.Start.Line;
+        }
+        catch (Exception e) when (e is InvalidOperationException or YamlException) { }
+        return line;
     }
 
     sealed class Binder(string source, string? baseDirectory)
@@ -142,7 +170,7 @@ public static partial class StageConfig
                     if (seen.TryGetValue(key, out var firstLine))
                         throw UserError.At(source, Line(keyNode), path, $"duplicate key (first given on line {firstLine})");
                     seen[key] = Line(keyNode);
-                    var value = BindValue(valueNode, property.PropertyType, path, nullability.Create(property), property.IsDefined(typeof(ConfigPathAttribute)));
+                    var value = BindValue(valueNode, property.PropertyType, path, nullability.Create(property), property.GetCustomAttribute<ConfigPathAttribute>());
                     property.SetValue(instance, value);
                 }
             }
@@ -160,7 +188,7 @@ public static partial class StageConfig
             return instance;
         }
 
-        object? BindValue(YamlNode node, Type type, string path, NullabilityInfo? nullInfo, bool isPath)
+        object? BindValue(YamlNode node, Type type, string path, NullabilityInfo? nullInfo, ConfigPathAttribute? pathAttribute)
         {
             var underlying = Nullable.GetUnderlyingType(type);
             if (IsNull(node))
@@ -176,7 +204,9 @@ public static partial class StageConfig
                 if (node is not YamlScalarNode scalar)
                     throw UserError.At(source, Line(node), path, $"expected {TypeWords(type)}, got {Shown(node)}");
                 var value = ParseScalar(scalar, type, path);
-                return isPath && value is string s && baseDirectory is not null ? ResolveAgainst(baseDirectory, s) : value;
+                return pathAttribute is not null && value is string s && baseDirectory is not null && !pathAttribute.Keywords.Contains(s)
+                    ? ResolveAgainst(baseDirectory, s)
+                    : value;
             }
             if (ElementTypeOfList(type) is { } element)
             {
@@ -186,7 +216,7 @@ public static partial class StageConfig
                 var items = (IList)Activator.CreateInstance(typeof(List<>).MakeGenericType(element))!;
                 var i = 0;
                 foreach (var child in sequence.Children)
-                    items.Add(BindValue(child, element, $"{path}[{i++}]", elementNull, isPath));
+                    items.Add(BindValue(child, element, $"{path}[{i++}]", elementNull, pathAttribute));
                 if (type.IsArray)
                 {
                     var array = Array.CreateInstance(element, items.Count);
@@ -207,7 +237,7 @@ public static partial class StageConfig
                         throw UserError.At(source, Line(keyNode), path, "a key must be a plain name");
                     if (dictionary.Contains(key))
                         throw UserError.At(source, Line(keyNode), $"{path}.{key}", "duplicate key");
-                    dictionary[key] = BindValue(valueNode, valueType, $"{path}.{key}", valueNull, isPath);
+                    dictionary[key] = BindValue(valueNode, valueType, $"{path}.{key}", valueNull, pathAttribute);
                 }
                 return dictionary;
             }
@@ -412,7 +442,7 @@ public static partial class StageConfig
             if (docs is not null)
             {
                 if (!first) lines.Add("");
-                foreach (var l in Wrap(docs.Summary(property) ?? "", 96 - indent)) lines.Add($"{pad}# {l}");
+                foreach (var l in Wrap(DocComments.For(property.DeclaringType!.Assembly).Summary(property) ?? "", 96 - indent)) lines.Add($"{pad}# {l}");
             }
             first = false;
             var trailer = docs is null ? "" : $"  # {TypeLabel(property)}";
@@ -568,7 +598,7 @@ public static partial class StageConfig
             if (t == typeof(int) || t == typeof(long)) return "integer";
             if (t == typeof(double) || t == typeof(float) || t == typeof(decimal)) return "number";
             if (t.IsEnum) return $"one of: {EnumNames(t)}";
-            if (ElementTypeOfList(t) is { } e) return $"list of {Label(e)}";
+            if (ElementTypeOfList(t) is { } e) return IsRecordType(e) ? "list of sections" : $"list of {Label(e)}";
             if (ValueTypeOfDictionary(t) is { } v) return $"map of name to {Label(v)}";
             return "section";
         }

@@ -15,7 +15,7 @@ public static class DecoderGraphs
     public static ModelProto Inference(ModelConfig config, WeightSet weights) => config.Architecture switch
     {
         Architecture.Llama => LlamaGraph.Inference(config, weights),
-        Architecture.Gpt2 => throw Gpt2NotHere(),
+        Architecture.Gpt2 => Gpt2Graph.Inference(config, weights),
         _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
     };
 
@@ -23,7 +23,7 @@ public static class DecoderGraphs
     public static ModelProto Training(ModelConfig config, DataType floatType) => config.Architecture switch
     {
         Architecture.Llama => LlamaGraph.Training(config, floatType),
-        Architecture.Gpt2 => throw Gpt2NotHere(),
+        Architecture.Gpt2 => Gpt2Graph.Training(config, floatType),
         _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
     };
 
@@ -33,7 +33,7 @@ public static class DecoderGraphs
         var decoder = config.Architecture switch
         {
             Architecture.Llama => LlamaGraph.GenAIDecoderSection(config),
-            Architecture.Gpt2 => throw Gpt2NotHere(),
+            Architecture.Gpt2 => Gpt2Graph.GenAIDecoderSection(config),
             _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
         };
         return new JsonObject
@@ -71,5 +71,4 @@ public static class DecoderGraphs
         };
     }
 
-    static NotSupportedException Gpt2NotHere() => new("gpt2 graphs: see Gpt2Graph");
 }

@@ -48,9 +48,10 @@ public static class LlamaGraph
         if (floatType is not (DataType.Float or DataType.Double))
             throw new ArgumentException($"training graphs are built in Float or Double, not {floatType}", nameof(floatType));
         var g = new GraphBuilder("llama_training", floatType);
+        Build(g, config, withCache: false);
+        // The weights come after input_ids, attention_mask and position_ids, in canonical order.
         foreach (var (name, shape) in WeightNames.Shapes(config))
             g.Input(name, floatType, shape.Cast<object>().ToArray());
-        Build(g, config, withCache: false);
         return g.ToModel();
     }
 
@@ -139,13 +140,12 @@ public static class LlamaGraph
             k4 = g.Squeeze(ApplyRotary(g, g.Unsqueeze(k4, 2), cos, sin, d), 2);
             if (withCache)
             {
-                // The cache holds rotated keys, as in Hugging Face and GenAI: [B, kvH, T, D].
-                k4 = g.Concat(2, PastKeyName(i), k4);
-                v4 = g.Concat(2, PastValueName(i), v4);
-                g.OutputAs(k4, PresentKeyName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
-                g.OutputAs(v4, PresentValueName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
-                k4 = PresentKeyName(i);
-                v4 = PresentValueName(i);
+                // The cache holds rotated keys, as in Hugging Face and GenAI: [B, kvH, T, D]. Concat
+                // writes the outputs directly (an Identity to rename them would copy the whole cache).
+                k4 = g.Node("Concat", [PastKeyName(i), k4], [PresentKeyName(i)], "", ("axis", 2))[0];
+                v4 = g.Node("Concat", [PastValueName(i), v4], [PresentValueName(i)], "", ("axis", 2))[0];
+                g.Output(k4, ft, "batch_size", kvHeads, "total_sequence_length", d);
+                g.Output(v4, ft, "batch_size", kvHeads, "total_sequence_length", d);
             }
             var k5 = g.Unsqueeze(k4, 2);                                                        // [B, kvH, 1, T, D]
             var v5 = g.Unsqueeze(v4, 2);                                                        // [B, kvH, 1, T, D]
@@ -165,7 +165,8 @@ public static class LlamaGraph
 
         var final = RmsNorm(g, x, "model.norm.weight", c.NormEps);
         var head = c.TieEmbeddings ? g.Transpose("model.embed_tokens.weight", 1, 0) : "lm_head.weight"; // [h, V]
-        g.OutputAs(g.MatMul(final, head), "logits", ft, "batch_size", "sequence_length", c.VocabSize);
+        g.Node("MatMul", [final, head], ["logits"]);                          // [B, S, V], no Identity copy
+        g.Output("logits", ft, "batch_size", "sequence_length", c.VocabSize);
     }
 
     /// <summary>RMSNorm: x / sqrt(mean(x², last axis) + eps) · weight.</summary>

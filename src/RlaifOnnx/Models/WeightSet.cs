@@ -40,18 +40,21 @@ public sealed class WeightSet : Dictionary<string, WeightTensor>
             var data = new float[count];
             var isNorm = name.Contains("norm") || name.Contains("ln_");
             if (isNorm && name.EndsWith(".weight")) Array.Fill(data, 1f);
-            else if (!name.EndsWith(".bias"))
-                for (var i = 0; i < count; i++) data[i] = (float)(0.02 * Gaussian(rng));
+            else if (!name.EndsWith(".bias")) FillGaussian(rng, data, 0.02);
             set[name] = new WeightTensor(shape, data);
         }
         return set;
     }
 
-    static double Gaussian(Random rng)
+    /// <summary>Normal(0, std) values by Box–Muller, using both values of each pair.</summary>
+    static void FillGaussian(Random rng, float[] data, double std)
     {
-        // Box–Muller.
-        var u1 = 1.0 - rng.NextDouble();
-        var u2 = rng.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+        for (var i = 0; i < data.Length; i += 2)
+        {
+            var radius = std * Math.Sqrt(-2.0 * Math.Log(1.0 - rng.NextDouble()));
+            var (sin, cos) = Math.SinCos(2 * Math.PI * rng.NextDouble());
+            data[i] = (float)(radius * cos);
+            if (i + 1 < data.Length) data[i + 1] = (float)(radius * sin);
+        }
     }
 }

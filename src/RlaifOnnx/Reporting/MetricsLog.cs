@@ -9,7 +9,7 @@ public sealed record MetricsEntry(long Step, DateTimeOffset Timestamp, IReadOnly
 /// <summary>
 /// A stage's metrics.jsonl: one JSON object per line, <c>{"step":12,"timestamp":"…","loss":0.41,"lr":1e-4}</c>,
 /// appended and flushed line by line so a crash loses nothing already logged and a plot can follow a
-/// running stage. Non-finite values (a diverging loss) are written as the strings "NaN", "Infinity",
+/// running stage. A line torn by a crash is cut off when the log is reopened. Non-finite values (a diverging loss) are written as the strings "NaN", "Infinity",
 /// "-Infinity" because JSON has no literal for them; <see cref="Read"/> turns them back into doubles.
 /// A resumed stage appends to the same file. Thread-safe.
 /// </summary>
@@ -32,16 +32,27 @@ public sealed class MetricsLog : IDisposable
         this.clock = clock ?? TimeProvider.System;
         var full = System.IO.Path.GetFullPath(path);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(full)!);
-        stream = new FileStream(full, FileMode.Append, FileAccess.Write, FileShare.Read, bufferSize: 1);
-        // A crash mid-write can leave a line without its newline; start ours on a fresh line.
-        if (stream.Length > 0 && LastByte(full) != (byte)'\n') stream.Write("\n"u8);
+        stream = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
+        // A crash mid-write can leave a last line without its newline: cut it off, as the resumable
+        // writer does, so the file stays one whole JSON object per line.
+        stream.SetLength(EndOfLastCompleteLine(stream));
+        stream.Seek(0, SeekOrigin.End);
     }
 
-    static int LastByte(string path)
+    static long EndOfLastCompleteLine(FileStream stream)
     {
-        using var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        read.Seek(-1, SeekOrigin.End);
-        return read.ReadByte();
+        var buffer = new byte[4096];
+        var end = stream.Length;
+        while (end > 0)
+        {
+            var start = Math.Max(0, end - buffer.Length);
+            stream.Seek(start, SeekOrigin.Begin);
+            stream.ReadExactly(buffer, 0, (int)(end - start));
+            var newline = Array.LastIndexOf(buffer, (byte)'\n', (int)(end - start) - 1);
+            if (newline >= 0) return start + newline + 1;
+            end = start;
+        }
+        return 0;
     }
 
     /// <summary>Logs one value at a step.</summary>

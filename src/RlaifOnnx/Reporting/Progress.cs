@@ -24,17 +24,22 @@ public sealed class Progress : IDisposable
     readonly long startTimestamp;
     readonly Lock gate = new();
     long done;
+    long baseline;
+    bool advanced;
     long lastDrawTimestamp;
     int lastWidth;
     string? status;
     bool disposed;
 
-    /// <summary>A bar on stderr; interactive when stderr is a terminal.</summary>
-    public Progress(string label, long total)
-        : this(label, total, Console.Error, interactive: !Console.IsErrorRedirected) { }
+    /// <summary>
+    /// A bar on stderr; interactive when stderr is a terminal. <paramref name="alreadyDone"/> counts items a
+    /// resumed run finished before: they fill the bar but not the rate, so the ETA stays honest.
+    /// </summary>
+    public Progress(string label, long total, long alreadyDone = 0)
+        : this(label, total, Console.Error, interactive: !Console.IsErrorRedirected, alreadyDone: alreadyDone) { }
 
     /// <summary>A bar on any writer (tests, logs). <paramref name="clock"/> defaults to the system clock.</summary>
-    public Progress(string label, long total, TextWriter output, bool interactive, TimeSpan? plainInterval = null, TimeProvider? clock = null)
+    public Progress(string label, long total, TextWriter output, bool interactive, TimeSpan? plainInterval = null, TimeProvider? clock = null, long alreadyDone = 0)
     {
         this.label = label;
         this.total = total;
@@ -42,6 +47,7 @@ public sealed class Progress : IDisposable
         this.interactive = interactive;
         this.plainInterval = plainInterval ?? TimeSpan.FromSeconds(5);
         this.clock = clock ?? TimeProvider.System;
+        done = baseline = alreadyDone;
         startTimestamp = this.clock.GetTimestamp();
         lastDrawTimestamp = startTimestamp;
         if (interactive) Draw(final: false);
@@ -56,14 +62,22 @@ public sealed class Progress : IDisposable
     /// <summary>Marks <paramref name="n"/> more items finished and redraws if it is time to.</summary>
     public void Advance(long n = 1)
     {
+        Volatile.Write(ref advanced, true);
         Interlocked.Add(ref done, n);
         MaybeDraw();
     }
 
-    /// <summary>Sets the count directly, e.g. to the records a resumed run already finished.</summary>
+    /// <summary>
+    /// Sets the count directly. Called before the first <see cref="Advance"/> (a resumed run reporting
+    /// what it finished before), the items count for the bar but not for the rate.
+    /// </summary>
     public void SetDone(long value)
     {
-        Interlocked.Exchange(ref done, value);
+        lock (gate)
+        {
+            if (!Volatile.Read(ref advanced)) baseline = value;
+            Interlocked.Exchange(ref done, value);
+        }
         MaybeDraw();
     }
 
@@ -102,7 +116,7 @@ public sealed class Progress : IDisposable
     {
         var now = clock.GetTimestamp();
         lastDrawTimestamp = now;
-        var line = Format(label, Done, total, clock.GetElapsedTime(startTimestamp, now), final, status);
+        var line = Format(label, Done, total, clock.GetElapsedTime(startTimestamp, now), final, status, baseline);
         if (interactive)
         {
             // Pad over the rest of a longer previous line, then return to column 0.
@@ -120,12 +134,13 @@ public sealed class Progress : IDisposable
     /// <summary>
     /// The text of one progress line. Pure, so tests can check it with literal numbers:
     /// <c>label [#########...........] 42/100 3.1/s ETA 0:18</c>; at the end <c>... in 0:32</c>.
+    /// The rate counts only items done since the start (<paramref name="baseline"/> were done before).
     /// </summary>
-    public static string Format(string label, long done, long total, TimeSpan elapsed, bool final, string? status = null)
+    public static string Format(string label, long done, long total, TimeSpan elapsed, bool final, string? status = null, long baseline = 0)
     {
         var text = new StringBuilder(label);
         var seconds = elapsed.TotalSeconds;
-        var rate = seconds > 0 ? done / seconds : 0;
+        var rate = seconds > 0 ? (done - baseline) / seconds : 0;
         if (total > 0)
         {
             var filled = (int)Math.Clamp(done * BarWidth / total, 0, BarWidth);

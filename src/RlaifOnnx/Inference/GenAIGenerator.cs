@@ -1,0 +1,202 @@
+using System.Text.Json.Nodes;
+using Microsoft.ML.OnnxRuntimeGenAI;
+
+namespace RlaifOnnx.Inference;
+
+/// <summary>One generated answer: the prompt's token ids, the new token ids (EOS excluded), the new text, and why it stopped.</summary>
+public sealed record Generation(int[] PromptIds, int[] NewIds, string Text, string FinishReason);
+
+/// <summary>
+/// Local generation with ONNX Runtime GenAI over a model folder (genai_config.json + model.onnx +
+/// tokenizer files). Prompts are generated in batches of <see cref="InferenceOptions.BatchSize"/>;
+/// each batch is one GenAI generator seeded with <see cref="SamplingOptions.Seed"/>, so a run is
+/// reproducible; temperature 0 is greedy decoding (do_sample off). Each sequence stops at EOS (GenAI
+/// pads it afterwards; we cut there) or after MaxNewTokens; only the new text is returned, in input order.
+/// Generation is serialised: one GenAI generator runs at a time, so callers may share an instance.
+/// </summary>
+public sealed class GenAIGenerator : ITextGenerator
+{
+    readonly Config config;
+    readonly Model model;
+    readonly Tokenizer tokenizer;
+    readonly ChatTemplate? chatTemplate;
+    readonly HashSet<int> eosIds;
+    readonly int vocabSize;
+    readonly int contextLength;   // genai_config.json's model.context_length; 0 when absent
+    readonly InferenceOptions options;
+    readonly SemaphoreSlim gate = new(1, 1);
+
+    public string ModelDir { get; }
+
+    public GenAIGenerator(string modelDir, InferenceOptions? options = null)
+    {
+        ModelDir = Path.GetFullPath(modelDir);
+        this.options = options ?? new InferenceOptions();
+        var configPath = Path.Combine(ModelDir, "genai_config.json");
+        if (!File.Exists(configPath)) throw UserError.At(configPath, null, null, "is missing (not a GenAI model folder)");
+        (vocabSize, contextLength) = ReadSizes(configPath);
+        var provider = this.options.Provider(configPath);
+        chatTemplate = ChatTemplate.FromFolder(ModelDir);
+        try
+        {
+            config = new Config(ModelDir);
+            // The provider comes from our options, not from whatever genai_config.json lists.
+            config.ClearProviders();
+            if (provider == "cuda") config.AppendProvider("cuda");
+            if (this.options.IntraOpThreads > 0)
+                config.Overlay(new JsonObject
+                {
+                    ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = new JsonObject { ["intra_op_num_threads"] = this.options.IntraOpThreads } } },
+                }.ToJsonString());
+            model = new Model(config);
+            tokenizer = new Tokenizer(model);
+        }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            config?.Dispose();
+            throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load this model folder: {e.Message.Split('\n', 2)[0]}");
+        }
+        eosIds = [.. tokenizer.GetEosTokenIds().ToArray()];
+    }
+
+    /// <summary>The GenAI tokenizer, for callers that need the same token ids generation uses.</summary>
+    public Tokenizer Tokenizer => tokenizer;
+
+    /// <summary>The conversation rendered with the folder's chat template, ending with the assistant's turn opened.</summary>
+    public string RenderChat(IReadOnlyList<ChatMessage> messages)
+    {
+        if (chatTemplate is null)
+            throw UserError.At(Path.Combine(ModelDir, "tokenizer_config.json"), null, "chat_template",
+                "is missing, so conversations cannot be formatted (use raw prompts, or add a chat template)");
+        return chatTemplate.Render(tokenizer, messages);
+    }
+
+    public async Task<IReadOnlyList<string>> ChatAsync(IReadOnlyList<IReadOnlyList<ChatMessage>> chats, SamplingOptions sampling, CancellationToken cancellationToken = default)
+    {
+        var prompts = chats.Select(RenderChat).ToList();
+        return (await GenerateAsync(prompts, sampling, cancellationToken)).Select(g => g.Text).ToList();
+    }
+
+    public async Task<IReadOnlyList<string>> CompleteAsync(IReadOnlyList<string> prompts, SamplingOptions sampling, CancellationToken cancellationToken = default) =>
+        (await GenerateAsync(prompts, sampling, cancellationToken)).Select(g => g.Text).ToList();
+
+    /// <summary>Generates for raw prompt texts, in batches; results in input order with their token ids.</summary>
+    public async Task<IReadOnlyList<Generation>> GenerateAsync(IReadOnlyList<string> prompts, SamplingOptions sampling, CancellationToken cancellationToken = default)
+    {
+        ValidateSampling(sampling);
+        await gate.WaitAsync(cancellationToken);
+        try
+        {
+            return await Task.Run(() =>
+            {
+                var results = new List<Generation>(prompts.Count);
+                for (var start = 0; start < prompts.Count; start += options.BatchSize)
+                {
+                    var batch = prompts.Skip(start).Take(options.BatchSize).ToArray();
+                    results.AddRange(GenerateBatch(batch, sampling, cancellationToken));
+                }
+                return (IReadOnlyList<Generation>)results;
+            }, cancellationToken);
+        }
+        finally
+        {
+            gate.Release();
+        }
+    }
+
+    IReadOnlyList<Generation> GenerateBatch(string[] prompts, SamplingOptions sampling, CancellationToken cancellationToken)
+    {
+        using var sequences = tokenizer.EncodeBatch(prompts);
+        var promptIds = new int[prompts.Length][];
+        for (var i = 0; i < prompts.Length; i++) promptIds[i] = sequences[(ulong)i].ToArray();
+        for (var i = 0; i < prompts.Length; i++)
+            if (promptIds[i].Length == 0) throw UserError.At("generation", null, "prompt", "is empty (it has no token to continue from)");
+        var longest = promptIds.Max(p => p.Length);
+        if (contextLength > 0 && longest + sampling.MaxNewTokens > contextLength)
+            throw UserError.At("generation", null, "max_new_tokens",
+                $"a prompt of {longest} tokens plus {sampling.MaxNewTokens} new tokens exceeds the model's context length of {contextLength}");
+
+        using var generatorParams = new GeneratorParams(model);
+        generatorParams.SetSearchOption("batch_size", prompts.Length);
+        // GenAI's max_length counts the (padded) prompt: the longest prompt plus the new tokens, so
+        // every sequence may produce MaxNewTokens and a batch gives what one-by-one runs give.
+        generatorParams.SetSearchOption("max_length", longest + sampling.MaxNewTokens);
+        var greedy = sampling.Temperature == 0;
+        generatorParams.SetSearchOption("do_sample", !greedy);
+        if (!greedy)
+        {
+            generatorParams.SetSearchOption("temperature", sampling.Temperature);
+            generatorParams.SetSearchOption("top_p", sampling.TopP);
+            // GenAI's own default top_k is 50; TopK 0 means "no top-k filter", i.e. the whole vocabulary.
+            generatorParams.SetSearchOption("top_k", sampling.TopK > 0 ? Math.Min(sampling.TopK, vocabSize) : vocabSize);
+            generatorParams.SetSearchOption("random_seed", sampling.Seed);
+        }
+
+        using var generator = new Generator(model, generatorParams);
+        generator.AppendTokenSequences(sequences);
+        while (!generator.IsDone())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            generator.GenerateNextToken();
+        }
+
+        var results = new Generation[prompts.Length];
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            // GenAI keeps each sequence as the padded prompt (length `longest`) followed by its new tokens;
+            // in a batch, a sequence that met EOS is filled with padding after it, so we cut at the first EOS.
+            var sequence = generator.GetSequence((ulong)i);
+            var generated = sequence[Math.Min(longest, sequence.Length)..];
+            var (newIds, finish) = CutAtEos(generated, eosIds, sampling.MaxNewTokens);
+            results[i] = new Generation(promptIds[i], newIds, tokenizer.Decode(newIds), finish);
+        }
+        return results;
+    }
+
+    /// <summary>
+    /// The tokens before the first EOS, and why generation ended: "stop" for EOS, "length" for the token
+    /// limit. GenAI 0.18 keeps the EOS in a batch's sequences (then pads them) but leaves it out when the
+    /// batch holds one sequence, so a sequence shorter than the limit also ended at EOS.
+    /// </summary>
+    internal static (int[] Ids, string FinishReason) CutAtEos(ReadOnlySpan<int> generated, IReadOnlySet<int> eos, int maxNewTokens)
+    {
+        for (var t = 0; t < generated.Length; t++)
+            if (eos.Contains(generated[t])) return (generated[..t].ToArray(), "stop");
+        var kept = generated[..Math.Min(generated.Length, maxNewTokens)].ToArray();
+        return (kept, kept.Length < maxNewTokens ? "stop" : "length");
+    }
+
+    static void ValidateSampling(SamplingOptions s)
+    {
+        if (s.MaxNewTokens <= 0) throw UserError.At("sampling", null, "max_new_tokens", $"must be positive, got {s.MaxNewTokens}");
+        if (s.Temperature < 0) throw UserError.At("sampling", null, "temperature", $"must be 0 (greedy) or positive, got {s.Temperature}");
+        if (s.TopP is <= 0 or > 1) throw UserError.At("sampling", null, "top_p", $"must be in (0, 1], got {s.TopP}");
+        if (s.TopK < 0) throw UserError.At("sampling", null, "top_k", $"must be 0 (off) or positive, got {s.TopK}");
+    }
+
+    static (int VocabSize, int ContextLength) ReadSizes(string configPath)
+    {
+        try
+        {
+            var model = JsonNode.Parse(File.ReadAllText(configPath))?["model"];
+            var vocab = model?["vocab_size"]?.GetValue<int>() ?? throw UserError.At(configPath, null, "model.vocab_size", "is missing");
+            return (vocab, model?["context_length"]?.GetValue<int>() ?? 0);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw UserError.At(configPath, (int?)e.LineNumber + 1, null, $"malformed JSON ({e.Message.Split('.')[0]})");
+        }
+        catch (InvalidOperationException)
+        {
+            throw UserError.At(configPath, null, "model", "vocab_size and context_length must be integers");
+        }
+    }
+
+    public void Dispose()
+    {
+        tokenizer.Dispose();
+        model.Dispose();
+        config.Dispose();
+        gate.Dispose();
+    }
+}

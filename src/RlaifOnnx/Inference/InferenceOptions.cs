@@ -1,0 +1,25 @@
+namespace RlaifOnnx.Inference;
+
+/// <summary>
+/// How the local backends run: which execution provider, how many threads, how many sequences per batch.
+/// "cuda" needs the project built with <c>-p:UseCuda=true</c> (the GenAI.Cuda and OnnxRuntime.Gpu
+/// packages); on a CPU build asking for it fails with a message that says so.
+/// </summary>
+public sealed record InferenceOptions
+{
+    /// <summary>"cpu" (default) or "cuda".</summary>
+    public string ExecutionProvider { get; init; } = "cpu";
+    /// <summary>Threads ONNX Runtime uses inside one operator (scorer sessions); 0 lets ONNX Runtime choose.</summary>
+    public int IntraOpThreads { get; init; }
+    /// <summary>Sequences per generation or scoring batch.</summary>
+    public int BatchSize { get; init; } = 8;
+
+    internal string Provider(string source)
+    {
+        var provider = ExecutionProvider.Trim().ToLowerInvariant();
+        if (provider is not ("cpu" or "cuda"))
+            throw UserError.At(source, null, "execution_provider", $"unknown provider '{ExecutionProvider}' (supported: cpu, cuda)");
+        if (BatchSize <= 0) throw UserError.At(source, null, "batch_size", $"must be positive, got {BatchSize}");
+        return provider;
+    }
+}

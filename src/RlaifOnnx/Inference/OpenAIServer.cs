@@ -1,0 +1,272 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace RlaifOnnx.Inference;
+
+/// <summary>
+/// An OpenAI-compatible HTTP server over a model folder, bound to 127.0.0.1: GET /v1/models,
+/// POST /v1/completions (prompt string or array; logprobs = top-N alternatives; echo returns the
+/// prompt's tokens and their log-probs, the first token's being null) and POST /v1/chat/completions
+/// (logprobs / top_logprobs). Generation is <see cref="GenAIGenerator"/>, log-probs are
+/// <see cref="OrtScorer"/> over the prompt's and the generated token ids (the model's own
+/// distribution, before temperature or top-p); a folder without rlaif.json (an export we did not
+/// write) is served for generation only, and log-prob requests get a 400 that says why. Port 0 takes any free port; <see cref="Port"/> tells
+/// which. This is how `rlaif serve` deploys a model folder.
+/// </summary>
+public sealed class OpenAIServer : IAsyncDisposable
+{
+    readonly WebApplication app;
+    readonly GenAIGenerator generator;
+    readonly OrtScorer? scorer;
+    readonly string modelName;
+    // The server's own tokenizer, used by one request at a time: the generator's runs under its own gate.
+    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+    readonly Lock tokenizerLock = new();
+
+    /// <summary>The port Kestrel bound.</summary>
+    public int Port { get; private set; }
+    /// <summary>http://127.0.0.1:PORT/ — what an <see cref="OpenAIBackend"/> points at.</summary>
+    public Uri BaseUrl => new($"http://127.0.0.1:{Port}/");
+
+    OpenAIServer(WebApplication app, GenAIGenerator generator, OrtScorer? scorer, string modelName)
+    {
+        this.app = app;
+        this.generator = generator;
+        this.scorer = scorer;
+        this.modelName = modelName;
+        tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(generator.ModelDir);
+    }
+
+    /// <summary>Loads the model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
+    public static async Task<OpenAIServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null, CancellationToken cancellationToken = default)
+    {
+        if (port is < 0 or > 65535) throw UserError.At("serve", null, "port", $"must be 0 (any free port) to 65535, got {port}");
+        var generator = new GenAIGenerator(modelDir, options);
+        // Log-probs need our inference graph (rlaif.json says its shape); a folder GenAI runs but we did
+        // not write (an exported model) is served for generation only.
+        OrtScorer? scorer = null;
+        if (File.Exists(Path.Combine(modelDir, Models.ModelFolder.MetadataFile)))
+        {
+            try { scorer = new OrtScorer(modelDir, options); }
+            catch { generator.Dispose(); throw; }
+        }
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        var app = builder.Build();
+        var server = new OpenAIServer(app, generator, scorer, modelName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/')));
+        server.MapRoutes();
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (IOException e)
+        {
+            await server.DisposeAsync();
+            throw UserError.At("serve", null, "port", $"cannot listen on 127.0.0.1:{port}: {e.Message}");
+        }
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        server.Port = new Uri(address).Port;
+        return server;
+    }
+
+    /// <summary>Runs until <paramref name="cancellationToken"/> is cancelled (Ctrl+C in `rlaif serve`).</summary>
+    public async Task WaitAsync(CancellationToken cancellationToken)
+    {
+        try { await Task.Delay(Timeout.Infinite, cancellationToken); }
+        catch (OperationCanceledException) { }
+    }
+
+    void MapRoutes()
+    {
+        app.MapGet("/v1/models", () => Results.Json(new ModelList([new ModelEntry(modelName)]), OpenAIJson.Options));
+        app.MapPost("/v1/completions", async (HttpContext context) => await (await Handle<CompletionRequest>(context, CompletionsAsync)).ExecuteAsync(context));
+        app.MapPost("/v1/chat/completions", async (HttpContext context) => await (await Handle<ChatCompletionRequest>(context, ChatAsync)).ExecuteAsync(context));
+    }
+
+    /// <summary>Reads the JSON body, runs the handler; bad requests answer 400 with OpenAI's error shape.</summary>
+    static async Task<IResult> Handle<TRequest>(HttpContext context, Func<TRequest, CancellationToken, Task<object>> handler)
+    {
+        TRequest? request;
+        try { request = await JsonSerializer.DeserializeAsync<TRequest>(context.Request.Body, OpenAIJson.Options, context.RequestAborted); }
+        catch (JsonException e) { return Error(400, $"malformed JSON: {e.Message}", "invalid_request_error"); }
+        if (request is null) return Error(400, "empty request body", "invalid_request_error");
+        try { return Results.Json(await handler(request, context.RequestAborted), OpenAIJson.Options); }
+        catch (UserError e) { return Error(400, e.Message, "invalid_request_error"); }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested) { return Results.Empty; }
+        catch (Exception e) { return Error(500, e.Message, "server_error"); }
+    }
+
+    static IResult Error(int status, string message, string type) =>
+        Results.Json(new ErrorResponse(new ErrorBody(message, type)), OpenAIJson.Options, statusCode: status);
+
+    async Task<object> CompletionsAsync(CompletionRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
+        var prompts = request.Prompt.ValueKind switch
+        {
+            JsonValueKind.String => [request.Prompt.GetString()!],
+            JsonValueKind.Array when request.Prompt.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) =>
+                request.Prompt.EnumerateArray().Select(e => e.GetString()!).ToList(),
+            _ => throw UserError.At("request", null, "prompt", "must be a string or an array of strings"),
+        };
+        var maxTokens = request.MaxTokens ?? 16;   // OpenAI's default for /v1/completions
+        if (maxTokens < 0) throw UserError.At("request", null, "max_tokens", $"must be 0 or more, got {maxTokens}");
+        var echo = request.Echo ?? false;
+        var top = request.Logprobs ?? 0;
+        if (top < 0) throw UserError.At("request", null, "logprobs", $"must be 0 or more, got {top}");
+
+        // max_tokens 0 is a pure scoring request: no generation, only the echoed prompt.
+        IReadOnlyList<Generation> generations = maxTokens == 0
+            ? prompts.Select(p => new Generation(Encode(p), [], "", "length")).ToList()
+            : await generator.GenerateAsync(prompts, Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken);
+
+        IReadOnlyList<TokenLogProb[]>? scored = request.Logprobs is null ? null
+            : Scorer().TokenLogProbs(generations.Select(g => g.PromptIds.Concat(g.NewIds).ToArray()).ToList(), top, cancellationToken);
+        var choices = new List<CompletionChoice>();
+        for (var i = 0; i < generations.Count; i++)
+        {
+            var g = generations[i];
+            var text = echo ? prompts[i] + g.Text : g.Text;
+            CompletionLogprobs? logprobs = null;
+            if (scored is not null)
+            {
+                var all = g.PromptIds.Concat(g.NewIds).ToArray();
+                logprobs = WireLogprobs(all, scored[i], firstToken: echo ? 0 : g.PromptIds.Length);
+            }
+            choices.Add(new CompletionChoice { Index = i, Text = text, Logprobs = logprobs, FinishReason = g.FinishReason });
+        }
+        return new CompletionResponse
+        {
+            Id = $"cmpl-{Guid.NewGuid():N}",
+            Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            Model = modelName,
+            Choices = choices,
+            Usage = UsageOf(generations),
+        };
+    }
+
+    async Task<object> ChatAsync(ChatCompletionRequest request, CancellationToken cancellationToken)
+    {
+        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
+        if (request.Messages.Count == 0) throw UserError.At("request", null, "messages", "must hold at least one message");
+        var messages = request.Messages.Select(m => new ChatMessage(m.Role, m.Content ?? "")).ToList();
+        var prompt = generator.RenderChat(messages);
+        var maxTokens = request.MaxCompletionTokens ?? request.MaxTokens ?? 128;
+        if (maxTokens <= 0) throw UserError.At("request", null, "max_tokens", $"must be positive, got {maxTokens}");
+        var g = (await generator.GenerateAsync([prompt], Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken))[0];
+
+        ChatLogprobs? logprobs = null;
+        if (request.Logprobs == true && g.NewIds.Length > 0)
+        {
+            var all = g.PromptIds.Concat(g.NewIds).ToArray();
+            var scored = Scorer().TokenLogProbs([all], request.TopLogprobs ?? 0, cancellationToken)[0];
+            // Token strings from decoding prefixes of the answer, so they concatenate to its text.
+            var pieces = Pieces(g.NewIds, 0);
+            logprobs = new ChatLogprobs(Enumerable.Range(0, g.NewIds.Length).Select(k => new ChatTokenLogprob(
+                pieces[k].Text, scored[g.PromptIds.Length + k].LogProb,
+                scored[g.PromptIds.Length + k].Top.Select(a => new TopLogprob(Decode([a.Id]), a.LogProb)).ToList())).ToList());
+        }
+        return new ChatCompletionResponse
+        {
+            Id = $"chatcmpl-{Guid.NewGuid():N}",
+            Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            Model = modelName,
+            Choices = [new ChatChoice { Index = 0, Message = new WireMessage("assistant", g.Text), Logprobs = logprobs, FinishReason = g.FinishReason }],
+            Usage = UsageOf([g]),
+        };
+    }
+
+    OrtScorer Scorer() => scorer ?? throw UserError.At(generator.ModelDir, null, null,
+        "log-probs are unavailable: the folder has no rlaif.json (it was not written by rlaif), so only generation is served");
+
+    int[] Encode(string text)
+    {
+        lock (tokenizerLock)
+        {
+            using var sequences = tokenizer.Encode(text);
+            return sequences[0].ToArray();
+        }
+    }
+
+    string Decode(ReadOnlySpan<int> ids)
+    {
+        lock (tokenizerLock) return tokenizer.Decode(ids);
+    }
+
+    /// <summary>
+    /// Token strings for ids [first, end) and where each starts in the decoded text of those ids. They
+    /// come from decoding growing prefixes, so they concatenate to the decoded text even where one
+    /// character spans several byte tokens (a lone token would decode to a replacement character).
+    /// </summary>
+    List<(string Text, int Offset)> Pieces(int[] ids, int first)
+    {
+        var pieces = new List<(string, int)>(ids.Length - first);
+        var baseLength = Decode(ids.AsSpan(0, first)).Length;
+        var previous = baseLength;
+        for (var t = first; t < ids.Length; t++)
+        {
+            var decoded = Decode(ids.AsSpan(0, t + 1));
+            var start = Math.Min(previous, decoded.Length);
+            pieces.Add((decoded[start..], start - baseLength));
+            previous = decoded.Length;
+        }
+        return pieces;
+    }
+
+    /// <summary>OpenAI's completion log-probs for tokens [firstToken, end) of <paramref name="ids"/>; the first token of a text has none (null).</summary>
+    CompletionLogprobs WireLogprobs(int[] ids, TokenLogProb[] scored, int firstToken)
+    {
+        var pieces = Pieces(ids, firstToken);
+        var logprobs = new List<double?>();
+        var tops = new List<Dictionary<string, double>?>();
+        for (var t = firstToken; t < ids.Length; t++)
+        {
+            logprobs.Add(double.IsNaN(scored[t].LogProb) ? null : scored[t].LogProb);
+            if (t == 0) { tops.Add(null); continue; }
+            // Keyed by token text as OpenAI does; ids that decode alike keep the likelier entry.
+            var top = new Dictionary<string, double>();
+            foreach (var (id, lp) in scored[t].Top) top.TryAdd(Decode([id]), lp);
+            tops.Add(top);
+        }
+        return new CompletionLogprobs
+        {
+            Tokens = pieces.Select(p => p.Text).ToList(),
+            TokenLogprobs = logprobs,
+            TopLogprobs = tops,
+            TextOffset = pieces.Select(p => p.Offset).ToList(),
+        };
+    }
+
+    static SamplingOptions Sampling(int maxTokens, double? temperature, double? topP, int? topK, int? seed) => new()
+    {
+        MaxNewTokens = maxTokens,
+        Temperature = temperature ?? 1.0,
+        TopP = topP ?? 1.0,
+        TopK = topK ?? 0,
+        Seed = seed ?? 0,
+    };
+
+    static Usage UsageOf(IReadOnlyList<Generation> generations)
+    {
+        var prompt = generations.Sum(g => g.PromptIds.Length);
+        var completion = generations.Sum(g => g.NewIds.Length);
+        return new Usage(prompt, completion, prompt + completion);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+        tokenizer.Dispose();
+        generator.Dispose();
+        scorer?.Dispose();
+    }
+}

@@ -1,0 +1,320 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Models;
+
+namespace RlaifOnnx.Inference;
+
+/// <summary>One token's log-probability and the most likely alternatives at its position.</summary>
+public sealed record TokenLogProb(int Id, double LogProb, IReadOnlyList<(int Id, double LogProb)> Top);
+
+/// <summary>
+/// Log-probabilities from ONNX Runtime sessions over a model folder's inference graph (model.onnx:
+/// inputs input_ids [B,S], attention_mask [B,P+S], position_ids [B,S], past_key_values.{i}.key/.value
+/// [B,kvH,P,D] — or GPT-2's past_{i} [2,B,H,P,D]; outputs logits [B,S,V] and the matching present
+/// tensors). The first pass of a text feeds zero-length past tensors.
+///
+/// Tokenization is GenAI's tokenizer of the same folder, so scorer and generator agree on ids.
+/// Which tokens belong to the continuation: we tokenize the prompt and prompt+continuation; the
+/// continuation is the joint tokenization after the longest common prefix of the two. When the
+/// prompt's tokens are a prefix of the joint ones (the usual case, e.g. a continuation starting with a
+/// space) that is exactly the continuation's own tokens; when a token merges across the boundary, the
+/// merged token counts as the continuation's. The first token of a text has no prediction, so a prompt
+/// must tokenize to at least one token.
+///
+/// Batches are right-padded: padding sits after every real token, and its attention-mask entry is 0,
+/// so no real position attends to it (causal) and its outputs are ignored.
+/// </summary>
+public sealed class OrtScorer : IScorer
+{
+    readonly InferenceSession session;
+    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+    readonly InferenceOptions options;
+    readonly int kvHeads, headDim, padId;
+    // The cache tensors: Llama folders have past_key_values.{i}.key / .value [B,kvH,P,D] (present.{i}.*);
+    // GPT-2 folders have one past_{i} [2,B,H,P,D] per layer (present_{i}), keys and values stacked.
+    readonly (string Past, string Present)[] cacheNames;
+    readonly bool stackedCache;
+    readonly string[] outputNames;
+    // Scoring calls may come from several threads (the server); the tokenizer is used by one at a time.
+    readonly Lock tokenizerLock = new();
+
+    public string ModelDir { get; }
+
+    public OrtScorer(string modelDir, InferenceOptions? options = null)
+    {
+        ModelDir = Path.GetFullPath(modelDir);
+        this.options = options ?? new InferenceOptions();
+        var modelPath = Path.Combine(ModelDir, ModelFolder.ModelFile);
+        var provider = this.options.Provider(modelPath);
+        if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
+        var config = ModelFolder.ReadMetadata(ModelDir).Config;
+        (kvHeads, headDim, padId) = (config.NumKvHeads, config.HeadDim, config.PadTokenId);
+        var layers = config.NumLayers;
+
+        using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
+        if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
+        try { session = new InferenceSession(modelPath, sessionOptions); }
+        catch (OnnxRuntimeException e) { throw UserError.At(modelPath, null, null, $"ONNX Runtime cannot load it: {e.Message.Split('\n', 2)[0]}"); }
+        try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(ModelDir); }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            session.Dispose();
+            throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
+        }
+        stackedCache = session.InputMetadata.ContainsKey("past_0");
+        cacheNames = stackedCache
+            ? Enumerable.Range(0, layers).Select(i => ($"past_{i}", $"present_{i}")).ToArray()
+            : Enumerable.Range(0, layers).SelectMany(i => new[] { ($"past_key_values.{i}.key", $"present.{i}.key"), ($"past_key_values.{i}.value", $"present.{i}.value") }).ToArray();
+        foreach (var (past, _) in cacheNames)
+            if (!session.InputMetadata.ContainsKey(past))
+            {
+                session.Dispose();
+                tokenizer.Dispose();
+                throw UserError.At(modelPath, null, null, $"has no input {past}; rlaif.json says {layers} layers");
+            }
+        outputNames = ["logits", .. cacheNames.Select(c => c.Present)];
+    }
+
+    public int[] Encode(string text)
+    {
+        lock (tokenizerLock)
+        {
+            using var sequences = tokenizer.Encode(text);
+            return sequences[0].ToArray();
+        }
+    }
+
+    public string Decode(ReadOnlySpan<int> ids)
+    {
+        lock (tokenizerLock) return tokenizer.Decode(ids);
+    }
+
+    public Task<IReadOnlyList<double>> ContinuationLogProbsAsync(IReadOnlyList<(string Prompt, string Continuation)> pairs, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            var rows = pairs.Select(p => Split(p.Prompt, p.Continuation)).ToList();
+            var sums = new double[rows.Count];
+            for (var start = 0; start < rows.Count; start += options.BatchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = rows.Skip(start).Take(options.BatchSize).ToList();
+                var scored = ScoreRows(past: null, batch.Select(r => r.Ids).ToList(), batch.Select(r => r.FirstScored).ToList());
+                scored.CopyTo(sums, start);
+            }
+            return (IReadOnlyList<double>)sums;
+        }, cancellationToken);
+
+    /// <summary>
+    /// For each prompt: one forward pass over the prompt's tokens that all candidates share, then all
+    /// candidates as one batch continuing from that pass's key/value cache (tiled across the batch).
+    /// The shared prefix stops one token short of the earliest token any candidate needs predicted, so
+    /// the candidates' own run yields every log-prob they need and no prompt logits are kept.
+    /// </summary>
+    public Task<IReadOnlyList<double[]>> CandidateLogProbsAsync(IReadOnlyList<string> prompts, IReadOnlyList<string> candidates, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            if (candidates.Count == 0) throw new ArgumentException("no candidates to score", nameof(candidates));
+            var results = new List<double[]>(prompts.Count);
+            foreach (var prompt in prompts)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var rows = candidates.Select(c => Split(prompt, c)).ToList();
+                // Positions [0, shared) are run once; each candidate then feeds its tokens from `shared` on.
+                var shared = rows.Min(r => r.FirstScored) - 1;
+                var promptIds = rows[0].Ids[..shared];
+                var past = shared == 0 ? null : RunPrefix(promptIds);
+                var scores = new double[candidates.Count];
+                for (var start = 0; start < rows.Count; start += options.BatchSize)
+                {
+                    var batch = rows.Skip(start).Take(options.BatchSize).ToList();
+                    var scored = ScoreRows(past, batch.Select(r => r.Ids[shared..]).ToList(), batch.Select(r => r.FirstScored - shared).ToList());
+                    scored.CopyTo(scores, start);
+                }
+                results.Add(scores);
+            }
+            return (IReadOnlyList<double[]>)results;
+        }, cancellationToken);
+
+    /// <summary>
+    /// Per-token log-probabilities of whole token sequences (the first token has none: its LogProb is
+    /// NaN), with the <paramref name="top"/> most likely tokens at each position. Used by the server's echo.
+    /// </summary>
+    public IReadOnlyList<TokenLogProb[]> TokenLogProbs(IReadOnlyList<int[]> sequences, int top, CancellationToken cancellationToken = default)
+    {
+        var results = new List<TokenLogProb[]>(sequences.Count);
+        for (var start = 0; start < sequences.Count; start += options.BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var batch = sequences.Skip(start).Take(options.BatchSize).ToList();
+            using var output = Forward(null, batch);
+            for (var b = 0; b < batch.Count; b++)
+            {
+                var ids = batch[b];
+                var tokens = new TokenLogProb[ids.Length];
+                tokens[0] = new TokenLogProb(ids[0], double.NaN, []);
+                for (var t = 1; t < ids.Length; t++)
+                {
+                    var row = output.LogitsAt(b, t - 1);
+                    tokens[t] = new TokenLogProb(ids[t], LogSoftmaxAt(row, ids[t]), TopLogProbs(row, top));
+                }
+                results.Add(tokens);
+            }
+        }
+        return results;
+    }
+
+    /// <summary>The joint token ids and the index of the first continuation token (longest-common-prefix rule).</summary>
+    (int[] Ids, int FirstScored) Split(string prompt, string continuation)
+    {
+        var promptIds = Encode(prompt);
+        var jointIds = Encode(prompt + continuation);
+        var first = CommonPrefixLength(promptIds, jointIds);
+        if (first == 0) throw UserError.At("scoring", null, "prompt", $"\"{Shorten(prompt)}\" has no token of its own before the continuation; the first token of a text has no log-probability");
+        if (first == jointIds.Length) throw UserError.At("scoring", null, "continuation", $"\"{Shorten(continuation)}\" adds no token after the prompt");
+        return (jointIds, first);
+    }
+
+    internal static int CommonPrefixLength(ReadOnlySpan<int> a, ReadOnlySpan<int> b)
+    {
+        var n = 0;
+        while (n < a.Length && n < b.Length && a[n] == b[n]) n++;
+        return n;
+    }
+
+    static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    /// <summary>Sum over each row of log p(row[t] | row[..t]) for t ≥ firstScored (≥ 1 within the row).</summary>
+    double[] ScoreRows(PastCache? past, List<int[]> rows, List<int> firstScored)
+    {
+        using var output = Forward(past, rows);
+        var sums = new double[rows.Count];
+        for (var b = 0; b < rows.Count; b++)
+            for (var t = firstScored[b]; t < rows[b].Length; t++)
+                sums[b] += LogSoftmaxAt(output.LogitsAt(b, t - 1), rows[b][t]);
+        return sums;
+    }
+
+    PastCache RunPrefix(int[] ids)
+    {
+        using var output = Forward(null, [ids]);
+        return output.TakePresent(ids.Length);
+    }
+
+    /// <summary>
+    /// One forward pass: rows right-padded to the longest, after an optional shared cache of P
+    /// positions (batch 1, tiled to every row). Position ids continue from P.
+    /// </summary>
+    ForwardOutput Forward(PastCache? past, List<int[]> rows)
+    {
+        var batch = rows.Count;
+        var seq = rows.Max(r => r.Length);
+        var pastLength = past?.Length ?? 0;
+        var inputIds = new long[batch * seq];                  // [B, S]
+        var positionIds = new long[batch * seq];               // [B, S]
+        var mask = new long[batch * (pastLength + seq)];       // [B, P+S]
+        for (var b = 0; b < batch; b++)
+        {
+            for (var t = 0; t < seq; t++)
+            {
+                var real = t < rows[b].Length;
+                inputIds[b * seq + t] = real ? rows[b][t] : padId;
+                positionIds[b * seq + t] = pastLength + (real ? t : rows[b].Length - 1);
+                mask[b * (pastLength + seq) + pastLength + t] = real ? 1 : 0;
+            }
+            for (var p = 0; p < pastLength; p++) mask[b * (pastLength + seq) + p] = 1;
+        }
+
+        var names = new List<string> { "input_ids", "attention_mask", "position_ids" };
+        var values = new List<OrtValue>
+        {
+            OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]),
+            OrtValue.CreateTensorValueFromMemory(mask, [batch, pastLength + seq]),
+            OrtValue.CreateTensorValueFromMemory(positionIds, [batch, seq]),
+        };
+        try
+        {
+            long[] pastShape = stackedCache ? [2, batch, kvHeads, pastLength, headDim] : [batch, kvHeads, pastLength, headDim];
+            for (var i = 0; i < cacheNames.Length; i++)
+            {
+                names.Add(cacheNames[i].Past);
+                values.Add(PastValue(past?.Buffers[i], batch, pastShape, stacks: stackedCache ? 2 : 1));
+            }
+            using var runOptions = new RunOptions();
+            var outputs = session.Run(runOptions, names, values, outputNames);
+            return new ForwardOutput(outputs, seq);
+        }
+        finally
+        {
+            foreach (var v in values) v.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A batch-1 cache tiled to the batch, or a zero-length past when there is none. The batch axis
+    /// follows <paramref name="stacks"/> leading blocks (2 for GPT-2's stacked keys and values).
+    /// </summary>
+    static OrtValue PastValue(float[]? one, int batch, long[] shape, int stacks)
+    {
+        if (one is null)
+            return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, shape);
+        var block = one.Length / stacks;                       // one stack of one sequence: [kvH, P, D]
+        var tiled = new float[one.Length * batch];
+        for (var k = 0; k < stacks; k++)
+            for (var b = 0; b < batch; b++)
+                Array.Copy(one, k * block, tiled, (k * batch + b) * block, block);
+        return OrtValue.CreateTensorValueFromMemory(tiled, shape);
+    }
+
+    /// <summary>log softmax(row)[token], in float64: row[token] − logsumexp(row).</summary>
+    internal static double LogSoftmaxAt(ReadOnlySpan<float> row, int token) => row[token] - LogSumExp(row);
+
+    internal static double LogSumExp(ReadOnlySpan<float> row)
+    {
+        double max = double.NegativeInfinity;
+        foreach (var x in row) if (x > max) max = x;
+        double sum = 0;
+        foreach (var x in row) sum += Math.Exp(x - max);
+        return max + Math.Log(sum);
+    }
+
+    /// <summary>The <paramref name="k"/> largest log-probabilities of a logits row, most likely first (ties: lower id first).</summary>
+    internal static IReadOnlyList<(int Id, double LogProb)> TopLogProbs(ReadOnlySpan<float> row, int k)
+    {
+        if (k <= 0) return [];
+        var lse = LogSumExp(row);
+        var best = new List<(int Id, double LogProb)>(k + 1);
+        for (var v = 0; v < row.Length; v++)
+        {
+            var lp = row[v] - lse;
+            if (best.Count == k && lp <= best[^1].LogProb) continue;
+            var at = best.FindIndex(e => lp > e.LogProb);
+            best.Insert(at < 0 ? best.Count : at, (v, lp));
+            if (best.Count > k) best.RemoveAt(k);
+        }
+        return best;
+    }
+
+    public void Dispose()
+    {
+        session.Dispose();
+        tokenizer.Dispose();
+    }
+
+    /// <summary>A batch-1 key/value cache of Length positions, one [1, kvH, P, D] buffer per layer.</summary>
+    /// <summary>A batch-1 key/value cache of Length positions: one buffer per cache tensor, in <c>cacheNames</c> order.</summary>
+    sealed record PastCache(float[][] Buffers, int Length);
+
+    sealed class ForwardOutput(IDisposableReadOnlyCollection<OrtValue> outputs, int seq) : IDisposable
+    {
+        readonly int vocab = (int)outputs[0].GetTensorTypeAndShape().Shape[2];
+
+        /// <summary>The logits row [V] at (batch row b, position t).</summary>
+        public ReadOnlySpan<float> LogitsAt(int b, int t) => outputs[0].GetTensorDataAsSpan<float>().Slice((b * seq + t) * vocab, vocab);
+
+        public PastCache TakePresent(int length) =>
+            new(Enumerable.Range(1, outputs.Count - 1).Select(i => outputs[i].GetTensorDataAsSpan<float>().ToArray()).ToArray(), length);
+
+        public void Dispose() => outputs.Dispose();
+    }
+}
