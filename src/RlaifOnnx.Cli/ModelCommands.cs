@@ -13,7 +13,7 @@ public static class ModelCommands
         model.Subcommands.Add(CreateCommand());
         model.Subcommands.Add(ModelBuildCommands.Build());
         model.Subcommands.Add(ModelBuildCommands.Inspect());
-        // Further subcommands (build, import, inspect) are added here, one line each.
+        model.Subcommands.Add(ModelImportCommand.Create());
         return model;
     }
 

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Data;
 using RlaifOnnx.Models;
@@ -9,21 +8,14 @@ namespace RlaifOnnx.Tests;
 /// <summary>ONNX Runtime GenAI runs the GPT-2 inference graph unchanged, and its greedy tokens are the reference's.</summary>
 public sealed class Gpt2GenAITests
 {
-    /// <summary>model.onnx (+ data) and a genai_config.json around <see cref="Gpt2Graph.GenAIDecoderSection"/>.</summary>
+    /// <summary>
+    /// model.onnx (+ data) and genai_config.json as ModelWriter writes them, without tokenizer files:
+    /// these tests feed token ids, and the project's tokenizer needs a larger vocabulary than they use.
+    /// </summary>
     internal static void WriteGenAIFolder(string dir, ModelConfig c, WeightSet w)
     {
-        OnnxFile.Save(Gpt2Graph.Inference(c, w), Path.Combine(dir, ModelFolder.ModelFile), ModelFolder.DataFile);
-        var genai = new JsonObject
-        {
-            ["model"] = new JsonObject
-            {
-                ["type"] = "gpt2", ["vocab_size"] = c.VocabSize, ["context_length"] = c.MaxPositions,
-                ["bos_token_id"] = c.BosTokenId, ["eos_token_id"] = c.EosTokenId, ["pad_token_id"] = c.PadTokenId,
-                ["decoder"] = Gpt2Graph.GenAIDecoderSection(c),
-            },
-            ["search"] = new JsonObject { ["max_length"] = c.MaxPositions, ["do_sample"] = false },
-        };
-        AtomicFile.WriteAllText(Path.Combine(dir, ModelFolder.GenAIConfigFile), genai.ToJsonString());
+        OnnxFile.Save(DecoderGraphs.Inference(c, w), Path.Combine(dir, ModelFolder.ModelFile), ModelFolder.DataFile);
+        AtomicFile.WriteAllText(Path.Combine(dir, ModelFolder.GenAIConfigFile), DecoderGraphs.GenAIConfig(c).ToJsonString());
     }
 
     /// <summary>Greedy continuation of <paramref name="prompt"/> by GenAI, up to <paramref name="maxLength"/> tokens in all.</summary>
@@ -72,5 +64,42 @@ public sealed class Gpt2GenAITests
         var reference = ReferenceGreedy(c, w, prompt, 12);
         Assert.Equal(reference, genai);
         Assert.True(genai.Length > prompt.Length + 2, $"generated only {genai.Length - prompt.Length} tokens");
+    }
+
+    [Fact]
+    public void GenAI_padded_batch_generates_what_each_prompt_generates_alone()
+    {
+        var c = Gpt2GraphTests.TinyConfig() with
+        {
+            VocabSize = 300, BosTokenId = TinyTokenizer.EndOfTextId, EosTokenId = TinyTokenizer.ImEndId, PadTokenId = TinyTokenizer.EndOfTextId,
+        };
+        var w = Gpt2GraphTests.NoisyWeights(c, 41);
+        using var tmp = new TempDir();
+        var dir = tmp.File("gpt2");
+        ModelWriter.Write(dir, c, w, TinyTokenizer.Train(c.VocabSize), "base", []);
+
+        const int newTokens = 6;
+        using var config = new Config(dir);
+        using var model = new Model(config);
+        using var tokenizer = new Tokenizer(model);
+        string[] texts = ["Be helpful, honest and harmless.", "Hi?"];
+        var encoded = texts.Select(t => { using var s = tokenizer.Encode(t); return s[0].ToArray(); }).ToArray();
+        Assert.True(encoded[1].Length < encoded[0].Length);
+        using var parameters = new GeneratorParams(model);
+        parameters.SetSearchOption("max_length", encoded[0].Length + newTokens);
+        parameters.SetSearchOption("do_sample", false);
+        parameters.SetSearchOption("batch_size", texts.Length);
+        using var generator = new Generator(model, parameters);
+        using var sequences = tokenizer.EncodeBatch(texts);
+        generator.AppendTokenSequences(sequences);
+        while (!generator.IsDone()) generator.GenerateNextToken();
+        var batch = Enumerable.Range(0, texts.Length).Select(i => generator.GetSequence((ulong)i).ToArray()).ToArray();
+
+        // The padding GenAI inserts is masked out: each row is what its prompt generates alone.
+        Assert.Equal(GenAIGreedy(dir, encoded[0], encoded[0].Length + newTokens), batch[0]);
+        Assert.Contains(c.PadTokenId, batch[1]);
+        var aloneShort = GenAIGreedy(dir, encoded[1], encoded[1].Length + newTokens);
+        Assert.Equal(aloneShort, batch[1].Where(t => t != c.PadTokenId).ToArray());
+        Assert.True(aloneShort.Length > encoded[1].Length + 2, "the short prompt generates several tokens");
     }
 }

@@ -138,7 +138,7 @@ public sealed class OnnxImportTests
         File.Delete(dir.File("genai_config.json"));
         File.WriteAllText(dir.File("config.json"), """
             { "model_type": "gpt2", "n_layer": 5, "n_head": 4, "n_embd": 32, "vocab_size": 1000, "n_positions": 512,
-              "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 98, "eos_token_id": 98 }
+              "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new", "bos_token_id": 98, "eos_token_id": [98, 99] }
             """);
         var (config, weights, _) = OnnxImport.Import(dir.Path);
         var (expectedConfig, expectedWeights, _) = OnnxImport.Import(SharedGpt2);
@@ -232,6 +232,52 @@ public sealed class OnnxImportTests
         var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
         Assert.Contains("past.onnx", e.Message);
         Assert.Contains("no GELU", e.Message);
+    }
+
+    [Fact]
+    public void Missing_folder_and_missing_tokenizer_are_user_errors()
+    {
+        using var dir = new TempDir();
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.File("nowhere")));
+        Assert.Contains("no such folder", e.Message);
+        CopyOfShared(dir);
+        File.Delete(dir.File("tokenizer.json"));
+        e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("tokenizer.json", e.Message);
+    }
+
+    [Fact]
+    public void Plain_graph_with_an_unused_canonical_weight_is_refused()
+    {
+        var config = Gpt2GraphTests.TinyConfig();
+        using var dir = new TempDir();
+        Gpt2GenAITests.WriteGenAIFolder(dir.Path, config, Gpt2GraphTests.NoisyWeights(config, 2));
+        File.WriteAllText(dir.File(ModelFolder.TokenizerFile), "{}");
+        var model = OnnxFile.Load(dir.File(ModelFolder.ModelFile));
+        // Rewire layer 1's MLP output projection to read another tensor: its canonical weight is left dangling.
+        var node = model.Graph.Node.Single(n => n.Input.Contains(WeightNames.Gpt2Layer(1, "mlp.c_proj.weight")));
+        var copy = model.Graph.Initializer.Single(t => t.Name == WeightNames.Gpt2Layer(1, "mlp.c_proj.weight")).Clone();
+        copy.Name = "renamed";
+        model.Graph.Initializer.Add(copy);
+        node.Input[node.Input.IndexOf(WeightNames.Gpt2Layer(1, "mlp.c_proj.weight"))] = "renamed";
+        OnnxFile.Save(model, dir.File(ModelFolder.ModelFile), ModelFolder.DataFile);
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("transformer.h.1.mlp.c_proj.weight is not used by any node", e.Message);
+    }
+
+    [Fact]
+    public void Untied_output_projection_is_refused()
+    {
+        using var dir = new TempDir();
+        CopyOfShared(dir);
+        var model = OnnxFile.Load(dir.File("past.onnx"));
+        var lmHead = model.Graph.Initializer.Single(t => t.Name == "onnx::MatMul_1400");
+        var values = OnnxFile.ToFloats(lmHead);
+        values[17] += 0.5f;
+        lmHead.RawData = OnnxFile.FloatTensor(lmHead.Name, values, lmHead.Dims.ToArray()).RawData;
+        File.WriteAllBytes(dir.File("past.onnx"), model.ToByteArray());
+        var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("not the transposed word embedding", e.Message);
     }
 
     [Fact]

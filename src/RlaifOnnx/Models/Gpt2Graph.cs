@@ -117,7 +117,9 @@ public static class Gpt2Graph
         var x = g.Add(g.Gather("transformer.wte.weight", inputIds), g.Gather("transformer.wpe.weight", positionIds));
 
         var bias = AttentionBias(g, inputIds, attentionMask); // [B,1,S,T]
-        var scale = g.Scalar(1.0 / Math.Sqrt(d));
+        // 1/√D as a [D] vector on the query, not a scalar on the scores: ONNX Runtime fuses a scalar Mul
+        // into FusedMatMul, whose alpha is a float32 attribute, and float64 graphs would lose precision.
+        var scale = g.Constant(Enumerable.Repeat(1.0 / Math.Sqrt(d), (int)d).ToArray(), d);
         var zero = g.Int64Scalar(0);
         var one = g.Int64Scalar(1);
 
@@ -144,7 +146,7 @@ public static class Gpt2Graph
             }
 
             // 3. scaled dot-product attention with causal + padding bias. [B,N,S,T] → [B,S,H]
-            var scores = g.Add(g.Mul(g.MatMul(q, g.Transpose(k, 0, 1, 3, 2)), scale), bias);
+            var scores = g.Add(g.MatMul(g.Mul(q, scale), g.Transpose(k, 0, 1, 3, 2)), bias);
             var context = g.MatMul(g.Softmax(scores, -1), v); // [B,N,S,D]
             var merged = g.Reshape(g.Transpose(context, 0, 2, 1, 3), 0, 0, h);
             x = g.Add(x, g.Add(g.MatMul(merged, W("attn.c_proj.weight")), W("attn.c_proj.bias")));

@@ -69,7 +69,7 @@ public static class OnnxImport
                 Str(m, "type", genaiPath, "model.type") ?? throw UserError.At(genaiPath, null, "model.type", "is missing"),
                 Int(m, "vocab_size", genaiPath, "model.vocab_size"), heads, Int(decoder, "head_size", genaiPath, "model.decoder.head_size"),
                 null, null, Int(m, "bos_token_id", genaiPath, "model.bos_token_id"),
-                Int(m, "eos_token_id", genaiPath, "model.eos_token_id"), Int(m, "pad_token_id", genaiPath, "model.pad_token_id"));
+                FirstInt(m, "eos_token_id", genaiPath, "model.eos_token_id"), Int(m, "pad_token_id", genaiPath, "model.pad_token_id"));
         }
         if (File.Exists(hfPath))
         {
@@ -78,7 +78,7 @@ public static class OnnxImport
             var onnx = new[] { "model.onnx", "decoder_model.onnx", "decoder_model_merged.onnx" }
                 .Select(f => Path.Combine(dir, f)).FirstOrDefault(File.Exists)
                 ?? throw UserError.At(hfPath, null, null, "no model.onnx, decoder_model.onnx or decoder_model_merged.onnx beside it");
-            var eos = Int(c, "eos_token_id", hfPath, "eos_token_id");
+            var eos = FirstInt(c, "eos_token_id", hfPath, "eos_token_id");
             return new ExportInfo(onnx, hfPath, Str(c, "model_type", hfPath, "model_type") ?? throw UserError.At(hfPath, null, "model_type", "is missing"),
                 Int(c, "vocab_size", hfPath, "vocab_size"), Int(c, "n_head", hfPath, "n_head") ?? Int(c, "num_attention_heads", hfPath, "num_attention_heads"), null,
                 Num(c, "layer_norm_epsilon", hfPath), Str(c, "activation_function", hfPath, "activation_function"),
@@ -112,6 +112,10 @@ public static class OnnxImport
         if (v is JsonValue value && value.TryGetValue<int>(out var i)) return i;
         throw UserError.At(path, null, field, "must be an integer");
     }
+
+    /// <summary>An integer, or the first of a list of them (models with several end-of-sequence tokens).</summary>
+    static int? FirstInt(JsonObject o, string key, string path, string field) =>
+        o[key] is JsonArray { Count: > 0 } list && list[0] is JsonValue first && first.TryGetValue<int>(out var i) ? i : Int(o, key, path, field);
 
     static double? Num(JsonObject o, string key, string path)
     {
@@ -162,7 +166,13 @@ public static class OnnxImport
             // 1. Attention(x, W_qkv [H,3H], b_qkv, mask, past) → (context, present); then c_proj as MatMul.
             if (g.IntAttribute(attention, "unidirectional", 0) != 1) throw g.Unrecognised($"{attention.Name}: attention is not causal (unidirectional=0)");
             if (attention.Attribute.Any(a => a.Name == "qkv_hidden_sizes")) throw g.Unrecognised($"{attention.Name}: unequal q/k/v sizes (qkv_hidden_sizes)");
+            if (g.IntAttribute(attention, "do_rotary", 0) != 0) throw g.Unrecognised($"{attention.Name}: rotary embeddings are not part of GPT-2");
             var layerHeads = (int)g.IntAttribute(attention, "num_heads", 0);
+            if (layerHeads <= 0 || hidden % layerHeads != 0) throw g.Unrecognised($"{attention.Name}: num_heads {layerHeads} does not divide the hidden size {hidden}");
+            // A scale other than 1/√D would change the math; 0 or absent means the default.
+            var scale = g.FloatAttribute(attention, "scale", 0f);
+            if (scale != 0f && Math.Abs(scale * Math.Sqrt(hidden / layerHeads) - 1) > 1e-6)
+                throw g.Unrecognised($"{attention.Name}: attention scale {scale} is not 1/sqrt(head size)");
             if (heads is { } h0 && h0 != layerHeads) throw g.Unrecognised($"{attention.Name}: {layerHeads} heads where earlier layers have {h0}");
             heads = layerHeads;
             weights[L("attn.c_attn.weight")] = g.Tensor(attention, 1, "the fused q/k/v weight");
@@ -327,8 +337,23 @@ public static class OnnxImport
                     if (!_consumers.TryGetValue(i, out var list)) _consumers[i] = list = [];
                     list.Add(n);
                 }
+                // Subgraphs (If/Loop bodies, as in optimum's merged decoders) read outer initializers by name.
+                foreach (var a in n.Attribute)
+                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
             }
             _outputs = graph.Output.Select(o => o.Name).ToHashSet();
+        }
+
+        readonly HashSet<string> _subgraphReads = new();
+
+        void MarkSubgraphReads(GraphProto graph)
+        {
+            foreach (var n in graph.Node)
+            {
+                foreach (var i in n.Input) if (i != "") _subgraphReads.Add(i);
+                foreach (var a in n.Attribute)
+                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
+            }
         }
 
         public UserError Unrecognised(string what) => UserError.At(_path, null, null, $"not a GPT-2 graph this importer recognises: {what}");
@@ -352,7 +377,7 @@ public static class OnnxImport
         }
 
         public bool Has(NodeProto node, int input) => node.Input.Count > input && node.Input[input] != "";
-        public bool IsConsumed(string value) => _consumers.ContainsKey(value);
+        public bool IsConsumed(string value) => _consumers.ContainsKey(value) || _subgraphReads.Contains(value);
         public bool IsGraphOutput(string value) => _outputs.Contains(value);
 
         /// <summary>The constant behind input <paramref name="input"/> of a node: an initializer, possibly through Identity or Constant.</summary>

@@ -1,0 +1,31 @@
+using System.CommandLine;
+using RlaifOnnx.Models;
+
+namespace RlaifOnnx.Cli;
+
+/// <summary>
+/// `rlaif model import --from ONNX_DIR --out DIR`: an existing ONNX export (ONNX Runtime GenAI or optimum
+/// layout) → a model folder. The export's weights are found by following its graph (<see cref="OnnxImport"/>)
+/// and rebuilt as the canonical graph, so the folder trains and generates like any other.
+/// </summary>
+public static class ModelImportCommand
+{
+    public static Command Create()
+    {
+        var from = new Option<string>("--from") { Description = "Folder of the export: genai_config.json (ONNX Runtime GenAI) or config.json (optimum), its .onnx and tokenizer files.", Required = true };
+        var output = new Option<string>("--out") { Description = "Model folder to write.", Required = true };
+        var command = new Command("import", "Import an existing ONNX export of a GPT-2 model into a model folder.") { from, output };
+        command.SetAction(parse =>
+        {
+            var source = parse.GetValue(from)!;
+            var outDir = parse.GetValue(output)!;
+            var (config, weights, tokenizerDir) = OnnxImport.Import(source);
+            ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
+                [new LineageEntry("model import", Path.GetFullPath(source), DateTimeOffset.UtcNow)]);
+            Console.WriteLine($"wrote {outDir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, " +
+                $"{config.NumHeads} heads, vocab {config.VocabSize}, {config.ParameterCount:N0} parameters (imported from {source})");
+            return 0;
+        });
+        return command;
+    }
+}
