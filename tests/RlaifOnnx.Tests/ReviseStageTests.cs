@@ -113,6 +113,20 @@ public class ReviseStageTests
     }
 
     [Fact]
+    public async Task OverLongPromptIsCutToTheContextAndMarked()
+    {
+        using var dir = new TempDir();
+        var model = TinyModels.Folder(dir.File("model"));
+        var prompts = dir.File("long.jsonl");
+        File.WriteAllLines(prompts, [JsonSerializer.Serialize(new { id = "long", prompt = string.Concat(Enumerable.Repeat("tell me more ", 2000)) }),
+                                     JsonSerializer.Serialize(new { id = "short", prompt = "hi" })]);
+        var records = Jsonl.ReadAll<RevisionRecord>(await Revise.Run(Config(dir, model, prompts, dir.File("out")) with { Rounds = 1 }, TestContext.Current.CancellationToken));
+        Assert.True(records.Single(r => r.Id == "long").Truncated);
+        Assert.False(records.Single(r => r.Id == "short").Truncated);
+        Assert.Equal(13 * 2000 - 1, records.Single(r => r.Id == "long").Prompt.Length); // the record keeps the whole (trimmed) prompt
+    }
+
+    [Fact]
     public async Task ConstitutionWithAMissingRequestStopsBeforeAnyWork()
     {
         using var dir = new TempDir();

@@ -15,7 +15,8 @@ public sealed record RevisionRecord(
     IReadOnlyList<ChatMessage> Messages,
     string InitialResponse,
     IReadOnlyList<RevisionRound> Rounds,
-    string FinalResponse);
+    string FinalResponse,
+    bool Truncated = false);
 
 /// <summary>SFT export, TRL's conversational prompt/completion form.</summary>
 public sealed record SftPromptCompletion(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Completion);
@@ -129,13 +130,16 @@ public static class Revise
         using (var output = ResumableJsonlWriter<RevisionRecord>.Open(revisionsPath, r => r.Id))
         {
             var todo = prompts.Where(p => !output.IsDone(p.Id)).ToList();
+            // A local model's context bounds every chat: over-long ones are fitted (see Fit) and the record marked.
+            var countTokens = StageBackends.ChatTokenCounter(generator);
+            var budget = (StageBackends.ContextLength(config.Model) ?? int.MaxValue) - config.MaxNewTokens;
             using var progress = new Progress("revise", todo.Count);
             var sampling = new SamplingOptions { MaxNewTokens = config.MaxNewTokens, Temperature = config.Temperature, TopP = config.TopP, Seed = config.Seed };
             for (var start = 0; start < todo.Count; start += config.BatchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var batch = todo.Skip(start).Take(config.BatchSize).ToList();
-                foreach (var record in await ReviseBatch(batch, constitution, config, generator, sampling with { Seed = StableRandom.SeedFor(config.Seed, batch[0].Id) }, cancellationToken))
+                foreach (var record in await ReviseBatch(batch, constitution, config, generator, sampling with { Seed = StableRandom.SeedFor(config.Seed, batch[0].Id) }, countTokens, budget, cancellationToken))
                 {
                     output.Append(record);
                     progress.Advance();
@@ -149,8 +153,16 @@ public static class Revise
 
     /// <summary>All rounds for one batch of prompts: every generation call covers the whole batch.</summary>
     static async Task<List<RevisionRecord>> ReviseBatch(List<PromptItem> batch, ConstitutionSet constitution, Config config,
-        ITextGenerator generator, SamplingOptions sampling, CancellationToken ct)
+        ITextGenerator generator, SamplingOptions sampling, Func<IReadOnlyList<ChatMessage>, int>? countTokens, int budget, CancellationToken ct)
     {
+        var truncated = new bool[batch.Count];
+        List<ChatMessage> Chat(int i, IReadOnlyList<ChatMessage> prefix, IReadOnlyList<ChatMessage> tail)
+        {
+            var (chat, cut) = Fit(prefix, batch[i].Messages, tail, countTokens, budget);
+            truncated[i] |= cut;
+            return chat;
+        }
+
         // 1. draw each prompt's principles and few-shot examples (stable per prompt id: resume draws the same)
         var draws = batch.Select(p =>
         {
@@ -161,7 +173,7 @@ public static class Revise
         }).ToList();
 
         // 2. initial answers, with no few-shot prefix: this is the helpful model's ordinary behaviour
-        var initial = await generator.ChatAsync(batch.Select(p => p.Messages).ToList(), sampling, ct);
+        var initial = await generator.ChatAsync(batch.Select((_, i) => (IReadOnlyList<ChatMessage>)Chat(i, [], [])).ToList(), sampling, ct);
         var current = initial.Select(Clean).ToList();
         var rounds = batch.Select(_ => new List<RevisionRound>()).ToList();
 
@@ -170,14 +182,12 @@ public static class Revise
         {
             // Seeds stay non-negative (a negative seed asks GenAI for a random one) and differ per call.
             var roundSampling = sampling with { Seed = StableRandom.SeedFor(sampling.Seed, $"round {round} critique") };
-            var critiqueChats = new List<IReadOnlyList<ChatMessage>>();
-            for (var i = 0; i < batch.Count; i++)
-                critiqueChats.Add([.. draws[i].prefix, .. batch[i].Messages, new("assistant", current[i]), new("user", draws[i].principles[round].CritiqueRequest)]);
+            var critiqueTails = batch.Select((_, i) => new List<ChatMessage> { new("assistant", current[i]), new("user", draws[i].principles[round].CritiqueRequest) }).ToList();
+            var critiqueChats = batch.Select((_, i) => (IReadOnlyList<ChatMessage>)Chat(i, draws[i].prefix, critiqueTails[i])).ToList();
             var critiques = (await generator.ChatAsync(critiqueChats, roundSampling, ct)).Select(Clean).ToList();
 
-            var revisionChats = new List<IReadOnlyList<ChatMessage>>();
-            for (var i = 0; i < batch.Count; i++)
-                revisionChats.Add([.. critiqueChats[i], new("assistant", critiques[i]), new("user", draws[i].principles[round].RevisionRequest)]);
+            var revisionChats = batch.Select((_, i) => (IReadOnlyList<ChatMessage>)Chat(i, draws[i].prefix,
+                [.. critiqueTails[i], new("assistant", critiques[i]), new("user", draws[i].principles[round].RevisionRequest)])).ToList();
             var revisions = (await generator.ChatAsync(revisionChats, sampling with { Seed = StableRandom.SeedFor(sampling.Seed, $"round {round} revision") }, ct)).Select(Clean).ToList();
 
             for (var i = 0; i < batch.Count; i++)
@@ -188,7 +198,36 @@ public static class Revise
             }
         }
 
-        return batch.Select((p, i) => new RevisionRecord(p.Id, p.LastUserText, p.Messages, initial[i].Trim(), rounds[i], current[i])).ToList();
+        return batch.Select((p, i) => new RevisionRecord(p.Id, p.LastUserText, p.Messages, initial[i].Trim(), rounds[i], current[i], truncated[i])).ToList();
+    }
+
+    /// <summary>
+    /// Fits prefix + prompt + tail into <paramref name="budget"/> tokens: drops the few-shot prefix first,
+    /// then the prompt's oldest turns, then the start of its first remaining turn. Returns whether the
+    /// prompt itself was cut. Without a counter (a server) the chat is returned whole.
+    /// </summary>
+    internal static (List<ChatMessage> Chat, bool Truncated) Fit(IReadOnlyList<ChatMessage> prefix, IReadOnlyList<ChatMessage> prompt,
+        IReadOnlyList<ChatMessage> tail, Func<IReadOnlyList<ChatMessage>, int>? tokens, int budget)
+    {
+        List<ChatMessage> Join(IEnumerable<ChatMessage> p, IEnumerable<ChatMessage> q) => [.. p, .. q, .. tail];
+        var chat = Join(prefix, prompt);
+        if (tokens is null || tokens(chat) <= budget) return (chat, false);
+        chat = Join([], prompt);
+        if (tokens(chat) <= budget) return (chat, false);
+        var kept = prompt.ToList();
+        while (kept.Count > 1 && tokens(Join([], kept)) > budget) kept.RemoveAt(0);
+        if (tokens(Join([], kept)) > budget)
+        {
+            var first = kept[0];
+            int lo = 0, hi = first.Content.Length;
+            while (lo < hi)
+            {
+                var mid = (lo + hi + 1) / 2;
+                if (tokens(Join([], [first with { Content = "…" + first.Content[^mid..] }, .. kept.Skip(1)])) <= budget) lo = mid; else hi = mid - 1;
+            }
+            kept[0] = first with { Content = "…" + first.Content[^lo..] };
+        }
+        return (Join([], kept), true);
     }
 
     /// <summary>Model output as stored: surrounding whitespace trimmed.</summary>

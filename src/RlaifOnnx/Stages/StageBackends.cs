@@ -35,6 +35,20 @@ public static class StageBackends
         _ => text => System.Text.Encoding.UTF8.GetByteCount(text),
     };
 
+    /// <summary>
+    /// Tokens a chat takes once the model's chat template is applied, for a local GenAI model; null for a
+    /// server (it reports its own limit).
+    /// </summary>
+    public static Func<IReadOnlyList<ChatMessage>, int>? ChatTokenCounter(ITextGenerator generator) => generator switch
+    {
+        GenAIGenerator genAI => chat =>
+        {
+            using var ids = genAI.Tokenizer.Encode(genAI.RenderChat(chat));
+            return ids[0].Length;
+        },
+        _ => null,
+    };
+
     /// <summary>The model's context length from genai_config.json (model.context_length), or null for a server or a folder without it.</summary>
     public static int? ContextLength(string model)
     {
