@@ -13,6 +13,11 @@ public sealed record InferenceOptions
     public int IntraOpThreads { get; init; }
     /// <summary>Sequences per generation or scoring batch.</summary>
     public int BatchSize { get; init; } = 8;
+    /// <summary>
+    /// Most logits one scoring pass may hold (batch × tokens × vocabulary floats; default 2^28 = 1 GiB):
+    /// batches shrink below <see cref="BatchSize"/> to stay under it.
+    /// </summary>
+    public long MaxLogitsElements { get; init; } = 1L << 28;
 
     internal string Provider(string source)
     {

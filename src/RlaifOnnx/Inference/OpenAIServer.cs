@@ -77,10 +77,14 @@ public sealed class OpenAIServer : IAsyncDisposable
         return server;
     }
 
-    /// <summary>Runs until <paramref name="cancellationToken"/> is cancelled (Ctrl+C in `rlaif serve`).</summary>
+    /// <summary>
+    /// Runs until <paramref name="cancellationToken"/> is cancelled or the host is asked to stop (its
+    /// console lifetime turns Ctrl+C and SIGTERM into that).
+    /// </summary>
     public async Task WaitAsync(CancellationToken cancellationToken)
     {
-        try { await Task.Delay(Timeout.Infinite, cancellationToken); }
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
+        try { await Task.Delay(Timeout.Infinite, either.Token); }
         catch (OperationCanceledException) { }
     }
 

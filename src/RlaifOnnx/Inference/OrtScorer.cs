@@ -30,7 +30,7 @@ public sealed class OrtScorer : IScorer
     readonly InferenceSession session;
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
     readonly InferenceOptions options;
-    readonly int kvHeads, headDim, padId;
+    readonly int kvHeads, headDim, padId, vocabSize;
     // The cache tensors: Llama folders have past_key_values.{i}.key / .value [B,kvH,P,D] (present.{i}.*);
     // GPT-2 folders have one past_{i} [2,B,H,P,D] per layer (present_{i}), keys and values stacked.
     readonly (string Past, string Present)[] cacheNames;
@@ -49,7 +49,7 @@ public sealed class OrtScorer : IScorer
         var provider = this.options.Provider(modelPath);
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
         var config = ModelFolder.ReadMetadata(ModelDir).Config;
-        (kvHeads, headDim, padId) = (config.NumKvHeads, config.HeadDim, config.PadTokenId);
+        (kvHeads, headDim, padId, vocabSize) = (config.NumKvHeads, config.HeadDim, config.PadTokenId, config.VocabSize);
         var layers = config.NumLayers;
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
@@ -95,10 +95,10 @@ public sealed class OrtScorer : IScorer
         {
             var rows = pairs.Select(p => Split(p.Prompt, p.Continuation)).ToList();
             var sums = new double[rows.Count];
-            for (var start = 0; start < rows.Count; start += options.BatchSize)
+            foreach (var (start, count) in Batches(rows.Select(r => r.Ids.Length).ToList()))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = rows.Skip(start).Take(options.BatchSize).ToList();
+                var batch = rows.GetRange(start, count);
                 var scored = ScoreRows(past: null, batch.Select(r => r.Ids).ToList(), batch.Select(r => r.FirstScored).ToList());
                 scored.CopyTo(sums, start);
             }
@@ -125,9 +125,9 @@ public sealed class OrtScorer : IScorer
                 var promptIds = rows[0].Ids[..shared];
                 var past = shared == 0 ? null : RunPrefix(promptIds);
                 var scores = new double[candidates.Count];
-                for (var start = 0; start < rows.Count; start += options.BatchSize)
+                foreach (var (start, count) in Batches(rows.Select(r => r.Ids.Length - shared).ToList()))
                 {
-                    var batch = rows.Skip(start).Take(options.BatchSize).ToList();
+                    var batch = rows.GetRange(start, count);
                     var scored = ScoreRows(past, batch.Select(r => r.Ids[shared..]).ToList(), batch.Select(r => r.FirstScored - shared).ToList());
                     scored.CopyTo(scores, start);
                 }
@@ -143,10 +143,10 @@ public sealed class OrtScorer : IScorer
     public IReadOnlyList<TokenLogProb[]> TokenLogProbs(IReadOnlyList<int[]> sequences, int top, CancellationToken cancellationToken = default)
     {
         var results = new List<TokenLogProb[]>(sequences.Count);
-        for (var start = 0; start < sequences.Count; start += options.BatchSize)
+        foreach (var (start, count) in Batches(sequences.Select(s => s.Length).ToList()))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var batch = sequences.Skip(start).Take(options.BatchSize).ToList();
+            var batch = sequences.Skip(start).Take(count).ToList();
             using var output = Forward(null, batch);
             for (var b = 0; b < batch.Count; b++)
             {
@@ -162,6 +162,33 @@ public sealed class OrtScorer : IScorer
             }
         }
         return results;
+    }
+
+    /// <summary>
+    /// Consecutive batches of at most BatchSize rows whose logits [B, S, V] stay within
+    /// <see cref="InferenceOptions.MaxLogitsElements"/> (a row longer than that runs alone): the graph
+    /// computes logits at every position, which for a large vocabulary and long prompts dominates memory.
+    /// </summary>
+    IEnumerable<(int Start, int Count)> Batches(IReadOnlyList<int> lengths) =>
+        Batches(lengths, options.BatchSize, vocabSize, options.MaxLogitsElements);
+
+    internal static IEnumerable<(int Start, int Count)> Batches(IReadOnlyList<int> lengths, int batchSize, int vocabSize, long maxLogitsElements)
+    {
+        var start = 0;
+        while (start < lengths.Count)
+        {
+            var count = 1;
+            var longest = (long)lengths[start];
+            while (start + count < lengths.Count && count < batchSize)
+            {
+                var next = Math.Max(longest, lengths[start + count]);
+                if ((count + 1) * next * vocabSize > maxLogitsElements) break;
+                longest = next;
+                count++;
+            }
+            yield return (start, count);
+            start += count;
+        }
     }
 
     /// <summary>The joint token ids and the index of the first continuation token (longest-common-prefix rule).</summary>

@@ -36,7 +36,8 @@ public abstract record TokenizerSource
                 foreach (var name in TokenizerFiles)
                 {
                     var source = System.IO.Path.Combine(folder.Path, name);
-                    if (File.Exists(source)) File.Copy(source, System.IO.Path.Combine(dir, name), overwrite: true);
+                    // Copy the bytes, not the file: a read-only source (shared data) must not make the folder's copy read-only.
+                    if (File.Exists(source)) File.WriteAllBytes(System.IO.Path.Combine(dir, name), File.ReadAllBytes(source));
                 }
                 break;
         }

@@ -95,4 +95,14 @@ public class InferenceMathTests
         var merged = new CompletionLogprobs { Tokens = ["Hel", "lo w", "orld!"], TokenLogprobs = [null, -1.5, -0.25] };
         Assert.Equal(-1.75, OpenAIBackend.SumContinuation(merged, 5, 12, new Uri("http://x/v1/")), 12);
     }
+
+    [Fact]
+    public void Batches_respect_the_batch_size_and_the_logits_budget()
+    {
+        // Batch size 3, no budget pressure: 3 + 3 + 1.
+        Assert.Equal([(0, 3), (3, 3), (6, 1)], OrtScorer.Batches([5, 5, 5, 5, 5, 5, 5], 3, 10, long.MaxValue));
+        // Budget 100 logits with vocabulary 10: rows padded to the longest must fit 10 tokens in all.
+        // [4, 5] → 2·5 = 10 tokens fit; adding 6 would need 3·6 = 18. [6] alone; [20] alone though over budget.
+        Assert.Equal([(0, 2), (2, 1), (3, 1), (4, 1)], OrtScorer.Batches([4, 5, 6, 20, 3], 8, 10, 100));
+    }
 }

@@ -76,4 +76,20 @@ public class OrtScorerTests
         var e = await Assert.ThrowsAsync<UserError>(() => scorer.ContinuationLogProbsAsync([("Hello", "")], TestContext.Current.CancellationToken));
         Assert.Contains("continuation: \"\" adds no token after the prompt", e.Message);
     }
+
+    [Fact]
+    public async Task A_small_logits_budget_splits_batches_without_changing_results()
+    {
+        using var model = new LlamaFolder();
+        using var roomy = new OrtScorer(model.Dir, new InferenceOptions { BatchSize = 8 });
+        // Room for about one row of logits at a time: every pass runs a single sequence.
+        using var tight = new OrtScorer(model.Dir, new InferenceOptions { BatchSize = 8, MaxLogitsElements = 20L * model.Config.VocabSize });
+        var ct = TestContext.Current.CancellationToken;
+        var a = await roomy.ContinuationLogProbsAsync(Pairs, ct);
+        var b = await tight.ContinuationLogProbsAsync(Pairs, ct);
+        for (var i = 0; i < Pairs.Length; i++) Assert.Equal(a[i], b[i], 4);
+        var ca = await roomy.CandidateLogProbsAsync(["Pick one:"], [" (A)", " (B)", " none"], ct);
+        var cb = await tight.CandidateLogProbsAsync(["Pick one:"], [" (A)", " (B)", " none"], ct);
+        for (var c = 0; c < 3; c++) Assert.Equal(ca[0][c], cb[0][c], 4);
+    }
 }
