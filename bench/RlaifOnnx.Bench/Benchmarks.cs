@@ -19,6 +19,7 @@ public static class Benchmarks
         new("gemm", GemmBench.Run),
         new("train", TrainBench.Run),
         new("decode", DecodeBench.Run),
+        new("label", LabelBench.Run),
         new("trainer", TrainingBench.Run),
     ];
 }

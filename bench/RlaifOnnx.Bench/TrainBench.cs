@@ -29,8 +29,7 @@ public static class TrainBench
 
         var weights = WeightSet.Random(config, 1);
         var graphs = GradientBuilder.ForCausalLm(DecoderGraphs.Training(config, DataType.Float), weights.Keys.ToList());
-        using var options = new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
-        using var session = new TrainingSession(graphs, weights.ToDictionary(kv => kv.Key, kv => kv.Value.Data), options);
+        using var session = new TrainingSession(graphs, weights.ToDictionary(kv => kv.Key, kv => kv.Value.Data));
         var adam = new AdamW(session.Parameters, new AdamWOptions(WeightDecay: 0.01));
         var rng = new Random(1);
         var ids = Enumerable.Range(0, batch * length).Select(_ => (long)rng.Next(config.VocabSize)).ToArray();

@@ -194,6 +194,11 @@ public class GradientRuleTests
         c.CheckOutput(c.G.Slice(c.Param("x", [2, 5, 6]), [-1, 0], [-6, long.MaxValue], [1, 2], [-2, 3]), [2, 3, 2]);
         c = new GradientCheck();
         c.CheckOutput(c.G.Slice(c.Param("x", BTH), [2], [4], [-1]), [2, 3, 2]);
+        // Unit steps take the Pad rule: negative starts, ends past the end, clamping, an explicit step of 1.
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Slice(c.Param("x", [2, 5, 6]), [-4, 1], [long.MaxValue, -1], [1, -1]), [2, 4, 4]);
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Slice(c.Param("x", [2, 5, 6]), [-9, 2], [3, 100], [1, 2], [1, 1]), [2, 3, 4]);
     }
 
     [Fact]

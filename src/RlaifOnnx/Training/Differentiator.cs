@@ -313,6 +313,8 @@ sealed class Differentiator(GraphBuilder g, DataType floatType)
             case "Slice":
                 To(0, () =>
                 {
+                    if (UnitStepPads(n) is { } pads)
+                        return g.Op("Pad", [Dy(0), pads, "", In(3)]);
                     // Slice the flat positions of x with the node's own starts/ends/axes/steps, then scatter dy there:
                     // exact for negative indices, clamping and negative steps because Slice itself computes them.
                     var positions = g.Op("Slice", [PositionsOf(In(0)), .. n.Input.Skip(1)]);
@@ -354,6 +356,29 @@ sealed class Differentiator(GraphBuilder g, DataType floatType)
             default:
                 throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
         }
+    }
+
+    /// <summary>
+    /// For a Slice with explicit axes and unit steps: Pad's pads (zeros before and after the kept range on
+    /// each sliced axis) computed at run time with Slice's own clamping rules, so dy is padded back to x's
+    /// shape in one copy. Null when steps other than 1 may occur (the general scatter rule handles those).
+    /// </summary>
+    string? UnitStepPads(NodeProto n)
+    {
+        if (n.Input.Count < 4 || n.Input[3].Length == 0) return null;
+        if (n.Input.Count > 4 && n.Input[4].Length > 0 && (_ranks.ConstantInts(n.Input[4]) is not { } steps || steps.Any(s => s != 1)))
+            return null;
+        var dims = g.Gather(g.Shape(n.Input[0]), n.Input[3]);                  // sliced axes' sizes
+        var zero = g.Int64Scalar(0);
+        string Clamp(string bound)
+        {
+            // Min first, so an "until the end" bound (INT64_MAX) is never added to anything.
+            var capped = g.Op("Min", [bound, dims]);
+            return g.Op("Max", [g.Where(g.Less(capped, zero), g.Add(capped, dims), capped), zero]);
+        }
+        var begin = Clamp(n.Input[1]);
+        var end = g.Op("Max", [Clamp(n.Input[2]), begin]);
+        return g.Concat(0, begin, g.Sub(dims, end));
     }
 
     /// <summary>int64 tensor shaped like x holding 0 … size(x)−1 (its row-major flat positions).</summary>

@@ -54,7 +54,12 @@ public static class Losses
 
     /// <summary>log p(ids[b,t+1] | ids[b,≤t]): logits [B,T,V], inputIds [B,T] → [B,T−1].</summary>
     public static string ShiftedTokenLogProbs(GraphBuilder g, string logits, string inputIds)
-        => TokenLogProbs(g, ShiftLeft(g, logits, true), ShiftLeft(g, inputIds, false));
+    {
+        // Gather on the full [B,T,V] log-probs with the targets shifted left (the last position gets a
+        // dummy target), then drop the last position: no [B,T−1,V] copy of the logits, forward or backward.
+        var targets = g.Concat(1, ShiftLeft(g, inputIds, false), g.Slice(inputIds, [0], [1], [1]));   // [B,T]
+        return ShiftLeft(g, TokenLogProbs(g, logits, targets), true);                                 // [B,T-1]
+    }
 
     /// <summary>x[:, :-1] (dropLast) or x[:, 1:], along axis 1.</summary>
     public static string ShiftLeft(GraphBuilder g, string x, bool dropLast)

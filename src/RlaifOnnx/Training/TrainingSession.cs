@@ -67,7 +67,9 @@ public sealed class TrainingSession : IDisposable
         Parameters = parameters;
 
         var ownOptions = options is null;
-        options ??= new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        // No CPU arena by default: a training step's activations are large and short-lived, and the arena's
+        // power-of-two growth would keep several times the peak reserved.
+        options ??= new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, EnableCpuMemArena = false };
         try
         {
             _training = new InferenceSession(graphs.Training.ToByteArray(), options);

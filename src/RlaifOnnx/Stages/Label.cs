@@ -1,0 +1,532 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+using RlaifOnnx.Constitution;
+using RlaifOnnx.Data;
+using RlaifOnnx.Inference;
+using RlaifOnnx.Reporting;
+
+namespace RlaifOnnx.Stages;
+
+/// <summary>One principle's label: p_a from each order shown (a first, b first) and their combination.</summary>
+public sealed record PrincipleLabel(
+    string PrincipleId,
+    [property: JsonPropertyName("p_a")] double PA,
+    [property: JsonPropertyName("p_a_order_ab")] double PAOrderAb,
+    [property: JsonPropertyName("p_a_order_ba")] double? PAOrderBa = null,
+    string? ReasoningAb = null,
+    string? ReasoningBa = null);
+
+/// <summary>One line of comparisons.jsonl: a conversation, two answers, and the feedback model's soft label p_a.</summary>
+public sealed record ComparisonRecord(
+    string Id,
+    string Prompt,
+    IReadOnlyList<ChatMessage> Messages,
+    string ResponseA,
+    string ResponseB,
+    [property: JsonPropertyName("p_a")] double PA,
+    IReadOnlyList<string> PrincipleIds,
+    IReadOnlyList<PrincipleLabel> PerPrinciple,
+    bool Truncated,
+    int CotUnparsed,
+    string? HumanPreferred = null);
+
+/// <summary>TRL-style preference export: the label's choice as chosen/rejected, with |2·p_a − 1| as the margin.</summary>
+public sealed record PreferenceRecord(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Chosen, IReadOnlyList<ChatMessage> Rejected, double Margin);
+
+/// <summary>metrics.json of the label stage. Human-agreement figures are null when no input carried a human preference.</summary>
+public sealed record LabelMetrics(
+    int Comparisons,
+    int WithHumanPreference,
+    double? Agreement,
+    double? PositionConsistency,
+    double? ExpectedCalibrationError,
+    IReadOnlyList<CalibrationBin>? CalibrationBins,
+    int Truncated,
+    int CotUnparsed,
+    int LabelledThisRun,
+    double LabelsPerSecond);
+
+/// <summary>
+/// Stage 03, AI feedback labels (Constitutional AI paper §4.1).
+///
+/// For each comparison the feedback model reads a multiple-choice question:
+/// <code>
+/// Consider the following conversation between a human and an assistant:
+/// [conversation as "Human: … Assistant: …"]
+///
+/// [principle]
+/// Options:
+/// (A) [first answer]
+/// (B) [second answer]
+/// The answer is:
+/// </code>
+/// and the label is the normalised probability of " (A)" against " (B)" from the scorer's log-probs: one
+/// forward pass, no sampling. By default both orders are scored and averaged (removes position bias), over
+/// M principles drawn per comparison (ensemble). Chain-of-thought mode lets the model reason first
+/// ("Let's think step by step:") and clamps the result to [0.4, 0.6] (paper §4.2); a reasoning without a
+/// parseable "(A)"/"(B)" answer is counted and falls back to the log-prob answer after the reasoning.
+///
+/// Comparisons come from an existing pairs file, or from sampling two answers per prompt from a policy
+/// model. Over-long questions are cut from the left of the conversation (then the answers' tails) and counted.
+/// The 2·M questions of one comparison differ only after the conversation, so the scorer runs the shared
+/// prefix (few-shot examples and conversation) once per comparison and every principle × order × answer
+/// continues from its cache (issue 4 §7; bench/RESULTS.md "label" measures the gain).
+///
+/// Run: <c>rlaif label --config label.yaml</c>. Output in <see cref="Config.OutputDir"/>: comparisons.jsonl
+/// (resumable), preferences.jsonl (TRL export) and metrics.json (+ metrics.jsonl).
+/// </summary>
+public static partial class Label
+{
+    public const string ComparisonsFile = "comparisons.jsonl";
+    public const string PreferencesFile = "preferences.jsonl";
+    public const string MetricsFile = "metrics.json";
+    public const string CandidateA = " (A)";
+    public const string CandidateB = " (B)";
+    const string Header = "Consider the following conversation between a human and an assistant:";
+    const string ThinkStepByStep = "Let's think step by step:";
+
+    /// <summary>Configuration of the label stage.</summary>
+    public sealed record Config : IValidatableConfig
+    {
+        /// <summary>Existing pairs (JSONL): prompt/response_a/response_b[/preferred], prompt/chosen/rejected, or hh-rlhf chosen/rejected transcripts. Give this or prompts + policy_model.</summary>
+        [ConfigPath] public string? Pairs { get; init; }
+        /// <summary>Prompts to sample two answers for (any prompt source, see the revise stage). Needs policy_model.</summary>
+        [ConfigPath] public string? Prompts { get; init; }
+        /// <summary>For hh-rlhf transcript prompts: first_turn or full_context.</summary>
+        public TranscriptPrompt TranscriptPrompt { get; init; } = TranscriptPrompt.FirstTurn;
+        /// <summary>The model that answers the prompts (the SL-CAI model): a model folder or an OpenAI-compatible URL.</summary>
+        [ConfigPath] public string? PolicyModel { get; init; }
+        /// <summary>Model name to send to a policy server (null: its first model).</summary>
+        public string? PolicyServerModel { get; init; }
+        /// <summary>Sampling temperature for the two answers.</summary>
+        public double SampleTemperature { get; init; } = 1.0;
+        /// <summary>New tokens per sampled answer.</summary>
+        public int SampleMaxNewTokens { get; init; } = 128;
+        /// <summary>The feedback model that reads the multiple-choice questions: a model folder or an OpenAI-compatible URL (with echo log-probs).</summary>
+        [ConfigPath] public required string FeedbackModel { get; init; }
+        /// <summary>Model name to send to a feedback server (null: its first model).</summary>
+        public string? FeedbackServerModel { get; init; }
+        /// <summary>The constitution: "default" (embedded) or a YAML file.</summary>
+        [ConfigPath] public string Constitution { get; init; } = "default";
+        /// <summary>Folder for comparisons.jsonl, preferences.jsonl and metrics.json.</summary>
+        [ConfigPath] public required string OutputDir { get; init; }
+        /// <summary>Principles per comparison (M), drawn without repetition; p_a is their mean.</summary>
+        public int Principles { get; init; } = 4;
+        /// <summary>Score both orders (a first, then b first) and average; removes position bias.</summary>
+        public bool BothOrders { get; init; } = true;
+        /// <summary>Few-shot labelling examples prepended to every question (0 = none).</summary>
+        public int FewShot { get; init; } = 1;
+        /// <summary>Score the conversation once per comparison, with every principle × order × answer continuing from it, when that runs fewer tokens than one pass per question (false: always one pass per question).</summary>
+        public bool SharePrefix { get; init; } = true;
+        /// <summary>Let the feedback model reason step by step before answering, then clamp.</summary>
+        public bool ChainOfThought { get; init; }
+        /// <summary>New tokens for a chain-of-thought reasoning.</summary>
+        public int CotMaxNewTokens { get; init; } = 96;
+        /// <summary>Lower clamp for chain-of-thought probabilities (paper: 0.4).</summary>
+        public double ClampLow { get; init; } = 0.4;
+        /// <summary>Upper clamp for chain-of-thought probabilities (paper: 0.6).</summary>
+        public double ClampHigh { get; init; } = 0.6;
+        /// <summary>Token budget of one question (null: the feedback model's context length, less room for the answer or reasoning; 4096 for a server).</summary>
+        public int? MaxQuestionTokens { get; init; }
+        /// <summary>Comparisons per batch; all their questions go to the scorer in one call.</summary>
+        public int BatchSize { get; init; } = 8;
+        /// <summary>Seed for principle draws, example draws, answer placement and sampling.</summary>
+        public int Seed { get; init; }
+        /// <summary>Use only the first N comparisons (null: all).</summary>
+        public int? Limit { get; init; }
+        /// <summary>Bins of the calibration diagram.</summary>
+        public int CalibrationBins { get; init; } = 10;
+        /// <summary>Execution provider for local models: cpu or cuda.</summary>
+        public string ExecutionProvider { get; init; } = "cpu";
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (Pairs is null && Prompts is null) yield return new("pairs", "give pairs (existing comparisons) or prompts + policy_model (sampled comparisons)");
+            if (Pairs is not null && Prompts is not null) yield return new("prompts", "give either pairs or prompts, not both");
+            if (Prompts is not null && PolicyModel is null) yield return new("policy_model", "is required with prompts (it samples the two answers)");
+            if (Principles < 1) yield return new("principles", $"must be at least 1, got {Principles}");
+            if (FewShot < 0) yield return new("few_shot", $"must be 0 or more, got {FewShot}");
+            if (ClampLow is < 0 or > 0.5 || ClampHigh is < 0.5 or > 1) yield return new("clamp_low", $"clamps must satisfy 0 ≤ clamp_low ≤ 0.5 ≤ clamp_high ≤ 1, got {ClampLow} and {ClampHigh}");
+            if (MaxQuestionTokens is < 16) yield return new("max_question_tokens", $"must be at least 16, got {MaxQuestionTokens}");
+            if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
+            if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
+            if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
+            if (SampleTemperature < 0) yield return new("sample_temperature", $"must be 0 or more, got {SampleTemperature}");
+        }
+    }
+
+    /// <summary>Runs the stage with the models named in the config; returns comparisons.jsonl's path.</summary>
+    public static async Task<string> Run(Config config, CancellationToken cancellationToken = default, string source = "label config")
+    {
+        // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
+        var inputs = ReadInputs(config, source);
+        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
+        using var scorer = StageBackends.OpenScorer(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model");
+        using var reasoner = config.ChainOfThought ? StageBackends.OpenGenerator(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model") : null;
+        using var policy = config.Prompts is not null ? StageBackends.OpenGenerator(config.PolicyModel!, config.PolicyServerModel, options, source, "policy_model") : null;
+        var budget = config.MaxQuestionTokens
+            ?? (StageBackends.ContextLength(config.FeedbackModel) is { } context
+                ? context - (config.ChainOfThought ? config.CotMaxNewTokens + 16 : 8)
+                : 4096);
+        return await Run(config, inputs, scorer, StageBackends.TokenCounter(scorer), budget, reasoner, policy, cancellationToken, source);
+    }
+
+    /// <summary>Runs the stage with backends the caller owns.</summary>
+    public static Task<string> Run(Config config, IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens,
+        ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken = default, string source = "label config") =>
+        Run(config, ReadInputs(config, source), scorer, countTokens, maxQuestionTokens, reasoner, policy, cancellationToken, source);
+
+    /// <summary>The checked inputs: the constitution and either existing pairs or prompts whose two answers are sampled batch by batch.</summary>
+    sealed record Inputs(ConstitutionSet Constitution, List<PairItem>? Pairs, List<PromptItem>? Prompts);
+
+    static Inputs ReadInputs(Config config, string source)
+    {
+        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
+        var constitution = ConstitutionSet.Load(config.Constitution);
+        if (constitution.FeedbackPrinciples.Count == 0)
+            throw UserError.At(config.Constitution, null, "feedback_principles", "the constitution has no feedback principles to label with");
+        return config.Pairs is not null
+            ? new Inputs(constitution, PromptSources.ReadPairs(config.Pairs, config.Seed), null)
+            : new Inputs(constitution, null, PromptSources.ReadPrompts(config.Prompts!, config.TranscriptPrompt));
+    }
+
+    static async Task<string> Run(Config config, Inputs inputs, IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens,
+        ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken, string source)
+    {
+        if (config.ChainOfThought && reasoner is null) throw new ArgumentNullException(nameof(reasoner), "chain-of-thought mode needs a generator");
+        if (inputs.Prompts is not null && policy is null) throw new ArgumentNullException(nameof(policy), "sampled comparisons need a policy generator");
+        var (constitution, pairs, prompts) = inputs;
+        var ids = pairs?.Select(p => p.Id).ToList() ?? prompts!.Select(p => p.Id).ToList();
+        if (config.Limit is { } limit) ids = ids.Take(limit).ToList();
+
+        Directory.CreateDirectory(config.OutputDir);
+        var comparisonsPath = Path.Combine(config.OutputDir, ComparisonsFile);
+        var labelled = 0;
+        var clock = Stopwatch.StartNew();
+        using (var output = ResumableJsonlWriter<ComparisonRecord>.Open(comparisonsPath, r => r.Id))
+        {
+            var todo = Enumerable.Range(0, ids.Count).Where(i => !output.IsDone(ids[i])).ToList();
+            using var progress = new Progress("label", todo.Count);
+            for (var start = 0; start < todo.Count; start += config.BatchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var indices = todo.Skip(start).Take(config.BatchSize).ToList();
+                // 1. the comparisons of this batch (sampling two answers per prompt when there are no pairs)
+                var batch = pairs is not null
+                    ? indices.Select(i => pairs[i]).ToList()
+                    : await SamplePairs(indices.Select(i => prompts![i]).ToList(), policy!, config, cancellationToken);
+                // 2–5. questions, reasoning, scores, labels
+                foreach (var record in await LabelBatch(batch, constitution, config, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
+                {
+                    output.Append(record);
+                    progress.Advance();
+                    labelled++;
+                }
+            }
+        }
+
+        // 6. exports and metrics over everything in comparisons.jsonl (this run and earlier ones)
+        var records = Jsonl.ReadAll<ComparisonRecord>(comparisonsPath);
+        Jsonl.Write(Path.Combine(config.OutputDir, PreferencesFile), records.Select(ToPreference));
+        var metrics = ComputeMetrics(records, config.BothOrders, config.CalibrationBins, labelled, labelled / Math.Max(clock.Elapsed.TotalSeconds, 1e-9));
+        AtomicFile.WriteAllText(Path.Combine(config.OutputDir, MetricsFile), JsonSerializer.Serialize(metrics, MetricsJson));
+        using (var log = new MetricsLog(Path.Combine(config.OutputDir, "metrics.jsonl")))
+            log.Write(records.Count, MetricValues(metrics));
+        return comparisonsPath;
+    }
+
+    static readonly JsonSerializerOptions MetricsJson = new(Jsonl.JsonlOptions)
+    {
+        WriteIndented = true,
+        // metrics.json spells out every figure, null when it does not apply (no human preferences, one order).
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    public static LabelMetrics ReadMetrics(string outputDir) =>
+        JsonSerializer.Deserialize<LabelMetrics>(File.ReadAllText(Path.Combine(outputDir, MetricsFile)), MetricsJson)!;
+
+    /// <summary>Two answers per prompt from the policy model: each chat twice in one batch, sampled.</summary>
+    static async Task<List<PairItem>> SamplePairs(List<PromptItem> prompts, ITextGenerator policy, Config config, CancellationToken ct)
+    {
+        var chats = prompts.SelectMany(p => new[] { p.Messages, p.Messages }).ToList();
+        var sampling = new SamplingOptions
+        {
+            MaxNewTokens = config.SampleMaxNewTokens,
+            Temperature = config.SampleTemperature,
+            Seed = StableRandom.SeedFor(config.Seed, prompts[0].Id),
+        };
+        var answers = await policy.ChatAsync(chats, sampling, ct);
+        return prompts.Select((p, i) => new PairItem(p.Id, p.Messages, answers[2 * i].Trim(), answers[2 * i + 1].Trim(), null)).ToList();
+    }
+
+    /// <summary>One comparison's prepared questions: the (possibly truncated) inputs and the drawn principles and examples.</summary>
+    sealed record Prepared(PairItem Pair, IReadOnlyList<ChatMessage> Context, string A, string B, List<FeedbackPrinciple> Principles, List<FeedbackExample> Examples, bool Truncated);
+
+    static async Task<List<ComparisonRecord>> LabelBatch(List<PairItem> batch, ConstitutionSet constitution, Config config, IScorer scorer,
+        Func<string, int> countTokens, int maxQuestionTokens, ITextGenerator? reasoner, string source, CancellationToken ct)
+    {
+        // 2. draw principles and few-shot examples per comparison (stable per id), fit the question into the budget
+        var prepared = new List<Prepared>();
+        foreach (var pair in batch)
+        {
+            var rng = StableRandom.For(config.Seed, pair.Id, "label");
+            var principles = Revise.DrawExamples(constitution.FeedbackPrinciples, config.Principles, rng);
+            var pool = constitution.FeedbackExamples.Where(e => config.ChainOfThought ? e.Reasoning is not null : true).ToList();
+            var examples = Revise.DrawExamples(pool, config.FewShot, rng);
+            var longest = principles.MaxBy(p => p.Text.Length)!;
+            var (context, a, b, truncated) = FitQuestion(pair, q => countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + q), longest.Text, config.ChainOfThought, maxQuestionTokens);
+            if (examples.Count > 0 && countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
+            {
+                // The few-shot examples alone leave no room: this comparison goes without them.
+                examples = [];
+                (context, a, b, truncated) = FitQuestion(pair, countTokens, longest.Text, config.ChainOfThought, maxQuestionTokens);
+            }
+            if (countTokens(Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
+                throw UserError.At(source, null, "max_question_tokens", $"{maxQuestionTokens} tokens cannot hold even an empty question with principle '{longest.Id}'");
+            prepared.Add(new Prepared(pair, context, a, b, principles, examples, truncated));
+        }
+
+        // 3. every question of the batch: comparison × principle × order (a first, then b first). The
+        //    questions of one comparison differ only after the conversation, so each comparison has one
+        //    shared prefix (few-shot examples, header, conversation) and a suffix per principle and order.
+        var orders = config.BothOrders ? 2 : 1;
+        var prefixes = new List<string>();
+        var suffixes = new List<string>(); // [comparison][principle][order], flattened
+        foreach (var p in prepared)
+        {
+            prefixes.Add(FewShotPrefix(p.Examples, p.Principles[0], constitution, config.ChainOfThought) + QuestionPrefix(p.Context));
+            foreach (var principle in p.Principles)
+                for (var order = 0; order < orders; order++)
+                {
+                    var (first, second) = order == 0 ? (p.A, p.B) : (p.B, p.A);
+                    suffixes.Add(QuestionSuffix(principle.Text, first, second, config.ChainOfThought));
+                }
+        }
+        var perComparison = suffixes.Count / prepared.Count;
+
+        // 4. chain of thought: the model reasons, its stated answer (if any) is the choice
+        var reasoning = new string?[suffixes.Count];
+        var stated = new char?[suffixes.Count];
+        if (config.ChainOfThought)
+        {
+            var questions = suffixes.Select((suffix, q) => prefixes[q / perComparison] + suffix).ToList();
+            var generated = await reasoner!.CompleteAsync(questions, new SamplingOptions { MaxNewTokens = config.CotMaxNewTokens, Temperature = 0 }, ct);
+            for (var q = 0; q < suffixes.Count; q++)
+            {
+                (reasoning[q], stated[q]) = ParseReasoning(generated[q]);
+                suffixes[q] += " " + reasoning[q] + "\nSo the answer is:";
+            }
+        }
+
+        // 5. per comparison one scorer call, in whichever of two equivalent shapes runs fewer tokens:
+        //    - prefix once: the shared prefix is the prompt and every suffix + " (A)" / + " (B)" continues from its
+        //      cache. log p(suffix + " (A)") − log p(suffix + " (B)") = log p(" (A)" | question) − log p(" (B)" | question):
+        //      the suffix's own log-prob is the same in both and cancels, and only the difference enters p_a.
+        //      Cost ≈ C + 4M·S tokens (C prefix, S suffix, M principles, both orders).
+        //    - question once: every full question is a prompt and " (A)" / " (B)" continue from its cache.
+        //      Cost ≈ 2M·(C + S). The first wins when the conversation outweighs what follows it.
+        var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
+        for (var c = 0; c < prepared.Count; c++)
+        {
+            var mine = suffixes.GetRange(c * perComparison, perComparison);
+            double prefixCost = prefixes[c].Length, suffixCost = mine.Average(x => x.Length);
+            if (config.SharePrefix && prefixCost + 2 * perComparison * suffixCost < perComparison * (prefixCost + suffixCost))
+            {
+                var candidates = mine.SelectMany(x => new[] { x + CandidateA, x + CandidateB }).ToList();
+                var row = (await scorer.CandidateLogProbsAsync([prefixes[c]], candidates, ct))[0];
+                for (var q = 0; q < perComparison; q++) logProbs.Add([row[2 * q], row[2 * q + 1]]);
+            }
+            else logProbs.AddRange(await scorer.CandidateLogProbsAsync(mine.Select(x => prefixes[c] + x).ToList(), [CandidateA, CandidateB], ct));
+        }
+
+        var records = new List<ComparisonRecord>();
+        var k = 0;
+        foreach (var p in prepared)
+        {
+            var perPrinciple = new List<PrincipleLabel>();
+            var unparsed = 0;
+            foreach (var principle in p.Principles)
+            {
+                var pFirst = new double[orders];
+                var why = new string?[orders];
+                for (var order = 0; order < orders; order++, k++)
+                {
+                    pFirst[order] = LabelMath.ProbabilityOfFirst(logProbs[k][0], logProbs[k][1]);
+                    if (config.ChainOfThought)
+                    {
+                        if (stated[k] is { } answer) pFirst[order] = answer == 'A' ? 1.0 : 0.0;
+                        else unparsed++;
+                        pFirst[order] = LabelMath.Clamp(pFirst[order], config.ClampLow, config.ClampHigh);
+                        why[order] = reasoning[k];
+                    }
+                }
+                var pAb = pFirst[0];
+                double? pBa = orders == 2 ? LabelMath.FromSwappedOrder(pFirst[1]) : null;
+                var pA = orders == 2 ? LabelMath.AverageOrders(pFirst[0], pFirst[1]) : pAb;
+                perPrinciple.Add(new PrincipleLabel(principle.Id, pA, pAb, pBa, why[0], orders == 2 ? why[1] : null));
+            }
+            var pair = p.Pair;
+            records.Add(new ComparisonRecord(pair.Id, pair.Context.LastOrDefault(m => m.Role == "user")?.Content ?? "", pair.Context,
+                pair.ResponseA, pair.ResponseB, LabelMath.Ensemble(perPrinciple.Select(l => l.PA).ToList()),
+                p.Principles.Select(x => x.Id).ToList(), perPrinciple, p.Truncated, unparsed,
+                pair.HumanChoseA switch { true => "a", false => "b", null => null }));
+        }
+        return records;
+    }
+
+    /// <summary>The multiple-choice question (paper §4.1 format), ending where the answer goes.</summary>
+    public static string Question(IReadOnlyList<ChatMessage> context, string principle, string first, string second, bool chainOfThought) =>
+        QuestionPrefix(context) + QuestionSuffix(principle, first, second, chainOfThought);
+
+    /// <summary>The part of a question every principle and order shares: the header and the conversation.</summary>
+    public static string QuestionPrefix(IReadOnlyList<ChatMessage> context) => Header + Transcript.Render(context) + "\n\n";
+
+    /// <summary>The part after the conversation: the principle, the options in the order shown, and the answer cue.</summary>
+    public static string QuestionSuffix(string principle, string first, string second, bool chainOfThought)
+    {
+        var sb = new StringBuilder();
+        sb.Append(principle.Trim()).Append("\nOptions:\n(A) ").Append(first.Trim()).Append("\n(B) ").Append(second.Trim()).Append('\n');
+        sb.Append(chainOfThought ? ThinkStepByStep : "The answer is:");
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Few-shot labelling examples, each a full question followed by its answer (and reasoning in
+    /// chain-of-thought mode). An example without its own principle is shown with <paramref name="current"/>
+    /// (the comparison's first principle), so the examples are the same for every question of a comparison
+    /// and belong to the shared prefix.
+    /// </summary>
+    public static string FewShotPrefix(IReadOnlyList<FeedbackExample> examples, FeedbackPrinciple current, ConstitutionSet constitution, bool chainOfThought)
+    {
+        if (examples.Count == 0) return "";
+        var sb = new StringBuilder();
+        foreach (var e in examples)
+        {
+            var principle = e.PrincipleId is null ? current.Text : constitution.Feedback(e.PrincipleId, constitution.Name).Text;
+            sb.Append(Question(e.Conversation, principle, e.ResponseA, e.ResponseB, chainOfThought && e.Reasoning is not null));
+            if (chainOfThought && e.Reasoning is not null) sb.Append(' ').Append(e.Reasoning.Trim()).Append("\nSo the answer is:");
+            sb.Append(" (").Append(e.Answer).Append(")\n\n");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Keeps the reasoning up to its stated answer and reads that answer: the last "answer is (X)", else the
+    /// last "option (X)"/"(X) is better|best". Null when there is none: the caller falls back to log-probs.
+    /// </summary>
+    public static (string Reasoning, char? Answer) ParseReasoning(string generated)
+    {
+        var text = generated.Trim();
+        var cut = text.IndexOf("\n\n\n", StringComparison.Ordinal);
+        if (cut >= 0) text = text[..cut].Trim();
+        var matches = StatedAnswerRegex().Matches(text);
+        if (matches.Count == 0) return (text, null);
+        var last = matches[^1];
+        var answer = (last.Groups["a"].Success ? last.Groups["a"] : last.Groups["b"]).Value[0];
+        return (text[..(last.Index + last.Length)].Trim(), char.ToUpperInvariant(answer));
+    }
+
+    [GeneratedRegex(@"answer is:?\s*\(?(?<a>[AB])\b\)?|(?:option|response)\s*\(?(?<b>[AB])\)?\s+is\s+(?:the\s+)?(?:better|best)", RegexOptions.IgnoreCase)]
+    private static partial Regex StatedAnswerRegex();
+
+    /// <summary>
+    /// Fits one comparison's question into the token budget: first drops the oldest turns of the
+    /// conversation (keeping the last human turn), then cuts the start of what remains, then cuts the
+    /// answers' tails. Returns the inputs to use and whether anything was cut.
+    /// </summary>
+    public static (IReadOnlyList<ChatMessage> Context, string A, string B, bool Truncated) FitQuestion(
+        PairItem pair, Func<string, int> tokensOf, string principle, bool chainOfThought, int maxTokens)
+    {
+        bool Fits(IReadOnlyList<ChatMessage> c, string a, string b) => tokensOf(Question(c, principle, a, b, chainOfThought)) <= maxTokens;
+        var context = pair.Context.ToList();
+        string a = pair.ResponseA, b = pair.ResponseB;
+        if (Fits(context, a, b)) return (context, a, b, false);
+
+        // 1. whole turns from the left
+        while (context.Count > 1 && !Fits(context, a, b)) context.RemoveAt(0);
+        if (Fits(context, a, b)) return (context, a, b, true);
+
+        // 2. characters from the left of the remaining turn (binary search on how much to keep)
+        var only = context[0];
+        var keep = LargestFitting(only.Content.Length, n => Fits([only with { Content = "…" + only.Content[^n..] }], a, b));
+        context = [only with { Content = "…" + only.Content[^keep..] }];
+        if (keep > 0) return (context, a, b, true);
+
+        // 3. the answers' tails, both cut to the same length
+        var longest = Math.Max(a.Length, b.Length);
+        var cap = LargestFitting(longest, n => Fits(context, Cap(a, n), Cap(b, n)));
+        return (context, Cap(a, cap), Cap(b, cap), true);
+    }
+
+    static string Cap(string text, int n) => text.Length <= n ? text : text[..n] + "…";
+
+    /// <summary>The largest n in [0, max] with fits(n), assuming fits is monotone (fits(0) is taken as true).</summary>
+    static int LargestFitting(int max, Func<int, bool> fits)
+    {
+        int lo = 0, hi = max;
+        while (lo < hi)
+        {
+            var mid = (lo + hi + 1) / 2;
+            if (fits(mid)) lo = mid; else hi = mid - 1;
+        }
+        return lo;
+    }
+
+    static PreferenceRecord ToPreference(ComparisonRecord r)
+    {
+        var aWins = r.PA >= 0.5;
+        return new PreferenceRecord(r.Id, r.Messages,
+            [new ChatMessage("assistant", aWins ? r.ResponseA : r.ResponseB)],
+            [new ChatMessage("assistant", aWins ? r.ResponseB : r.ResponseA)],
+            Math.Abs(2 * r.PA - 1));
+    }
+
+    /// <summary>Agreement, position consistency and calibration over the records that carry a human preference.</summary>
+    public static LabelMetrics ComputeMetrics(IReadOnlyList<ComparisonRecord> records, bool bothOrders, int bins, int labelledThisRun, double labelsPerSecond)
+    {
+        var human = records.Where(r => r.HumanPreferred is not null).ToList();
+        var pA = human.Select(r => r.PA).ToList();
+        var choseA = human.Select(r => r.HumanPreferred == "a").ToList();
+        double? agreement = human.Count > 0 ? LabelMath.Agreement(pA, choseA) : null;
+        Calibration? calibration = human.Count > 0 ? LabelMath.Calibrate(pA, choseA, bins) : null;
+        double? consistency = null;
+        if (bothOrders && records.Count > 0)
+            consistency = LabelMath.PositionConsistency(
+                records.Select(r => LabelMath.Ensemble(r.PerPrinciple.Select(l => l.PAOrderAb).ToList())).ToList(),
+                records.Select(r => LabelMath.Ensemble(r.PerPrinciple.Select(l => l.PAOrderBa ?? l.PAOrderAb).ToList())).ToList());
+        return new LabelMetrics(records.Count, human.Count, agreement, consistency, calibration?.ExpectedCalibrationError, calibration?.Bins,
+            records.Count(r => r.Truncated), records.Sum(r => r.CotUnparsed), labelledThisRun, labelsPerSecond);
+    }
+
+    static IEnumerable<KeyValuePair<string, double>> MetricValues(LabelMetrics m)
+    {
+        yield return new("comparisons", m.Comparisons);
+        if (m.Agreement is { } a) yield return new("agreement", a);
+        if (m.PositionConsistency is { } c) yield return new("position_consistency", c);
+        if (m.ExpectedCalibrationError is { } e) yield return new("expected_calibration_error", e);
+        yield return new("truncated", m.Truncated);
+        yield return new("cot_unparsed", m.CotUnparsed);
+        yield return new("labels_per_second", m.LabelsPerSecond);
+    }
+
+    /// <summary>The metrics as the lines the CLI prints.</summary>
+    public static string Describe(LabelMetrics m)
+    {
+        static string Pct(double? x) => x is { } v ? $"{100 * v:F1} %" : "n/a";
+        var sb = new StringBuilder();
+        sb.AppendLine($"comparisons: {m.Comparisons} ({m.LabelledThisRun} labelled this run, {m.LabelsPerSecond:F1} labels/s)");
+        sb.AppendLine($"with a human preference: {m.WithHumanPreference}");
+        sb.AppendLine($"agreement with people: {Pct(m.Agreement)}");
+        sb.AppendLine($"position consistency: {Pct(m.PositionConsistency)}");
+        sb.AppendLine($"expected calibration error: {(m.ExpectedCalibrationError is { } e ? e.ToString("F3") : "n/a")}");
+        if (m.CalibrationBins is { } bins)
+            foreach (var b in bins.Where(b => b.Count > 0))
+                sb.AppendLine($"  p_a in [{b.Low:F1}, {b.High:F1}): n={b.Count}, mean p_a={b.MeanPredicted:F3}, people chose a={b.FractionChoseA:F3}");
+        sb.AppendLine($"truncated inputs: {m.Truncated}; chain-of-thought answers not parsed: {m.CotUnparsed}");
+        return sb.ToString();
+    }
+}

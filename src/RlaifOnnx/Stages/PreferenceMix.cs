@@ -1,0 +1,93 @@
+using System.Text.Json.Serialization;
+using RlaifOnnx.Data;
+using RlaifOnnx.Inference;
+
+namespace RlaifOnnx.Stages;
+
+/// <summary>One preference-model training comparison: p_a is the soft label (AI) or 1/0 (human).</summary>
+public sealed record MixedComparison(
+    string Id,
+    string Source,
+    IReadOnlyList<ChatMessage> Messages,
+    string ResponseA,
+    string ResponseB,
+    [property: JsonPropertyName("p_a")] double PA);
+
+/// <summary>
+/// The preference model's training set (paper §4.1: the PM is trained on AI-labelled harmlessness
+/// comparisons mixed with human-labelled helpfulness comparisons). Takes the label stage's
+/// comparisons.jsonl and a human pairs file (any format the label stage reads, with a preference), draws
+/// from each so the AI share is <see cref="Config.AiFraction"/>, shuffles with the seed and writes
+/// pm_mix.jsonl atomically.
+/// </summary>
+public static class PreferenceMix
+{
+    public const string OutputFile = "pm_mix.jsonl";
+
+    /// <summary>Configuration of the mixing step.</summary>
+    public sealed record Config : IValidatableConfig
+    {
+        /// <summary>AI-labelled comparisons: the label stage's comparisons.jsonl.</summary>
+        [ConfigPath] public required string AiComparisons { get; init; }
+        /// <summary>Human-labelled comparisons: prompt/chosen/rejected, hh-rlhf transcripts, or response_a/response_b with preferred.</summary>
+        [ConfigPath] public required string HumanComparisons { get; init; }
+        /// <summary>Share of AI comparisons in the mix, in [0, 1].</summary>
+        public double AiFraction { get; init; } = 0.5;
+        /// <summary>Comparisons in the mix (null: as many as the inputs allow at that share, without repeating any).</summary>
+        public int? Size { get; init; }
+        /// <summary>Seed for the draws and the shuffle.</summary>
+        public int Seed { get; init; }
+        /// <summary>Folder for pm_mix.jsonl.</summary>
+        [ConfigPath] public required string OutputDir { get; init; }
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (AiFraction is < 0 or > 1) yield return new("ai_fraction", $"must be in [0, 1], got {AiFraction}");
+            if (Size is < 1) yield return new("size", $"must be at least 1, got {Size}");
+        }
+    }
+
+    /// <summary>How many of each to take: (ai, human). Pure, so the proportions can be tested with numbers.</summary>
+    public static (int Ai, int Human) Counts(int aiAvailable, int humanAvailable, double aiFraction, int? size, string source)
+    {
+        int total;
+        if (size is { } n) total = n;
+        else if (aiFraction >= 1) total = aiAvailable;
+        else if (aiFraction <= 0) total = humanAvailable;
+        else total = (int)Math.Floor(Math.Min(aiAvailable / aiFraction, humanAvailable / (1 - aiFraction)) + 1e-9);
+        var ai = (int)Math.Round(total * aiFraction, MidpointRounding.AwayFromZero);
+        var human = total - ai;
+        if (ai > aiAvailable) throw UserError.At(source, null, "size", $"needs {ai} AI comparisons but ai_comparisons has {aiAvailable}");
+        if (human > humanAvailable) throw UserError.At(source, null, "size", $"needs {human} human comparisons but human_comparisons has {humanAvailable}");
+        return (ai, human);
+    }
+
+    public static string Run(Config config, string source = "mix config")
+    {
+        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
+        var ai = Jsonl.Read<ComparisonRecord>(config.AiComparisons)
+            .Select(l => new MixedComparison($"ai/{l.Value.Id}", "ai", l.Value.Messages, l.Value.ResponseA, l.Value.ResponseB, l.Value.PA)).ToList();
+        var human = new List<MixedComparison>();
+        foreach (var p in PromptSources.ReadPairs(config.HumanComparisons, config.Seed))
+        {
+            if (p.HumanChoseA is not { } choseA)
+                throw UserError.At(config.HumanComparisons, null, "preferred", $"comparison '{p.Id}' has no human preference");
+            human.Add(new MixedComparison($"human/{p.Id}", "human", p.Context, p.ResponseA, p.ResponseB, choseA ? 1.0 : 0.0));
+        }
+
+        var (aiCount, humanCount) = Counts(ai.Count, human.Count, config.AiFraction, config.Size, source);
+        var rng = new Random(config.Seed);
+        var mix = Draw(ai, aiCount, rng).Concat(Draw(human, humanCount, rng)).ToArray();
+        rng.Shuffle(mix);
+        var path = Path.Combine(config.OutputDir, OutputFile);
+        Jsonl.Write(path, mix);
+        return path;
+    }
+
+    static IEnumerable<T> Draw<T>(List<T> items, int n, Random rng)
+    {
+        var copy = items.ToArray();
+        rng.Shuffle(copy);
+        return copy.Take(n);
+    }
+}
