@@ -17,10 +17,9 @@ public static class Benchmarks
     public static readonly Benchmark[] All =
     [
         new("gemm", GemmBench.Run),
-        new("train", TrainBench.Run),
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
-        new("trainer", TrainingBench.Run),
+        new("train", TrainingBench.Run),
     ];
 }
 
