@@ -177,21 +177,6 @@ public class GradientTrainingTests
     }
 
     [Fact]
-    public void WarmupThenDecaySchedules()
-    {
-        var cosine = new LearningRateSchedule(PeakLearningRate: 1.0, TotalSteps: 14, WarmupSteps: 4);
-        Assert.Equal([0.25, 0.5, 0.75, 1.0, 1.0], Enumerable.Range(0, 5).Select(i => cosine.At(i)));
-        Assert.Equal(0.5, cosine.At(9), 12);                    // halfway through the 10 decay steps
-        Assert.Equal(0.0, cosine.At(14), 12);
-        Assert.Equal(0.0, cosine.At(100), 12);
-        Assert.Equal(0.55, (cosine with { MinLearningRate = 0.1 }).At(9), 12);
-        var linear = cosine with { Decay = DecayKind.Linear };
-        Assert.Equal(0.8, linear.At(6), 12);
-        Assert.Equal(1.0, (cosine with { Decay = DecayKind.Constant }).At(13), 12);
-        Assert.Equal(1.0, new LearningRateSchedule(1.0, 10, Decay: DecayKind.Linear).At(0), 12);
-    }
-
-    [Fact]
     public void TrainingGraphUsesOnlyStandardOperators()
     {
         var (graphs, _, _) = TinyModel();

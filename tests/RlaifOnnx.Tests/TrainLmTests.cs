@@ -102,6 +102,8 @@ public class TrainLmTests
     [InlineData("{\"text\": \"fine\"}\n{\"prompt\": \"p\", \"completion\": \"c\"}\n{\"text\": \"broken\"\n", 3, null)]
     [InlineData("{\"text\": \"fine\"}\n{\"prompt\": \"only a prompt\"}\n", 2, "completion")]
     [InlineData("{\"text\": \"both\", \"prompt\": \"p\", \"completion\": \"c\"}\n", 1, "text")]
+    [InlineData("{\"text\": \"fine\"}\n{\"prompt\": [{\"role\": \"user\"}], \"completion\": \"c\"}\n", 2, "prompt[0]")]
+    [InlineData("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n", 1, "messages")]
     public void Bad_data_line_names_file_and_line_and_exits_2(string contents, int line, string? field)
     {
         using var temp = new TempDir();
@@ -113,5 +115,37 @@ public class TrainLmTests
         Assert.Contains($"data.jsonl:{line}:", run.Stderr);
         if (field is not null) Assert.Contains($":{line}: {field}:", run.Stderr);
         Assert.False(Directory.Exists(Path.Combine(temp.File("run"), "model")));
+    }
+
+    [Fact]
+    public void Conversational_lines_train_only_on_the_assistant_turn_rendered_by_the_chat_template()
+    {
+        using var temp = new TempDir();
+        var model = TinyModel(temp);
+        var data = temp.File("chat.jsonl");
+        File.WriteAllText(data, """
+            {"prompt": [{"role": "user", "content": "Name a colour."}], "completion": [{"role": "assistant", "content": "Blue."}]}
+            {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]}
+
+            """);
+        var config = ModelFolder.ReadMetadata(model).Config;
+        var sequences = TrainLm.Tokenise(new TrainLm.Config { Model = model, Data = data, Out = temp.File("run") }, config);
+
+        Assert.Equal(2, sequences.Count);
+        Assert.Equal(sequences[0].Ids, sequences[1].Ids);         // both spellings of one conversation
+        Assert.Equal(sequences[0].TargetMask, sequences[1].TargetMask);
+        using var genai = new Microsoft.ML.OnnxRuntimeGenAI.Model(model);
+        using var tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(genai);
+        var targets = sequences[0].Ids.Where((_, i) => sequences[0].TargetMask[i] == 1).ToArray();
+        var context = sequences[0].Ids.Where((_, i) => sequences[0].TargetMask[i] == 0).ToArray();
+        // ChatML: the prompt ends with the generation prompt; the targets are the answer and its end of turn
+        // (GenAI's Decode leaves special tokens out of the text).
+        Assert.Equal("Blue.\n", tokenizer.Decode(targets));
+        Assert.Contains(TinyTokenizer.ImEndId, targets);
+        Assert.EndsWith("assistant\n", tokenizer.Decode(context));
+
+        var run = CliProcess.Run("train-lm", "--model", model, "--data", data, "--out", temp.File("run"), "--steps", "2", "--batch-size", "2", "--seq-len", "64");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.True(Directory.Exists(Path.Combine(temp.File("run"), "model")));
     }
 }

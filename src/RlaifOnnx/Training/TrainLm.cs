@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Data;
+using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 
@@ -27,7 +29,7 @@ public static class TrainLm
     {
         /// <summary>Model folder to start from (rlaif.json, model.onnx, tokenizer files).</summary>
         public required string Model { get; init; }
-        /// <summary>JSONL training data: "text", or "prompt" and "completion", per line.</summary>
+        /// <summary>JSONL training data: "text", or "prompt" and "completion" (strings, or message lists rendered with the chat template), or "messages", per line.</summary>
         public required string Data { get; init; }
         /// <summary>Output folder: metrics.jsonl, checkpoints/, model/.</summary>
         public required string Out { get; init; }
@@ -63,8 +65,12 @@ public static class TrainLm
         public int SaveEvery { get; init; } = 50;
     }
 
-    /// <summary>One line of the data file.</summary>
-    public sealed record Example(string? Text = null, string? Prompt = null, string? Completion = null);
+    /// <summary>
+    /// One line of the data file, in the formats TRL's SFT trainer reads: {"text"}; {"prompt", "completion"} as
+    /// strings, or as message lists (conversational, rendered with the folder's chat template); {"messages"}
+    /// (the last message, an assistant turn, is the completion).
+    /// </summary>
+    public sealed record Example(string? Text = null, JsonElement? Prompt = null, JsonElement? Completion = null, List<ChatMessage>? Messages = null);
 
     /// <summary>Trains, checkpoints and exports; returns the exported model folder.</summary>
     public static string Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default)
@@ -178,7 +184,7 @@ public static class TrainLm
     };
 
     /// <summary>Token ids and target masks of every usable line; a line with neither text nor a prompt/completion pair is an error naming it.</summary>
-    static List<TokenSequence> Tokenise(Config config, ModelConfig model)
+    internal static List<TokenSequence> Tokenise(Config config, ModelConfig model)
     {
         using var genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(config.Model);
         using var genaiModel = new Model(genaiConfig);
@@ -188,6 +194,7 @@ public static class TrainLm
             using var s = tokenizer.Encode(text);
             return s[0].ToArray();
         }
+        var template = ChatTemplate.FromFolder(config.Model);
         var result = new List<TokenSequence>();
         foreach (var (line, example) in Jsonl.Read<Example>(config.Data))
         {
@@ -195,17 +202,17 @@ public static class TrainLm
             byte[] mask;
             if (example.Text is not null)
             {
-                if (example.Prompt is not null || example.Completion is not null)
-                    throw UserError.At(config.Data, line, "text", "give either text or prompt and completion, not both");
+                if (example.Prompt is not null || example.Completion is not null || example.Messages is not null)
+                    throw UserError.At(config.Data, line, "text", "give one of text, prompt and completion, or messages");
                 ids = [.. Encode(example.Text), model.EosTokenId];
                 mask = ids.Select(_ => (byte)1).ToArray();
             }
             else
             {
-                if (example.Prompt is null) throw UserError.At(config.Data, line, "prompt", "is missing (each line needs text, or prompt and completion)");
-                if (example.Completion is null) throw UserError.At(config.Data, line, "completion", "is missing (each line needs text, or prompt and completion)");
-                var prompt = Encode(example.Prompt);
-                int[] completion = [.. Encode(example.Completion), model.EosTokenId];
+                var (promptText, completionText, isChat) = PromptAndCompletion(example, config.Data, line, template, tokenizer);
+                var prompt = Encode(promptText);
+                // A chat template ends the assistant turn itself; plain text gets the end-of-sequence token.
+                int[] completion = isChat ? Encode(completionText) : [.. Encode(completionText), model.EosTokenId];
                 ids = [.. prompt, .. completion];
                 mask = [.. prompt.Select(_ => (byte)0), .. completion.Select(_ => (byte)1)];
             }
@@ -215,6 +222,55 @@ public static class TrainLm
         }
         if (result.Count == 0) throw UserError.At(config.Data, null, null, "holds no training example with a target token");
         return result;
+    }
+
+    /// <summary>
+    /// The prompt and completion text of a pair line. Message lists are rendered with the chat template: the
+    /// prompt with the generation prompt appended, the completion as what the whole conversation adds to it.
+    /// </summary>
+    static (string Prompt, string Completion, bool IsChat) PromptAndCompletion(Example example, string file, int line, ChatTemplate? template, Tokenizer tokenizer)
+    {
+        List<ChatMessage> promptMessages, completionMessages;
+        if (example.Messages is { } messages)
+        {
+            if (example.Prompt is not null || example.Completion is not null)
+                throw UserError.At(file, line, "messages", "give one of text, prompt and completion, or messages");
+            if (messages.Count < 2 || messages[^1].Role != "assistant")
+                throw UserError.At(file, line, "messages", "needs at least one turn before a final assistant turn");
+            (promptMessages, completionMessages) = (messages[..^1], [messages[^1]]);
+        }
+        else
+        {
+            if (example.Prompt is not { } p) throw UserError.At(file, line, "prompt", "is missing (each line needs text, prompt and completion, or messages)");
+            if (example.Completion is not { } c) throw UserError.At(file, line, "completion", "is missing (each line needs text, prompt and completion, or messages)");
+            if (p.ValueKind == JsonValueKind.String && c.ValueKind == JsonValueKind.String) return (p.GetString()!, c.GetString()!, false);
+            promptMessages = Messages(p, file, line, "prompt");
+            completionMessages = Messages(c, file, line, "completion");
+        }
+        if (template is null) throw UserError.At(file, line, "messages", "the model folder's tokenizer_config.json has no chat_template to render messages with");
+        var promptText = template.Render(tokenizer, promptMessages, addGenerationPrompt: true);
+        var fullText = template.Render(tokenizer, [.. promptMessages, .. completionMessages], addGenerationPrompt: false);
+        if (!fullText.StartsWith(promptText, StringComparison.Ordinal))
+            throw UserError.At(file, line, "completion", "the chat template does not render the conversation as the prompt followed by the answer");
+        return (promptText, fullText[promptText.Length..], true);
+    }
+
+    static List<ChatMessage> Messages(JsonElement value, string file, int line, string field)
+    {
+        if (value.ValueKind != JsonValueKind.Array)
+            throw UserError.At(file, line, field, "must be a string or a list of {role, content} messages");
+        var list = new List<ChatMessage>();
+        var i = 0;
+        foreach (var m in value.EnumerateArray())
+        {
+            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
+                || !m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
+                throw UserError.At(file, line, $"{field}[{i}]", "must be an object with string role and content");
+            list.Add(new ChatMessage(role.GetString()!, content.GetString()!));
+            i++;
+        }
+        if (list.Count == 0) throw UserError.At(file, line, field, "is an empty message list");
+        return list;
     }
 
     /// <summary>
