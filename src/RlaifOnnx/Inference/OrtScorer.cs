@@ -190,10 +190,17 @@ public sealed class OrtScorer : IScorer
                 for (var b = 0; b < batch.Count; b++) questionCaches[batch[b]] = output.PresentOfRow(b, questionLength[batch[b]], stackedCache);
             }
 
-            // 3. every (question, candidate) row from its question's cache
-            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(0, candidates.Count).Select(j => (I: i, J: j))).ToList();
+            // 3. every (question, candidate) row from its question's cache, batched among questions of the same
+            //    length: every row then sees the same key positions as when its question runs alone (no masked
+            //    gap in the cache), which keeps the float32 sums in the same order and the results identical
+            //    to one pass per question, not merely within rounding.
+            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(0, candidates.Count).Select(j => (I: i, J: j)))
+                .OrderBy(x => questionLength[x.I]).ToList();
             var scores = suffixes.Select(_ => new double[candidates.Count]).ToArray();
-            foreach (var (start, count) in Batches(flat.Select(x => rows[x.I][x.J].Ids.Length - questionLength[x.I]).ToList()))
+            var groups = flat.Select((x, n) => (Length: questionLength[x.I], Index: n)).GroupBy(x => x.Length)
+                .SelectMany(g => Batches(g.Select(x => rows[flat[x.Index].I][flat[x.Index].J].Ids.Length - g.Key).ToList())
+                    .Select(b => (Start: g.First().Index + b.Start, b.Count)));
+            foreach (var (start, count) in groups)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var batch = flat.GetRange(start, count);

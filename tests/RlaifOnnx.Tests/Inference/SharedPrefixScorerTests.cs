@@ -78,7 +78,7 @@ public class SharedPrefixScorerTests
         var config = new Label.Config
         {
             Pairs = pairs, FeedbackModel = model, OutputDir = dir.File("shared"), Principles = 3, BothOrders = true,
-            FewShot = 1, BatchSize = 4, Limit = 4, Seed = 2, MaxQuestionTokens = 600,
+            FewShot = 1, BatchSize = 8, Limit = 4, Seed = 2, MaxQuestionTokens = 600,
         };
         var ct = TestContext.Current.CancellationToken;
         var shared = Jsonl.ReadAll<ComparisonRecord>(await Label.Run(config, ct));
