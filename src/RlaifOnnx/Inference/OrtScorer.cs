@@ -143,18 +143,20 @@ public sealed class OrtScorer : IScorer
     /// <list type="number">
     /// <item>the tokens every question shares (the prefix, by the longest common token prefix of the
     /// joint tokenizations) run once, batch 1;</item>
-    /// <item>every question's remaining tokens run as one batch continuing from that cache (tiled to the
-    /// batch), right-padded; each row's cache is kept up to its own length;</item>
-    /// <item>every (question, candidate) row runs as one batch continuing from its question's cache
-    /// (gathered per row; a shorter cache is padded at its end and masked out, and positions continue
-    /// from its own length).</item>
+    /// <item>every question's remaining tokens, followed by its first candidate's (scored in the same
+    /// pass), run as one batch continuing from that cache (tiled to the batch), right-padded; each row's
+    /// cache is kept up to its question's length;</item>
+    /// <item>every other (question, candidate) row runs continuing from its question's cache (gathered
+    /// per row), batched among questions of equal length.</item>
     /// </list>
     /// Boundaries: each question stops one token short of the earliest token any of its candidates needs
     /// predicted (a token merging across the question/candidate boundary counts as the candidate's, as in
     /// <see cref="CandidateLogProbsAsync"/>), and the prefix level stops where the questions' tokens first
     /// differ, so a token merging across the prefix/suffix boundary is simply run at the suffix level.
     /// Cost ≈ C + N·S + N·J·K tokens for a C-token prefix, N suffixes of S tokens and J candidates of K
-    /// tokens, against N·(C + S) + N·J·K for one pass per question.
+    /// tokens, against N·(C + S) + N·J·K for one pass per question. Only log p(candidate | question) is
+    /// computed: the suffix's own log-prob, the same for every candidate, is what a caller comparing
+    /// candidates (the label's p_a) may drop, and it is not needed.
     /// </summary>
     public Task<IReadOnlyList<double[]>> QuestionCandidateLogProbsAsync(string prefix, IReadOnlyList<string> suffixes, IReadOnlyList<string> candidates, CancellationToken cancellationToken = default) =>
         Task.Run(() =>
@@ -177,26 +179,31 @@ public sealed class OrtScorer : IScorer
             // 1. the shared tokens, once
             var prefixCache = shared == 0 ? null : RunPrefix(rows[0][0].Ids[..shared]);
 
-            // 2. each question's own tokens, continuing from the shared cache; a question with none keeps the shared cache
+            // 2. each question's own tokens and its first candidate's, continuing from the shared cache: the
+            //    first candidate is scored in this pass (its tokens come last in the row), and the question's
+            //    cache is kept up to the question's own length for the other candidates.
             var questionCaches = new PastCache?[suffixes.Count];
-            var running = Enumerable.Range(0, suffixes.Count).Where(i => questionLength[i] > shared).ToList();
-            foreach (var i in Enumerable.Range(0, suffixes.Count).Except(running)) questionCaches[i] = prefixCache;
-            foreach (var (start, count) in Batches(running.Select(i => questionLength[i] - shared).ToList()))
+            var scores = suffixes.Select(_ => new double[candidates.Count]).ToArray();
+            foreach (var (start, count) in Batches(rows.Select(r => r[0].Ids.Length - shared).ToList()))
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = running.GetRange(start, count);
+                var batch = Enumerable.Range(start, count).ToList();
                 using var output = Forward(prefixCache is null ? null : batch.Select(_ => prefixCache).ToList(),
-                    batch.Select(i => rows[i][0].Ids[shared..questionLength[i]]).ToList());
-                for (var b = 0; b < batch.Count; b++) questionCaches[batch[b]] = output.PresentOfRow(b, questionLength[batch[b]], stackedCache);
+                    batch.Select(i => rows[i][0].Ids[shared..]).ToList());
+                for (var b = 0; b < batch.Count; b++)
+                {
+                    var (ids, first) = rows[batch[b]][0];
+                    for (var t = first; t < ids.Length; t++) scores[batch[b]][0] += LogSoftmaxAt(output.LogitsAt(b, t - 1 - shared), ids[t]);
+                    questionCaches[batch[b]] = questionLength[batch[b]] == 0 ? null : output.PresentOfRow(b, questionLength[batch[b]], stackedCache);
+                }
             }
 
-            // 3. every (question, candidate) row from its question's cache, batched among questions of the same
+            // 3. every other (question, candidate) row from its question's cache, batched among questions of the same
             //    length: every row then sees the same key positions as when its question runs alone (no masked
             //    gap in the cache), which keeps the float32 sums in the same order and the results identical
             //    to one pass per question, not merely within rounding.
-            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(0, candidates.Count).Select(j => (I: i, J: j)))
+            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(1, candidates.Count - 1).Select(j => (I: i, J: j)))
                 .OrderBy(x => questionLength[x.I]).ToList();
-            var scores = suffixes.Select(_ => new double[candidates.Count]).ToArray();
             var groups = flat.Select((x, n) => (Length: questionLength[x.I], Index: n)).GroupBy(x => x.Length)
                 .SelectMany(g => Batches(g.Select(x => rows[flat[x.Index].I][flat[x.Index].J].Ids.Length - g.Key).ToList())
                     .Select(b => (Start: g.First().Index + b.Start, b.Count)));
