@@ -19,6 +19,7 @@ public static class Benchmarks
         new("gemm", GemmBench.Run),
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
+        new("train", TrainingBench.Run),
     ];
 }
 

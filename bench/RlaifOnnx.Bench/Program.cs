@@ -3,7 +3,7 @@ using System.Text;
 using RlaifOnnx.Bench;
 
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
-// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME] [--quick]
+// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick]
 var outPath = "bench/RESULTS.md";
 string? only = null;
 var quick = false;
@@ -30,7 +30,7 @@ report.AppendLine();
 var ctx = new BenchContext(quick);
 foreach (var bench in Benchmarks.All)
 {
-    if (only is not null && bench.Name != only) continue;
+    if (only is not null && !only.Split(',').Contains(bench.Name)) continue;
     Console.Error.WriteLine($"== {bench.Name}");
     var sw = Stopwatch.StartNew();
     report.AppendLine(bench.Run(ctx));

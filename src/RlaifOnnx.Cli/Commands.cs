@@ -12,6 +12,7 @@ public static class Commands
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
+        root.Subcommands.Add(TrainLmCommand.Build());
         return root;
     }
 }

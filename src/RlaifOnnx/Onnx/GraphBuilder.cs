@@ -18,6 +18,8 @@ public sealed class GraphBuilder(string name, DataType floatType = DataType.Floa
     public GraphProto Graph { get; } = new() { Name = name };
     public DataType FloatType { get; } = floatType;
     public int Opset { get; } = opset;
+    /// <summary>Prefix of every fresh name, so nodes appended to an existing graph cannot collide with its names.</summary>
+    public string NamePrefix { get; init; } = "";
     readonly Dictionary<string, int> _counters = new();
     readonly HashSet<string> _msDomainUsed = new();
 
@@ -26,7 +28,7 @@ public sealed class GraphBuilder(string name, DataType floatType = DataType.Floa
     {
         _counters.TryGetValue(stem, out var n);
         _counters[stem] = n + 1;
-        return $"{stem}_{n}";
+        return $"{NamePrefix}{stem}_{n}";
     }
 
     // ---- graph interface -------------------------------------------------------------------

@@ -1,0 +1,518 @@
+using Onnx;
+using RlaifOnnx.Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace RlaifOnnx.Training;
+
+/// <summary>
+/// The backward pass over one graph: which values require gradients, and one gradient rule per
+/// operator (the <see cref="Apply"/> switch). Each rule reads the upstream gradients of the node's
+/// outputs and adds a contribution to each differentiable input; <see cref="ReduceTo"/> undoes
+/// numpy-style broadcasting by summing over the broadcast axes (found at run time) and reshaping.
+/// </summary>
+sealed class Differentiator(GraphBuilder g, DataType floatType)
+{
+    readonly RankInference _ranks = new(g.Graph);
+    readonly HashSet<string> _requiresGrad = new();
+    readonly Dictionary<string, List<string>> _contributions = new();
+    readonly Dictionary<string, string> _summed = new();
+
+    /// <summary>Operators whose outputs carry no gradient (integers, booleans, shapes, piecewise-constant functions).</summary>
+    static readonly HashSet<string> NonDifferentiable =
+    [
+        "Shape", "Size", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+        "ArgMax", "ArgMin", "NonZero", "IsNaN", "IsInf", "ConstantOfShape", "Range", "EyeLike", "Floor", "Ceil",
+        "Round", "Sign", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
+    ];
+
+    /// <summary>Emits the backward nodes; returns, per trainable input, the value holding its gradient.</summary>
+    public Dictionary<string, string> Run(string loss, IReadOnlyList<string> trainable)
+    {
+        var nodes = g.Graph.Node.ToList();
+        foreach (var t in trainable) _requiresGrad.Add(t);
+        foreach (var n in nodes)
+        {
+            if (NonDifferentiable.Contains(n.OpType) || n.OpType == "Constant") continue;
+            if (n.OpType == "Cast" && !IsFloat((DataType)AttrInt(n, "to", 0))) continue;
+            if (n.Input.Any(_requiresGrad.Contains))
+                foreach (var o in n.Output) _requiresGrad.Add(o);
+        }
+
+        var result = new Dictionary<string, string>();
+        if (_requiresGrad.Contains(loss))
+        {
+            // d loss / d loss = 1, shaped like the loss.
+            Contribute(loss, ConstantOfShape(g.Shape(loss), 1.0));
+            for (var i = nodes.Count - 1; i >= 0; i--)
+            {
+                var n = nodes[i];
+                if (!n.Output.Any(o => _requiresGrad.Contains(o) && _contributions.ContainsKey(o))) continue;
+                var dys = n.Output.Select(o => _contributions.ContainsKey(o) ? Gradient(o) : null).ToArray();
+                Apply(n, dys);
+            }
+        }
+        foreach (var t in trainable)
+            result[t] = _contributions.ContainsKey(t) ? Gradient(t) : ZerosLike(t);
+        return result;
+    }
+
+    static bool IsFloat(DataType t) => t is DataType.Float or DataType.Double or DataType.Float16 or DataType.Bfloat16;
+
+    // ---- bookkeeping ------------------------------------------------------------------------
+
+    bool Needs(string input) => input.Length > 0 && _requiresGrad.Contains(input);
+
+    void Contribute(string value, string grad)
+    {
+        if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
+        if (!_contributions.TryGetValue(value, out var list)) _contributions[value] = list = [];
+        list.Add(grad);
+    }
+
+    /// <summary>The total gradient of a value: its contributions summed once.</summary>
+    string Gradient(string value)
+    {
+        if (_summed.TryGetValue(value, out var s)) return s;
+        var list = _contributions[value];
+        var total = list.Count == 1 ? list[0] : g.Op("Sum", list.ToArray());
+        _summed[value] = total;
+        return total;
+    }
+
+    static long AttrInt(NodeProto n, string name, long fallback)
+        => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
+
+    static long[]? AttrInts(NodeProto n, string name)
+        => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.Ints.ToArray() : null;
+
+    int RankOf(string value, NodeProto n)
+        => _ranks.Rank(value) ?? throw new NotSupportedException(
+            $"node '{n.Name}' ({n.OpType}): the rank of '{value}' is not known statically, which its gradient rule needs");
+
+    static string Describe(NodeProto n) => $"node '{n.Name}' ({n.OpType}, output '{n.Output.FirstOrDefault()}')";
+
+    // ---- small emitters ---------------------------------------------------------------------
+
+    string Scalar(double v) => g.Scalar(v);
+
+    string ConstantOfShape(string shape, double value)
+    {
+        var t = new TensorProto { DataType = (int)floatType };
+        t.Dims.Add(1);
+        if (floatType == DataType.Double) t.DoubleData.Add(value); else t.FloatData.Add((float)value);
+        return g.Op("ConstantOfShape", [shape], ("value", t));
+    }
+
+    string ZerosLike(string x) => ConstantOfShape(g.Shape(x), 0.0);
+
+    /// <summary>The length of one axis as a 1-D int64 tensor [1].</summary>
+    string AxisLength(string x, long axis)
+        => axis == -1 ? g.Op("Shape", [x], ("start", -1L)) : g.Shape(x, axis, axis + 1);
+
+    /// <summary>Sums <paramref name="dy"/> over the axes along which <paramref name="x"/> was broadcast, then reshapes to x's shape.</summary>
+    string ReduceTo(string dy, string x)
+    {
+        var shapeY = g.Shape(dy);
+        var shapeX = g.Shape(x);
+        // Pad x's shape with leading ones to dy's rank, then reduce where the two differ.
+        var ones = g.Op("ConstantOfShape", [g.Sub(g.Shape(shapeY), g.Shape(shapeX))], ("value", Int64Tensor(1)));
+        var paddedX = g.Concat(0, ones, shapeX);
+        var axes = g.Reshape(g.Op("NonZero", [g.Not(g.Equal(paddedX, shapeY))]), -1);
+        var summed = g.Op("ReduceSum", [dy, axes], ("keepdims", 1), ("noop_with_empty_axes", 1));
+        return g.Reshape(summed, shapeX);
+    }
+
+    static TensorProto Int64Tensor(long v)
+    {
+        var t = new TensorProto { DataType = (int)DataType.Int64 };
+        t.Dims.Add(1);
+        t.Int64Data.Add(v);
+        return t;
+    }
+
+    string ReshapeLike(string dy, string x) => g.Reshape(dy, g.Shape(x));
+
+    /// <summary>Transposes the last two axes of a value of rank <paramref name="rank"/>.</summary>
+    string TransposeLast2(string x, int rank)
+    {
+        var perm = Enumerable.Range(0, rank).Select(i => (long)i).ToArray();
+        (perm[rank - 2], perm[rank - 1]) = (perm[rank - 1], perm[rank - 2]);
+        return g.Transpose(x, perm);
+    }
+
+    /// <summary>Reshapes to 2-D [-1, last axis].</summary>
+    string Flatten2(string x) => g.Reshape(x, g.Concat(0, g.Int64s(-1), AxisLength(x, -1)));
+
+    // ---- the rules ----------------------------------------------------------------------------
+
+    void Apply(NodeProto n, string?[] dys)
+    {
+        string In(int i) => n.Input[i];
+        string Out(int i) => n.Output[i];
+        string Dy(int i) => dys[i] ?? ZerosLike(n.Output[i]);
+        void To(int i, Func<string> grad) { if (i < n.Input.Count && Needs(In(i))) Contribute(In(i), grad()); }
+
+        switch (n.OpType)
+        {
+            case "Identity":
+                To(0, () => Dy(0));
+                break;
+            case "Add":
+                To(0, () => ReduceTo(Dy(0), In(0)));
+                To(1, () => ReduceTo(Dy(0), In(1)));
+                break;
+            case "Sub":
+                To(0, () => ReduceTo(Dy(0), In(0)));
+                To(1, () => ReduceTo(g.Neg(Dy(0)), In(1)));
+                break;
+            case "Sum":
+                for (var i = 0; i < n.Input.Count; i++) { var k = i; To(k, () => ReduceTo(Dy(0), In(k))); }
+                break;
+            case "Mul":
+                To(0, () => ReduceTo(g.Mul(Dy(0), In(1)), In(0)));
+                To(1, () => ReduceTo(g.Mul(Dy(0), In(0)), In(1)));
+                break;
+            case "Div":
+                // y = a / b: da = dy / b, db = -dy · y / b
+                To(0, () => ReduceTo(g.Div(Dy(0), In(1)), In(0)));
+                To(1, () => ReduceTo(g.Neg(g.Div(g.Mul(Dy(0), Out(0)), In(1))), In(1)));
+                break;
+            case "Pow":
+            {
+                // y = a^b: da = dy · b · a^(b-1), db = dy · y · ln a
+                var b = g.Op("CastLike", [In(1), In(0)]);
+                To(0, () => ReduceTo(g.Mul(Dy(0), g.Mul(b, g.Pow(In(0), g.Sub(b, Scalar(1))))), In(0)));
+                To(1, () => ReduceTo(g.Mul(Dy(0), g.Mul(Out(0), g.Log(In(0)))), In(1)));
+                break;
+            }
+            case "Neg":
+                To(0, () => g.Neg(Dy(0)));
+                break;
+            case "Exp":
+                To(0, () => g.Mul(Dy(0), Out(0)));
+                break;
+            case "Log":
+                To(0, () => g.Div(Dy(0), In(0)));
+                break;
+            case "Sqrt":
+                To(0, () => g.Div(g.Mul(Dy(0), Scalar(0.5)), Out(0)));
+                break;
+            case "Reciprocal":
+                To(0, () => g.Neg(g.Mul(Dy(0), g.Mul(Out(0), Out(0)))));
+                break;
+            case "Sigmoid":
+                To(0, () => g.Mul(Dy(0), g.Mul(Out(0), g.Sub(Scalar(1), Out(0)))));
+                break;
+            case "Tanh":
+                To(0, () => g.Mul(Dy(0), g.Sub(Scalar(1), g.Mul(Out(0), Out(0)))));
+                break;
+            case "Erf":
+                // d erf(x)/dx = 2/√π · exp(-x²)
+                To(0, () => g.Mul(Dy(0), g.Mul(Scalar(2 / Math.Sqrt(Math.PI)), g.Exp(g.Neg(g.Mul(In(0), In(0)))))));
+                break;
+            case "Relu":
+                To(0, () => g.Where(g.Greater(In(0), Scalar(0)), Dy(0), Scalar(0)));
+                break;
+            case "Abs":
+                To(0, () => g.Mul(Dy(0), g.Op("Sign", [In(0)])));
+                break;
+            case "Softplus":
+                To(0, () => g.Mul(Dy(0), g.Sigmoid(In(0))));
+                break;
+            case "Clip":
+            {
+                if ((n.Input.Count > 1 && Needs(In(1))) || (n.Input.Count > 2 && Needs(In(2))))
+                    throw new NotSupportedException($"{Describe(n)}: gradients through Clip's bounds are not supported");
+                To(0, () =>
+                {
+                    string? inside = null;
+                    if (n.Input.Count > 1 && In(1).Length > 0) inside = g.Op("GreaterOrEqual", [In(0), In(1)]);
+                    if (n.Input.Count > 2 && In(2).Length > 0)
+                    {
+                        var below = g.Op("LessOrEqual", [In(0), In(2)]);
+                        inside = inside is null ? below : g.And(inside, below);
+                    }
+                    return inside is null ? Dy(0) : g.Where(inside, Dy(0), Scalar(0));
+                });
+                break;
+            }
+            case "Max" or "Min":
+            {
+                if (n.Input.Count != 2) throw new NotSupportedException($"{Describe(n)}: only two-input {n.OpType} is differentiated");
+                // Ties send the gradient to the first input.
+                var firstWins = g.Op(n.OpType == "Max" ? "GreaterOrEqual" : "LessOrEqual", [In(0), In(1)]);
+                To(0, () => ReduceTo(g.Where(firstWins, Dy(0), Scalar(0)), In(0)));
+                To(1, () => ReduceTo(g.Where(firstWins, Scalar(0), Dy(0)), In(1)));
+                break;
+            }
+            case "Where":
+                To(1, () => ReduceTo(g.Where(In(0), Dy(0), Scalar(0)), In(1)));
+                To(2, () => ReduceTo(g.Where(In(0), Scalar(0), Dy(0)), In(2)));
+                break;
+            case "Cast" or "CastLike":
+                To(0, () => g.Op("CastLike", [Dy(0), In(0)]));
+                break;
+            case "Softmax":
+            {
+                // dx = y · (dy − Σ_axis dy·y)
+                var axis = AttrInt(n, "axis", -1);
+                To(0, () => g.Mul(Out(0), g.Sub(Dy(0), g.ReduceSum(g.Mul(Dy(0), Out(0)), [axis]))));
+                break;
+            }
+            case "LogSoftmax":
+            {
+                // dx = dy − softmax(x) · Σ_axis dy
+                var axis = AttrInt(n, "axis", -1);
+                To(0, () => g.Sub(Dy(0), g.Mul(g.Exp(Out(0)), g.ReduceSum(Dy(0), [axis]))));
+                break;
+            }
+            case "ReduceSum" or "ReduceMean" or "ReduceMax" or "ReduceMin" or "ReduceSumSquare":
+                To(0, () => ReduceGradient(n, Dy(0)));
+                break;
+            case "MatMul":
+                MatMulGradient(n, Dy(0));
+                break;
+            case "Gemm":
+                GemmGradient(n, Dy(0));
+                break;
+            case "Transpose":
+            {
+                var perm = AttrInts(n, "perm");
+                if (perm is null) { To(0, () => g.Op("Transpose", [Dy(0)])); break; }
+                var inverse = new long[perm.Length];
+                for (var i = 0; i < perm.Length; i++) inverse[perm[i]] = i;
+                To(0, () => g.Transpose(Dy(0), inverse));
+                break;
+            }
+            case "Reshape" or "Squeeze" or "Unsqueeze" or "Flatten":
+                To(0, () => ReshapeLike(Dy(0), In(0)));
+                break;
+            case "Expand":
+                To(0, () => ReduceTo(Dy(0), In(0)));
+                break;
+            case "Concat":
+            {
+                var axis = AttrInt(n, "axis", 0);
+                var start = g.Int64s(0);
+                for (var i = 0; i < n.Input.Count; i++)
+                {
+                    var length = AxisLength(In(i), axis);
+                    var end = g.Add(start, length);
+                    var (s, e, k) = (start, end, i);
+                    To(k, () => g.Slice(Dy(0), s, e, g.Int64s(axis)));
+                    start = end;
+                }
+                break;
+            }
+            case "Split":
+            {
+                var axis = (int)AttrInt(n, "axis", 0);
+                To(0, () => g.Concat(axis, Enumerable.Range(0, n.Output.Count).Select(Dy).ToArray()));
+                break;
+            }
+            case "Slice":
+                To(0, () =>
+                {
+                    if (UnitStepPads(n) is { } pads)
+                        return g.Op("Pad", [Dy(0), pads, "", In(3)]);
+                    // Slice the flat positions of x with the node's own starts/ends/axes/steps, then scatter dy there:
+                    // exact for negative indices, clamping and negative steps because Slice itself computes them.
+                    var positions = g.Op("Slice", [PositionsOf(In(0)), .. n.Input.Skip(1)]);
+                    return ScatterFlat(In(0), positions, Dy(0), reduce: false);
+                });
+                break;
+            case "Gather":
+            {
+                var axis = AttrInt(n, "axis", 0);
+                if (axis == 0)
+                    To(0, () =>
+                    {
+                        // Embedding rows: ScatterND with reduction="add" (opset 18), indices made non-negative first.
+                        var rows = g.Gather(g.Shape(In(0)), g.Int64Scalar(0));
+                        var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));
+                        idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, rows), idx);
+                        return g.Op("ScatterND", [ZerosLike(In(0)), g.Unsqueeze(idx, -1), Dy(0)], ("reduction", "add"));
+                    });
+                else
+                    To(0, () =>
+                    {
+                        var positions = g.Op("Gather", [PositionsOf(In(0)), In(1)], ("axis", axis));
+                        return ScatterFlat(In(0), positions, Dy(0), reduce: true);
+                    });
+                break;
+            }
+            case "GatherElements":
+            {
+                var axis = AttrInt(n, "axis", 0);
+                To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
+                break;
+            }
+            case "Trilu":
+                To(0, () => g.Op("Trilu", [Dy(0), .. n.Input.Skip(1)], ("upper", AttrInt(n, "upper", 1))));
+                break;
+            case "LayerNormalization":
+                LayerNormGradient(n, Dy(0));
+                break;
+            default:
+                throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
+        }
+    }
+
+    /// <summary>
+    /// For a Slice with explicit axes and unit steps: Pad's pads (zeros before and after the kept range on
+    /// each sliced axis) computed at run time with Slice's own clamping rules, so dy is padded back to x's
+    /// shape in one copy. Null when steps other than 1 may occur (the general scatter rule handles those).
+    /// </summary>
+    string? UnitStepPads(NodeProto n)
+    {
+        if (n.Input.Count < 4 || n.Input[3].Length == 0) return null;
+        if (n.Input.Count > 4 && n.Input[4].Length > 0 && (_ranks.ConstantInts(n.Input[4]) is not { } steps || steps.Any(s => s != 1)))
+            return null;
+        var dims = g.Gather(g.Shape(n.Input[0]), n.Input[3]);                  // sliced axes' sizes
+        var zero = g.Int64Scalar(0);
+        string Clamp(string bound)
+        {
+            // Min first, so an "until the end" bound (INT64_MAX) is never added to anything.
+            var capped = g.Op("Min", [bound, dims]);
+            return g.Op("Max", [g.Where(g.Less(capped, zero), g.Add(capped, dims), capped), zero]);
+        }
+        var begin = Clamp(n.Input[1]);
+        var end = g.Op("Max", [Clamp(n.Input[2]), begin]);
+        return g.Concat(0, begin, g.Sub(dims, end));
+    }
+
+    /// <summary>int64 tensor shaped like x holding 0 … size(x)−1 (its row-major flat positions).</summary>
+    string PositionsOf(string x)
+        => g.Reshape(g.Range(g.Int64Scalar(0), g.Op("Size", [x]), g.Int64Scalar(1)), g.Shape(x));
+
+    /// <summary>A tensor shaped like x, zero except dy added at the given flat positions.</summary>
+    string ScatterFlat(string x, string positions, string dy, bool reduce)
+    {
+        var size = g.Reshape(g.Op("Size", [x]), 1);
+        var zeros = ConstantOfShape(size, 0.0);
+        var flatPositions = g.Reshape(positions, -1);
+        var flatDy = g.Reshape(dy, -1);
+        var scattered = reduce
+            ? g.Op("ScatterElements", [zeros, flatPositions, flatDy], ("axis", 0L), ("reduction", "add"))
+            : g.Op("ScatterElements", [zeros, flatPositions, flatDy], ("axis", 0L));
+        return g.Reshape(scattered, g.Shape(x));
+    }
+
+    string ReduceGradient(NodeProto n, string dy)
+    {
+        var x = n.Input[0];
+        var y = n.Output[0];
+        var keepDims = AttrInt(n, "keepdims", 1) != 0;
+        string? axes = n.Input.Count > 1 && n.Input[1].Length > 0 ? n.Input[1] : null;
+        if (axes is null && AttrInts(n, "axes") is { } attrAxes) axes = g.Int64s(attrAxes);
+        if (axes is not null && AttrInt(n, "noop_with_empty_axes", 0) == 0 && _ranks.ConstantInts(axes) is { Length: 0 })
+            axes = null;  // empty axes without noop: all axes
+        // dy with the reduced axes restored as size-1 dims, so it broadcasts against x.
+        var dyKept = keepDims || axes is null ? dy : g.Op("Unsqueeze", [dy, axes]);
+        var yKept = keepDims || axes is null ? y : g.Op("Unsqueeze", [y, axes]);
+        switch (n.OpType)
+        {
+            case "ReduceSum":
+                return g.Expand(dyKept, g.Shape(x));
+            case "ReduceMean":
+            {
+                var count = g.Op("CastLike", [g.Div(g.Op("Size", [x]), g.Op("Size", [y])), dy]);
+                return g.Div(g.Expand(dyKept, g.Shape(x)), count);
+            }
+            case "ReduceSumSquare":
+                return g.Mul(g.Mul(g.Expand(dyKept, g.Shape(x)), x), Scalar(2));
+            default:
+            {
+                // Max/Min: the gradient goes to the extreme elements, shared equally among ties.
+                var isExtreme = g.Op("CastLike", [g.Equal(x, yKept), dy]);
+                var ties = axes is null ? g.Op("ReduceSum", [isExtreme], ("keepdims", 1)) : g.Op("ReduceSum", [isExtreme, axes], ("keepdims", 1));
+                return g.Div(g.Mul(isExtreme, dyKept), ties);
+            }
+        }
+    }
+
+    void MatMulGradient(NodeProto n, string dy)
+    {
+        var a = n.Input[0];
+        var b = n.Input[1];
+        var rankA = RankOf(a, n);
+        var rankB = RankOf(b, n);
+        if (rankA == 1 || rankB == 1)
+        {
+            // numpy rules: a 1-D operand is promoted to a matrix and the added axis removed from the result.
+            var a2 = rankA == 1 ? g.Unsqueeze(a, 0) : a;
+            var b2 = rankB == 1 ? g.Unsqueeze(b, 1) : b;
+            var dy2 = dy;
+            if (rankA == 1) dy2 = g.Unsqueeze(dy2, rankB == 1 ? 0 : -2);
+            if (rankB == 1) dy2 = g.Unsqueeze(dy2, -1);
+            var ra = Math.Max(rankA, 2);
+            var rb = Math.Max(rankB, 2);
+            if (Needs(a)) Contribute(a, ReshapeLike(ReduceTo(g.MatMul(dy2, TransposeLast2(b2, rb)), a2), a));
+            if (Needs(b)) Contribute(b, ReshapeLike(ReduceTo(g.MatMul(TransposeLast2(a2, ra), dy2), b2), b));
+            return;
+        }
+        if (rankB == 2)
+        {
+            // The common linear layer [..., K] · [K, N]: fold the batch axes so both gradients are one Gemm.
+            var dyFlat = Flatten2(dy);                                          // [M, N]
+            if (Needs(a)) Contribute(a, g.Reshape(g.Op("Gemm", [dyFlat, b], ("transB", 1L)), g.Shape(a)));
+            if (Needs(b))
+            {
+                var aFlat = rankA == 2 ? a : Flatten2(a);                       // [M, K]
+                Contribute(b, g.Op("Gemm", [aFlat, dyFlat], ("transA", 1L)));
+            }
+            return;
+        }
+        if (Needs(a)) Contribute(a, ReduceTo(g.MatMul(dy, TransposeLast2(b, rankB)), a));
+        if (Needs(b)) Contribute(b, ReduceTo(g.MatMul(TransposeLast2(a, rankA), dy), b));
+    }
+
+    void GemmGradient(NodeProto n, string dy)
+    {
+        // y = alpha · op(a) · op(b) + beta · c
+        var (a, b) = (n.Input[0], n.Input[1]);
+        var alpha = n.Attribute.FirstOrDefault(x => x.Name == "alpha")?.F ?? 1f;
+        var beta = n.Attribute.FirstOrDefault(x => x.Name == "beta")?.F ?? 1f;
+        var transA = AttrInt(n, "transA", 0) != 0;
+        var transB = AttrInt(n, "transB", 0) != 0;
+        (string Name, object Value)[] Attrs(bool ta, bool tb) => [("alpha", alpha), ("transA", ta ? 1L : 0L), ("transB", tb ? 1L : 0L)];
+        if (Needs(a))
+            Contribute(a, transA
+                ? g.Op("Gemm", [b, dy], Attrs(transB, true))      // da = alpha · op(b) · dyᵀ
+                : g.Op("Gemm", [dy, b], Attrs(false, !transB)));  // da = alpha · dy · op(b)ᵀ
+        if (Needs(b))
+            Contribute(b, transB
+                ? g.Op("Gemm", [dy, a], Attrs(true, transA))      // db = alpha · dyᵀ · op(a)
+                : g.Op("Gemm", [a, dy], Attrs(!transA, false)));  // db = alpha · op(a)ᵀ · dy
+        if (n.Input.Count > 2 && Needs(n.Input[2]))
+            Contribute(n.Input[2], ReduceTo(beta == 1f ? dy : g.Mul(dy, Scalar(beta)), n.Input[2]));
+    }
+
+    void LayerNormGradient(NodeProto n, string dy)
+    {
+        // y = x̂ · scale + bias, x̂ = (x − μ) / σ over the axes from `axis` on (ONNX LayerNormalization, opset 17).
+        if (n.Output.Skip(1).Any(o => o.Length > 0 && _requiresGrad.Contains(o) && _contributions.ContainsKey(o)))
+            throw new NotSupportedException($"{Describe(n)}: gradients through the Mean/InvStdDev outputs are not supported");
+        var x = n.Input[0];
+        var scale = n.Input[1];
+        var axis = AttrInt(n, "axis", -1);
+        var eps = n.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+        var rank = RankOf(x, n);
+        if (axis < 0) axis += rank;
+        var axes = Enumerable.Range((int)axis, rank - (int)axis).Select(i => (long)i).ToArray();
+        var mean = g.ReduceMean(x, axes);
+        var centered = g.Sub(x, mean);
+        var variance = g.ReduceMean(g.Mul(centered, centered), axes);
+        var invStd = g.Reciprocal(g.Sqrt(g.Add(variance, Scalar(eps))));
+        var xHat = g.Mul(centered, invStd);
+        if (Needs(x))
+        {
+            // dx = invStd · (g − mean(g) − x̂ · mean(g · x̂)), g = dy · scale
+            var gHat = g.Mul(dy, scale);
+            var dx = g.Mul(invStd, g.Sub(g.Sub(gHat, g.ReduceMean(gHat, axes)), g.Mul(xHat, g.ReduceMean(g.Mul(gHat, xHat), axes))));
+            Contribute(x, dx);
+        }
+        if (Needs(scale)) Contribute(scale, ReduceTo(g.Mul(dy, xHat), scale));
+        if (n.Input.Count > 2 && Needs(n.Input[2])) Contribute(n.Input[2], ReduceTo(dy, n.Input[2]));
+    }
+}

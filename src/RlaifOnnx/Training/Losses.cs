@@ -1,0 +1,146 @@
+using Onnx;
+using RlaifOnnx.Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace RlaifOnnx.Training;
+
+/// <summary>The PPO policy loss and the diagnostics that come with it (all scalars).</summary>
+public sealed record PpoPolicyTerms(string Loss, string ClipFraction, string ApproxKl);
+
+/// <summary>
+/// Losses as ONNX subgraphs appended to a forward graph: each takes and returns value names of a
+/// <see cref="GraphBuilder"/>, so a stage composes them (e.g. PPO = policy loss + c·value loss − β·entropy)
+/// and then hands the graph to <see cref="GradientBuilder"/>. Masks may be any numeric type (cast to the
+/// graph's float type); a mask of 1 selects a position. Means over masks divide by max(Σmask, 1) so an
+/// all-zero mask gives 0, not NaN.
+/// </summary>
+public static class Losses
+{
+    /// <summary>A builder holding a copy of <paramref name="forward"/>'s graph, for appending losses to it.</summary>
+    public static GraphBuilder Extend(ModelProto forward, string prefix = "loss/")
+    {
+        var floatType = forward.Graph.Output.Select(o => (DataType)o.Type.TensorType.ElemType)
+            .FirstOrDefault(t => t is DataType.Float or DataType.Double, DataType.Float);
+        var g = new GraphBuilder(forward.Graph.Name, floatType) { NamePrefix = prefix };
+        g.Graph.Input.AddRange(forward.Graph.Input.Select(i => i.Clone()));
+        g.Graph.Output.AddRange(forward.Graph.Output.Select(i => i.Clone()));
+        g.Graph.Initializer.AddRange(forward.Graph.Initializer.Select(t => t.Clone()));
+        g.Graph.Node.AddRange(forward.Graph.Node.Select(n => n.Clone()));
+        g.Graph.ValueInfo.AddRange(forward.Graph.ValueInfo.Select(v => v.Clone()));
+        return g;
+    }
+
+    /// <summary>Σ over all elements, as a scalar.</summary>
+    public static string SumAll(GraphBuilder g, string x) => g.Op("ReduceSum", [x], ("keepdims", 0L));
+
+    /// <summary>Σ(x·mask) / max(Σmask, 1), a scalar.</summary>
+    public static string MaskedMean(GraphBuilder g, string x, string mask)
+    {
+        var m = g.Cast(mask, g.FloatType);
+        var count = g.Op("Max", [SumAll(g, m), g.Scalar(1)]);
+        return g.Div(SumAll(g, g.Mul(x, m)), count);
+    }
+
+    /// <summary>Mean over all elements, a scalar.</summary>
+    public static string Mean(GraphBuilder g, string x) => g.Op("ReduceMean", [x], ("keepdims", 0L));
+
+    /// <summary>log p(actions[b,t]) under softmax(logits[b,t,:]). logits [B,T,V], actions [B,T] int64 → [B,T].</summary>
+    public static string TokenLogProbs(GraphBuilder g, string logits, string actions)
+    {
+        var logProbs = g.LogSoftmax(logits, -1);                                   // [B,T,V]
+        var picked = g.GatherElements(logProbs, g.Unsqueeze(actions, -1), -1);     // [B,T,1]
+        return g.Squeeze(picked, -1);                                             // [B,T]
+    }
+
+    /// <summary>log p(ids[b,t+1] | ids[b,≤t]): logits [B,T,V], inputIds [B,T] → [B,T−1].</summary>
+    public static string ShiftedTokenLogProbs(GraphBuilder g, string logits, string inputIds)
+    {
+        // Gather on the full [B,T,V] log-probs with the targets shifted left (the last position gets a
+        // dummy target), then drop the last position: no [B,T−1,V] copy of the logits, forward or backward.
+        var targets = g.Concat(1, ShiftLeft(g, inputIds, false), g.Slice(inputIds, [0], [1], [1]));   // [B,T]
+        return ShiftLeft(g, TokenLogProbs(g, logits, targets), true);                                 // [B,T-1]
+    }
+
+    /// <summary>x[:, :-1] (dropLast) or x[:, 1:], along axis 1.</summary>
+    public static string ShiftLeft(GraphBuilder g, string x, bool dropLast)
+        => dropLast ? g.Slice(x, [0], [-1], [1]) : g.Slice(x, [1], [long.MaxValue], [1]);
+
+    /// <summary>
+    /// Causal-LM cross-entropy, mean over the selected target tokens: the logits at t predict ids[t+1];
+    /// <paramref name="lossMask"/> [B,T] marks which tokens are targets (1 for response tokens, 0 for
+    /// prompt and padding) — its first column is never a target. Returns a scalar.
+    /// </summary>
+    public static string CausalLmCrossEntropy(GraphBuilder g, string logits, string inputIds, string lossMask)
+    {
+        var logProbs = ShiftedTokenLogProbs(g, logits, inputIds);                 // [B,T-1]
+        var targetMask = ShiftLeft(g, lossMask, false);                           // [B,T-1]
+        return g.Neg(MaskedMean(g, logProbs, targetMask));
+    }
+
+    /// <summary>Entropy of softmax(logits) over the last axis: [B,T,V] → [B,T].</summary>
+    public static string Entropy(GraphBuilder g, string logits)
+    {
+        var logProbs = g.LogSoftmax(logits, -1);
+        return g.Neg(g.ReduceSum(g.Mul(g.Exp(logProbs), logProbs), [-1], keepDims: false));
+    }
+
+    /// <summary>softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows.</summary>
+    public static string Softplus(GraphBuilder g, string x)
+        => g.Add(g.Op("Relu", [x]), g.Log(g.Add(g.Scalar(1), g.Exp(g.Neg(g.Op("Abs", [x]))))));
+
+    /// <summary>log σ(x) = −softplus(−x).</summary>
+    public static string LogSigmoid(GraphBuilder g, string x) => g.Neg(Softplus(g, g.Neg(x)));
+
+    /// <summary>
+    /// Soft-label preference loss, mean over the batch: −[p·log σ(r_a − r_b) + (1 − p)·log σ(r_b − r_a)],
+    /// with rewards r_a, r_b [B] and p [B] the probability that a is preferred. For p ∈ {0, 1} it is the
+    /// Bradley–Terry loss −log σ(r_good − r_bad) (Constitutional AI §4.1 trains on soft labels).
+    /// </summary>
+    public static string PreferenceLoss(GraphBuilder g, string rewardA, string rewardB, string probA)
+    {
+        var margin = g.Sub(rewardA, rewardB);                                    // [B]
+        var p = g.Cast(probA, g.FloatType);
+        var perPair = g.Add(g.Mul(p, Softplus(g, g.Neg(margin))), g.Mul(g.Sub(g.Scalar(1), p), Softplus(g, margin)));
+        return Mean(g, perPair);
+    }
+
+    /// <summary>Mean squared error over the masked positions (all positions when <paramref name="mask"/> is null).</summary>
+    public static string MseLoss(GraphBuilder g, string prediction, string target, string? mask = null)
+    {
+        var diff = g.Sub(prediction, g.Cast(target, g.FloatType));
+        var squared = g.Mul(diff, diff);
+        return mask is null ? Mean(g, squared) : MaskedMean(g, squared, mask);
+    }
+
+    /// <summary>
+    /// PPO's clipped surrogate (Schulman et al. 2017, eq. 7) as a loss to minimise:
+    /// mean over masked tokens of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(logπ − logπ_old).
+    /// Also the fraction of tokens whose ratio was clipped and the k3 estimate of KL(old‖new).
+    /// </summary>
+    public static PpoPolicyTerms PpoPolicyLoss(GraphBuilder g, string logProbs, string oldLogProbs, string advantages, string mask, double clipEpsilon)
+    {
+        var logRatio = g.Sub(logProbs, oldLogProbs);
+        var ratio = g.Exp(logRatio);
+        var unclipped = g.Neg(g.Mul(advantages, ratio));
+        var clippedRatio = g.Op("Clip", [ratio, g.Scalar(1 - clipEpsilon), g.Scalar(1 + clipEpsilon)]);
+        var clipped = g.Neg(g.Mul(advantages, clippedRatio));
+        var loss = MaskedMean(g, g.Op("Max", [unclipped, clipped]), mask);
+        var wasClipped = g.Cast(g.Greater(g.Op("Abs", [g.Sub(ratio, g.Scalar(1))]), g.Scalar(clipEpsilon)), g.FloatType);
+        var clipFraction = MaskedMean(g, wasClipped, mask);
+        var approxKl = MaskedMean(g, g.Sub(g.Sub(ratio, g.Scalar(1)), logRatio), mask);
+        return new PpoPolicyTerms(loss, clipFraction, approxKl);
+    }
+
+    /// <summary>
+    /// PPO's clipped value loss: ½ · mean over masked positions of max((v − R)², (v_clip − R)²) with
+    /// v_clip = v_old + clip(v − v_old, −ε, ε).
+    /// </summary>
+    public static string PpoValueLoss(GraphBuilder g, string values, string oldValues, string returns, string mask, double clipEpsilon)
+    {
+        var clippedValues = g.Add(oldValues, g.Op("Clip", [g.Sub(values, oldValues), g.Scalar(-clipEpsilon), g.Scalar(clipEpsilon)]));
+        var error = g.Sub(values, returns);
+        var clippedError = g.Sub(clippedValues, returns);
+        var worst = g.Op("Max", [g.Mul(error, error), g.Mul(clippedError, clippedError)]);
+        return g.Mul(g.Scalar(0.5), MaskedMean(g, worst, mask));
+    }
+}

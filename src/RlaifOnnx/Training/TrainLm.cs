@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Data;
+using RlaifOnnx.Models;
+using RlaifOnnx.Reporting;
+
+namespace RlaifOnnx.Training;
+
+/// <summary>
+/// Plain causal-LM training of a model folder on JSONL text — the primitive SL-CAI fine-tuning uses, and a
+/// way to pretrain the small models the project builds itself.
+///
+///   rlaif train-lm --model models/tiny --data corpus.jsonl --out runs/lm --steps 200 --lr 3e-4
+///
+/// Each line is {"text": …} (loss on every token) or {"prompt": …, "completion": …} (loss on the completion
+/// and the end-of-sequence token only). Text is tokenised with the folder's tokenizer by ONNX Runtime
+/// GenAI, so training sees exactly the ids generation will. The output folder holds metrics.jsonl,
+/// checkpoints/step-N (rerunning the same command resumes from the newest one and continues exactly as
+/// an uninterrupted run) and model/, the trained model folder (LoRA adapters merged). The data order is a
+/// function of (seed, step), so a checkpoint's step is all the random state there is to restore; a resumed
+/// run appends the steps after its checkpoint to metrics.jsonl again (the later line of a step wins).
+/// </summary>
+public static class TrainLm
+{
+    public sealed record Config
+    {
+        /// <summary>Model folder to start from (rlaif.json, model.onnx, tokenizer files).</summary>
+        public required string Model { get; init; }
+        /// <summary>JSONL training data: "text", or "prompt" and "completion", per line.</summary>
+        public required string Data { get; init; }
+        /// <summary>Output folder: metrics.jsonl, checkpoints/, model/.</summary>
+        public required string Out { get; init; }
+        /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
+        public int Steps { get; init; } = 100;
+        /// <summary>Peak learning rate.</summary>
+        public double LearningRate { get; init; } = 3e-4;
+        /// <summary>Sequences per optimizer step.</summary>
+        public int BatchSize { get; init; } = 8;
+        /// <summary>Sequences per ONNX Runtime run (gradients accumulated); 0 = the whole batch.</summary>
+        public int MicroBatchSize { get; init; }
+        /// <summary>Longest sequence in tokens; longer examples are truncated.</summary>
+        public int SeqLen { get; init; } = 256;
+        /// <summary>LoRA rank; 0 trains every weight.</summary>
+        public int LoraRank { get; init; }
+        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
+        public double LoraAlpha { get; init; }
+        /// <summary>Dropout on the LoRA adapters' input (PEFT's lora_dropout); 0 = off.</summary>
+        public double LoraDropout { get; init; }
+        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
+        public string LoraTargets { get; init; } = "q_proj,v_proj";
+        /// <summary>Seed of the data order and the LoRA initialisation.</summary>
+        public int Seed { get; init; } = 1;
+        /// <summary>Linear warm-up steps.</summary>
+        public int Warmup { get; init; }
+        /// <summary>Learning-rate schedule after warm-up: constant, linear or cosine.</summary>
+        public string Schedule { get; init; } = "cosine";
+        /// <summary>AdamW's decoupled weight decay.</summary>
+        public double WeightDecay { get; init; }
+        /// <summary>Global gradient-norm clip; 0 = off.</summary>
+        public double MaxGradNorm { get; init; } = 1.0;
+        /// <summary>Write a checkpoint every this many steps (and at the end).</summary>
+        public int SaveEvery { get; init; } = 50;
+    }
+
+    /// <summary>One line of the data file.</summary>
+    public sealed record Example(string? Text = null, string? Prompt = null, string? Completion = null);
+
+    /// <summary>Trains, checkpoints and exports; returns the exported model folder.</summary>
+    public static string Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        log ??= _ => { };
+        Validate(config);
+        var meta = ModelFolder.ReadMetadata(config.Model);
+        var model = meta.Config;
+
+        // 1. Tokenise the data with the model folder's tokenizer.
+        var sequences = Tokenise(config, model);
+        log($"{sequences.Count} sequences, {sequences.Sum(s => s.Ids.Length):N0} tokens, {sequences.Sum(s => s.TargetMask.Sum(b => b)):N0} targets");
+
+        // 2. The training graph, trainable and frozen weights.
+        var weights = ModelFolder.ReadWeights(config.Model);
+        LoraOptions? lora = config.LoraRank > 0
+            ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
+                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), config.LoraDropout)
+            : null;
+        var graph = CausalLm.Graph(model);
+        IReadOnlyList<LoraAdapter> adapters = [];
+        if (lora is not null) (graph, adapters) = Lora.Apply(graph, lora);
+        IReadOnlyDictionary<string, WeightTensor> trainable = lora is null ? weights : Lora.InitialWeights(adapters, config.Seed);
+        IReadOnlyDictionary<string, WeightTensor> frozen = lora is null ? new Dictionary<string, WeightTensor>() : weights;
+        var schedule = new LrSchedule(LrSchedule.ParseKind(config.Schedule, "--schedule"), config.Warmup, config.Steps);
+        using var trainer = new Trainer(graph, CausalLm.LossOutput, trainable, frozen, CausalLm.Options(new TrainerOptions
+        {
+            LearningRate = config.LearningRate,
+            AdamW = new AdamWOptions(WeightDecay: config.WeightDecay),
+            MaxGradNorm = config.MaxGradNorm,
+            Schedule = schedule,
+            MicroBatchSize = config.MicroBatchSize,
+        }));
+
+        // 3. Resume from the newest checkpoint, when there is one made with the same settings.
+        var checkpoints = Path.Combine(config.Out, "checkpoints");
+        var settings = Settings(config);
+        if (Checkpoint.Latest(checkpoints) is { } latest)
+        {
+            var state = Checkpoint.Load(latest, trainer);
+            var saved = state.Extra["settings"]?.ToJsonString();
+            if (saved != settings.ToJsonString())
+                throw UserError.At(Path.Combine(latest, Checkpoint.StateFile), null, "settings",
+                    $"this checkpoint was made with {saved}; rerun with those settings or use a new --out");
+            log($"resuming from {latest} (step {trainer.StepCount})");
+        }
+
+        // 4. Train: batch s holds examples s·B … s·B + B − 1 of the seeded epoch orders.
+        var order = new DataOrder(sequences.Count, config.Seed);
+        using var metrics = new MetricsLog(Path.Combine(config.Out, "metrics.jsonl"));
+        using (var progress = new Progress("train-lm", config.Steps))
+        {
+            progress.SetDone(trainer.StepCount);
+            while (trainer.StepCount < config.Steps)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var step = trainer.StepCount;
+                var batchSequences = Enumerable.Range(0, config.BatchSize).Select(i => sequences[order.At(step * config.BatchSize + i)]).ToList();
+                var batch = CausalLm.Batch(batchSequences, model.PadTokenId);
+                if (lora is not null)
+                {
+                    // Dropout masks drawn from (seed, step): a resumed run draws the same ones.
+                    var ids = batch["input_ids"];
+                    var masks = Lora.DropoutMasks(adapters, lora, ids.Rows, (int)ids.Shape[1], StableRandom.For(config.Seed, $"lora dropout {step}"));
+                    foreach (var (name, mask) in masks) batch[name] = mask;
+                }
+                var clock = Stopwatch.StartNew();
+                var result = trainer.Step(batch, cancellationToken);
+                var tokens = batchSequences.Sum(s => s.Ids.Length);
+                var values = new Dictionary<string, double>(result.Metrics) { ["tokens_per_second"] = tokens / clock.Elapsed.TotalSeconds };
+                metrics.Write(trainer.StepCount, values);
+                progress.Advance();
+                progress.SetStatus($"loss {result.Loss:F4}");
+                if (!double.IsFinite(result.Loss))
+                    throw new InvalidOperationException($"the loss became {result.Loss} at step {trainer.StepCount}; lower --lr");
+                if (trainer.StepCount % config.SaveEvery == 0 || trainer.StepCount == config.Steps)
+                    Checkpoint.Save(checkpoints, trainer, schedule, new JsonObject { ["settings"] = settings.DeepClone() });
+            }
+        }
+
+        // 5. Export the trained model folder.
+        var exported = Export.Weights(model, frozen, trainer, adapters, lora?.Scale ?? 0);
+        var target = Path.Combine(config.Out, "model");
+        ModelWriter.Write(target, model, exported, config.Model, meta.Role,
+            [.. meta.Lineage, new LineageEntry("train-lm", Path.GetFullPath(config.Model), DateTimeOffset.UtcNow)]);
+        return target;
+    }
+
+    static void Validate(Config c)
+    {
+        void Positive(int value, string field)
+        {
+            if (value <= 0) throw UserError.At("train-lm", null, field, $"must be positive, got {value}");
+        }
+        Positive(c.Steps, "--steps"); Positive(c.BatchSize, "--batch-size"); Positive(c.SeqLen, "--seq-len"); Positive(c.SaveEvery, "--save-every");
+        if (c.SeqLen < 2) throw UserError.At("train-lm", null, "--seq-len", "needs at least 2 tokens");
+        if (c.MicroBatchSize < 0) throw UserError.At("train-lm", null, "--micro-batch-size", $"must be 0 or positive, got {c.MicroBatchSize}");
+        if (c.LoraRank < 0) throw UserError.At("train-lm", null, "--lora-rank", $"must be 0 or positive, got {c.LoraRank}");
+        if (c.LoraDropout is < 0 or >= 1) throw UserError.At("train-lm", null, "--lora-dropout", $"must be in [0, 1), got {c.LoraDropout}");
+        if (!(c.LearningRate > 0)) throw UserError.At("train-lm", null, "--lr", $"must be positive, got {c.LearningRate}");
+        LrSchedule.ParseKind(c.Schedule, "--schedule");
+    }
+
+    /// <summary>The settings a resumed run must share with the checkpoint it continues.</summary>
+    static JsonObject Settings(Config c) => new()
+    {
+        ["data"] = Path.GetFullPath(c.Data), ["model"] = Path.GetFullPath(c.Model), ["steps"] = c.Steps, ["lr"] = c.LearningRate,
+        ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["seq_len"] = c.SeqLen, ["lora_rank"] = c.LoraRank,
+        ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["lora_dropout"] = c.LoraDropout, ["seed"] = c.Seed, ["warmup"] = c.Warmup,
+        ["schedule"] = c.Schedule, ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm,
+    };
+
+    /// <summary>Token ids and target masks of every usable line; a line with neither text nor a prompt/completion pair is an error naming it.</summary>
+    static List<TokenSequence> Tokenise(Config config, ModelConfig model)
+    {
+        using var genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(config.Model);
+        using var genaiModel = new Model(genaiConfig);
+        using var tokenizer = new Tokenizer(genaiModel);
+        int[] Encode(string text)
+        {
+            using var s = tokenizer.Encode(text);
+            return s[0].ToArray();
+        }
+        var result = new List<TokenSequence>();
+        foreach (var (line, example) in Jsonl.Read<Example>(config.Data))
+        {
+            int[] ids;
+            byte[] mask;
+            if (example.Text is not null)
+            {
+                if (example.Prompt is not null || example.Completion is not null)
+                    throw UserError.At(config.Data, line, "text", "give either text or prompt and completion, not both");
+                ids = [.. Encode(example.Text), model.EosTokenId];
+                mask = ids.Select(_ => (byte)1).ToArray();
+            }
+            else
+            {
+                if (example.Prompt is null) throw UserError.At(config.Data, line, "prompt", "is missing (each line needs text, or prompt and completion)");
+                if (example.Completion is null) throw UserError.At(config.Data, line, "completion", "is missing (each line needs text, or prompt and completion)");
+                var prompt = Encode(example.Prompt);
+                int[] completion = [.. Encode(example.Completion), model.EosTokenId];
+                ids = [.. prompt, .. completion];
+                mask = [.. prompt.Select(_ => (byte)0), .. completion.Select(_ => (byte)1)];
+            }
+            if (ids.Length > config.SeqLen) { ids = ids[..config.SeqLen]; mask = mask[..config.SeqLen]; }
+            // A sequence trains only if some token after the first is a target.
+            if (mask.Skip(1).Any(m => m == 1)) result.Add(new TokenSequence(ids, mask));
+        }
+        if (result.Count == 0) throw UserError.At(config.Data, null, null, "holds no training example with a target token");
+        return result;
+    }
+
+    /// <summary>
+    /// The example at a position of the endless stream of epochs, each epoch a Fisher–Yates shuffle seeded by
+    /// (seed, epoch) — so a resumed run computes the same order from the step alone.
+    /// </summary>
+    sealed class DataOrder(int count, int seed)
+    {
+        readonly Dictionary<long, int[]> epochs = new();
+
+        public int At(long position)
+        {
+            var epoch = position / count;
+            if (!epochs.TryGetValue(epoch, out var permutation))
+            {
+                permutation = Enumerable.Range(0, count).ToArray();
+                StableRandom.For(seed, $"epoch {epoch}").Shuffle(permutation);
+                epochs.Clear();
+                epochs[epoch] = permutation;
+            }
+            return permutation[position % count];
+        }
+    }
+}
