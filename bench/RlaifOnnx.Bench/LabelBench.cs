@@ -95,8 +95,9 @@ public static class LabelBench
         sb.AppendLine($"What limits it: a comparison's shared prefix (few-shot example, header, conversation) is C ≈ {prefixTokens:F0} tokens here and each " +
                       $"question's own part (principle, both answers in its order, cue) S ≈ {suffixTokens:F0} tokens, which no exact reuse can skip: " +
                       $"the answers follow a different principle in every question. Tokens run: one pass per question 2M·(C + S), the default C + 2M·S, " +
-                      $"a bound of {tokenBound:F2}× on these pairs (time per token is the same in both; the graph also computes logits [B, S, V] " +
-                      "at every position, used only at the answers). The ≥ 3× goal needs conversations long against the answers.");
+                      $"a ratio of {tokenBound:F2}× in tokens on these pairs (attention, which grows with the keys each token sees, saves somewhat more; " +
+                      "the graph also computes logits [B, S, V] at every position though only the answers' are read). The ratio reaches 3× only " +
+                      "when the conversation is long against the two answers; the machine is shared, so run-to-run variation is large.");
         return sb.ToString();
     }
 
