@@ -137,6 +137,89 @@ public sealed class OrtScorer : IScorer
         }, cancellationToken);
 
     /// <summary>
+    /// log p(candidate_j | prefix + suffix_i) for every suffix i and candidate j — exactly what
+    /// <see cref="CandidateLogProbsAsync"/> gives for the prompts prefix + suffix_i (same tokens, same
+    /// positions, same boundary rule) — in three levels of shared work instead of one pass per question:
+    /// <list type="number">
+    /// <item>the tokens every question shares (the prefix, by the longest common token prefix of the
+    /// joint tokenizations) run once, batch 1;</item>
+    /// <item>every question's remaining tokens, followed by its first candidate's (scored in the same
+    /// pass), run as one batch continuing from that cache (tiled to the batch), right-padded; each row's
+    /// cache is kept up to its question's length;</item>
+    /// <item>every other (question, candidate) row runs continuing from its question's cache (gathered
+    /// per row), batched among questions of equal length.</item>
+    /// </list>
+    /// Boundaries: each question stops one token short of the earliest token any of its candidates needs
+    /// predicted (a token merging across the question/candidate boundary counts as the candidate's, as in
+    /// <see cref="CandidateLogProbsAsync"/>), and the prefix level stops where the questions' tokens first
+    /// differ, so a token merging across the prefix/suffix boundary is simply run at the suffix level.
+    /// Cost ≈ C + N·S + N·J·K tokens for a C-token prefix, N suffixes of S tokens and J candidates of K
+    /// tokens, against N·(C + S) + N·J·K for one pass per question. Only log p(candidate | question) is
+    /// computed: the suffix's own log-prob, the same for every candidate, is what a caller comparing
+    /// candidates (the label's p_a) may drop, and it is not needed.
+    /// </summary>
+    public Task<IReadOnlyList<double[]>> QuestionCandidateLogProbsAsync(string prefix, IReadOnlyList<string> suffixes, IReadOnlyList<string> candidates, CancellationToken cancellationToken = default) =>
+        Task.Run(() =>
+        {
+            if (candidates.Count == 0) throw new ArgumentException("no candidates to score", nameof(candidates));
+            if (suffixes.Count == 0) return (IReadOnlyList<double[]>)[];
+            // Tokenization: each question once, each question + candidate once (joint, longest-common-prefix rule).
+            var rows = new (int[] Ids, int FirstScored)[suffixes.Count][];
+            var questionLength = new int[suffixes.Count]; // K_i: the tokens of question i every candidate row shares
+            for (var i = 0; i < suffixes.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var question = prefix + suffixes[i];
+                var questionIds = Encode(question);
+                rows[i] = candidates.Select(c => Split(question, questionIds, c)).ToArray();
+                questionLength[i] = rows[i].Min(r => r.FirstScored) - 1;
+            }
+            var shared = Enumerable.Range(0, suffixes.Count).Min(i => CommonPrefixLength(rows[0][0].Ids.AsSpan(0, questionLength[0]), rows[i][0].Ids.AsSpan(0, questionLength[i])));
+
+            // 1. the shared tokens, once
+            var prefixCache = shared == 0 ? null : RunPrefix(rows[0][0].Ids[..shared]);
+
+            // 2. each question's own tokens and its first candidate's, continuing from the shared cache: the
+            //    first candidate is scored in this pass (its tokens come last in the row), and the question's
+            //    cache is kept up to the question's own length for the other candidates.
+            var questionCaches = new PastCache?[suffixes.Count];
+            var scores = suffixes.Select(_ => new double[candidates.Count]).ToArray();
+            foreach (var (start, count) in Batches(rows.Select(r => r[0].Ids.Length - shared).ToList()))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = Enumerable.Range(start, count).ToList();
+                using var output = Forward(prefixCache is null ? null : batch.Select(_ => prefixCache).ToList(),
+                    batch.Select(i => rows[i][0].Ids[shared..]).ToList());
+                for (var b = 0; b < batch.Count; b++)
+                {
+                    var (ids, first) = rows[batch[b]][0];
+                    for (var t = first; t < ids.Length; t++) scores[batch[b]][0] += LogSoftmaxAt(output.LogitsAt(b, t - 1 - shared), ids[t]);
+                    questionCaches[batch[b]] = questionLength[batch[b]] == 0 ? null : output.PresentOfRow(b, questionLength[batch[b]], stackedCache);
+                }
+            }
+
+            // 3. every other (question, candidate) row from its question's cache, batched among questions of the same
+            //    length: every row then sees the same key positions as when its question runs alone (no masked
+            //    gap in the cache), which keeps the float32 sums in the same order and the results identical
+            //    to one pass per question, not merely within rounding.
+            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(1, candidates.Count - 1).Select(j => (I: i, J: j)))
+                .OrderBy(x => questionLength[x.I]).ToList();
+            var groups = flat.Select((x, n) => (Length: questionLength[x.I], Index: n)).GroupBy(x => x.Length)
+                .SelectMany(g => Batches(g.Select(x => rows[flat[x.Index].I][flat[x.Index].J].Ids.Length - g.Key).ToList())
+                    .Select(b => (Start: g.First().Index + b.Start, b.Count)));
+            foreach (var (start, count) in groups)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = flat.GetRange(start, count);
+                var scored = ScoreRows(batch.Select(x => questionCaches[x.I]).ToList(),
+                    batch.Select(x => rows[x.I][x.J].Ids[questionLength[x.I]..]).ToList(),
+                    batch.Select(x => rows[x.I][x.J].FirstScored - questionLength[x.I]).ToList());
+                for (var b = 0; b < batch.Count; b++) scores[batch[b].I][batch[b].J] = scored[b];
+            }
+            return (IReadOnlyList<double[]>)scores;
+        }, cancellationToken);
+
+    /// <summary>
     /// Per-token log-probabilities of whole token sequences (the first token has none: its LogProb is
     /// NaN), with the <paramref name="top"/> most likely tokens at each position. Used by the server's echo.
     /// </summary>
@@ -192,9 +275,10 @@ public sealed class OrtScorer : IScorer
     }
 
     /// <summary>The joint token ids and the index of the first continuation token (longest-common-prefix rule).</summary>
-    (int[] Ids, int FirstScored) Split(string prompt, string continuation)
+    (int[] Ids, int FirstScored) Split(string prompt, string continuation) => Split(prompt, Encode(prompt), continuation);
+
+    (int[] Ids, int FirstScored) Split(string prompt, int[] promptIds, string continuation)
     {
-        var promptIds = Encode(prompt);
         var jointIds = Encode(prompt + continuation);
         var first = CommonPrefixLength(promptIds, jointIds);
         if (first == 0) throw UserError.At("scoring", null, "prompt", $"\"{Shorten(prompt)}\" has no token of its own before the continuation; the first token of a text has no log-probability");
@@ -212,9 +296,13 @@ public sealed class OrtScorer : IScorer
     static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "…";
 
     /// <summary>Sum over each row of log p(row[t] | row[..t]) for t ≥ firstScored (≥ 1 within the row).</summary>
-    double[] ScoreRows(PastCache? past, List<int[]> rows, List<int> firstScored)
+    double[] ScoreRows(PastCache? past, List<int[]> rows, List<int> firstScored) =>
+        ScoreRows(past is null ? null : rows.Select(_ => past).ToList(), rows, firstScored);
+
+    /// <summary>As above, each row continuing from its own cache (null: none).</summary>
+    double[] ScoreRows(IReadOnlyList<PastCache?>? pasts, List<int[]> rows, List<int> firstScored)
     {
-        using var output = Forward(past, rows);
+        using var output = Forward(pasts, rows);
         var sums = new double[rows.Count];
         for (var b = 0; b < rows.Count; b++)
             for (var t = firstScored[b]; t < rows[b].Length; t++)
@@ -229,14 +317,18 @@ public sealed class OrtScorer : IScorer
     }
 
     /// <summary>
-    /// One forward pass: rows right-padded to the longest, after an optional shared cache of P
-    /// positions (batch 1, tiled to every row). Position ids continue from P.
+    /// One forward pass: rows right-padded to the longest, each after its own cache (or none). The caches
+    /// are stacked into one past of the longest cache's length P; a shorter cache is padded at its end
+    /// with attention-mask 0 there, and its row's position ids continue from its own length, so every row
+    /// sees exactly the positions it would see alone. (Tiling one cache to every row is the special case
+    /// where all caches are the same.)
     /// </summary>
-    ForwardOutput Forward(PastCache? past, List<int[]> rows)
+    ForwardOutput Forward(IReadOnlyList<PastCache?>? pasts, List<int[]> rows)
     {
         var batch = rows.Count;
         var seq = rows.Max(r => r.Length);
-        var pastLength = past?.Length ?? 0;
+        var pastLengths = Enumerable.Range(0, batch).Select(b => pasts?[b]?.Length ?? 0).ToArray();
+        var pastLength = pastLengths.Max();
         var inputIds = new long[batch * seq];                  // [B, S]
         var positionIds = new long[batch * seq];               // [B, S]
         var mask = new long[batch * (pastLength + seq)];       // [B, P+S]
@@ -246,10 +338,10 @@ public sealed class OrtScorer : IScorer
             {
                 var real = t < rows[b].Length;
                 inputIds[b * seq + t] = real ? rows[b][t] : padId;
-                positionIds[b * seq + t] = pastLength + (real ? t : rows[b].Length - 1);
+                positionIds[b * seq + t] = pastLengths[b] + (real ? t : rows[b].Length - 1);
                 mask[b * (pastLength + seq) + pastLength + t] = real ? 1 : 0;
             }
-            for (var p = 0; p < pastLength; p++) mask[b * (pastLength + seq) + p] = 1;
+            for (var p = 0; p < pastLengths[b]; p++) mask[b * (pastLength + seq) + p] = 1;
         }
 
         var names = new List<string> { "input_ids", "attention_mask", "position_ids" };
@@ -261,11 +353,14 @@ public sealed class OrtScorer : IScorer
         };
         try
         {
+            var stacks = stackedCache ? 2 : 1;
             long[] pastShape = stackedCache ? [2, batch, kvHeads, pastLength, headDim] : [batch, kvHeads, pastLength, headDim];
             for (var i = 0; i < cacheNames.Length; i++)
             {
                 names.Add(cacheNames[i].Past);
-                values.Add(PastValue(past?.Buffers[i], batch, pastShape, stacks: stackedCache ? 2 : 1));
+                values.Add(pastLength == 0
+                    ? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShape)
+                    : OrtValue.CreateTensorValueFromMemory(StackPast(pasts!, i, pastLength, stacks), pastShape));
             }
             using var runOptions = new RunOptions();
             var outputs = session.Run(runOptions, names, values, outputNames);
@@ -278,19 +373,24 @@ public sealed class OrtScorer : IScorer
     }
 
     /// <summary>
-    /// A batch-1 cache tiled to the batch, or a zero-length past when there is none. The batch axis
-    /// follows <paramref name="stacks"/> leading blocks (2 for GPT-2's stacked keys and values).
+    /// Cache tensor <paramref name="tensor"/> of every row, stacked along the batch axis and padded with
+    /// zeros to <paramref name="length"/> positions: [stacks, B, kvH, P, D] from each row's [stacks, 1, kvH, L_b, D]
+    /// (stacks is 2 for GPT-2's stacked keys and values, else 1 and the leading axis is absent).
     /// </summary>
-    static OrtValue PastValue(float[]? one, int batch, long[] shape, int stacks)
+    float[] StackPast(IReadOnlyList<PastCache?> pasts, int tensor, int length, int stacks)
     {
-        if (one is null)
-            return OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, shape);
-        var block = one.Length / stacks;                       // one stack of one sequence: [kvH, P, D]
-        var tiled = new float[one.Length * batch];
-        for (var k = 0; k < stacks; k++)
-            for (var b = 0; b < batch; b++)
-                Array.Copy(one, k * block, tiled, (k * batch + b) * block, block);
-        return OrtValue.CreateTensorValueFromMemory(tiled, shape);
+        var batch = pasts.Count;
+        var stacked = new float[stacks * batch * kvHeads * length * headDim];
+        for (var b = 0; b < batch; b++)
+        {
+            if (pasts[b] is not { } past || past.Length == 0) continue;
+            var one = past.Buffers[tensor];
+            for (var k = 0; k < stacks; k++)
+                for (var h = 0; h < kvHeads; h++)
+                    Array.Copy(one, (k * kvHeads + h) * past.Length * headDim,
+                        stacked, ((k * batch + b) * kvHeads + h) * length * headDim, past.Length * headDim);
+        }
+        return stacked;
     }
 
     /// <summary>log softmax(row)[token], in float64: row[token] − logsumexp(row).</summary>
@@ -328,7 +428,6 @@ public sealed class OrtScorer : IScorer
         tokenizer.Dispose();
     }
 
-    /// <summary>A batch-1 key/value cache of Length positions, one [1, kvH, P, D] buffer per layer.</summary>
     /// <summary>A batch-1 key/value cache of Length positions: one buffer per cache tensor, in <c>cacheNames</c> order.</summary>
     sealed record PastCache(float[][] Buffers, int Length);
 
@@ -341,6 +440,29 @@ public sealed class OrtScorer : IScorer
 
         public PastCache TakePresent(int length) =>
             new(Enumerable.Range(1, outputs.Count - 1).Select(i => outputs[i].GetTensorDataAsSpan<float>().ToArray()).ToArray(), length);
+
+        /// <summary>
+        /// Batch row <paramref name="b"/>'s cache, its first <paramref name="length"/> positions (the rest is
+        /// padding): from each present [stacks, B, kvH, T, D] (stacks absent unless <paramref name="stacked"/>).
+        /// </summary>
+        public PastCache PresentOfRow(int b, int length, bool stacked)
+        {
+            var buffers = new float[outputs.Count - 1][];
+            for (var i = 1; i < outputs.Count; i++)
+            {
+                var shape = outputs[i].GetTensorTypeAndShape().Shape;
+                var (stacks, at) = stacked ? (2, 1) : (1, 0);
+                int batch = (int)shape[at], heads = (int)shape[at + 1], total = (int)shape[at + 2], dim = (int)shape[at + 3];
+                var data = outputs[i].GetTensorDataAsSpan<float>();
+                var row = new float[stacks * heads * length * dim];
+                for (var k = 0; k < stacks; k++)
+                    for (var h = 0; h < heads; h++)
+                        data.Slice(((k * batch + b) * heads + h) * total * dim, length * dim)
+                            .CopyTo(row.AsSpan((k * heads + h) * length * dim, length * dim));
+                buffers[i - 1] = row;
+            }
+            return new PastCache(buffers, length);
+        }
 
         public void Dispose() => outputs.Dispose();
     }

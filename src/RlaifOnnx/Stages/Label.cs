@@ -72,8 +72,8 @@ public sealed record LabelMetrics(
 /// Comparisons come from an existing pairs file, or from sampling two answers per prompt from a policy
 /// model. Over-long questions are cut from the left of the conversation (then the answers' tails) and counted.
 /// The 2·M questions of one comparison differ only after the conversation, so the scorer runs the shared
-/// prefix (few-shot examples and conversation) once per comparison and every principle × order × answer
-/// continues from its cache (issue 4 §7; bench/RESULTS.md "label" measures the gain).
+/// prefix (few-shot examples and conversation) once per comparison, every principle × order continues
+/// from its cache and both answers from each question's (issue 4 §7; bench/RESULTS.md "label" measures the gain).
 ///
 /// Run: <c>rlaif label --config label.yaml</c>. Output in <see cref="Config.OutputDir"/>: comparisons.jsonl
 /// (resumable), preferences.jsonl (TRL export) and metrics.json (+ metrics.jsonl).
@@ -119,7 +119,7 @@ public static partial class Label
         public bool BothOrders { get; init; } = true;
         /// <summary>Few-shot labelling examples prepended to every question (0 = none).</summary>
         public int FewShot { get; init; } = 1;
-        /// <summary>Score the conversation once per comparison, with every principle × order × answer continuing from it, when that runs fewer tokens than one pass per question (false: always one pass per question).</summary>
+        /// <summary>Run the shared prefix (few-shot examples and conversation) once per comparison, every principle × order continuing from its cache and both answers from each question's (false: one full pass per question).</summary>
         public bool SharePrefix { get; init; } = true;
         /// <summary>Let the feedback model reason step by step before answering, then clamp.</summary>
         public bool ChainOfThought { get; init; }
@@ -322,25 +322,19 @@ public static partial class Label
             }
         }
 
-        // 5. per comparison one scorer call, in whichever of two equivalent shapes runs fewer tokens:
-        //    - prefix once: the shared prefix is the prompt and every suffix + " (A)" / + " (B)" continues from its
-        //      cache. log p(suffix + " (A)") − log p(suffix + " (B)") = log p(" (A)" | question) − log p(" (B)" | question):
-        //      the suffix's own log-prob is the same in both and cancels, and only the difference enters p_a.
-        //      Cost ≈ C + 4M·S tokens (C prefix, S suffix, M principles, both orders).
-        //    - question once: every full question is a prompt and " (A)" / " (B)" continue from its cache.
-        //      Cost ≈ 2M·(C + S). The first wins when the conversation outweighs what follows it.
+        // 5. log p(" (A)") and log p(" (B)") after every question. Sharing the prefix: per comparison one
+        //    scorer call that runs the shared prefix (few-shot examples, header, conversation) once, all
+        //    principle × order suffixes as one batch from its cache, and both answers of every question as
+        //    one batch from each suffix's cache — cost ≈ C + 2M·S against 2M·(C + S) for one pass per question
+        //    (C prefix, S suffix tokens), with the same log-probs. Without sharing: one pass per question,
+        //    both answers continuing from it.
         var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
         for (var c = 0; c < prepared.Count; c++)
         {
             var mine = suffixes.GetRange(c * perComparison, perComparison);
-            double prefixCost = prefixes[c].Length, suffixCost = mine.Average(x => x.Length);
-            if (config.SharePrefix && prefixCost + 2 * perComparison * suffixCost < perComparison * (prefixCost + suffixCost))
-            {
-                var candidates = mine.SelectMany(x => new[] { x + CandidateA, x + CandidateB }).ToList();
-                var row = (await scorer.CandidateLogProbsAsync([prefixes[c]], candidates, ct))[0];
-                for (var q = 0; q < perComparison; q++) logProbs.Add([row[2 * q], row[2 * q + 1]]);
-            }
-            else logProbs.AddRange(await scorer.CandidateLogProbsAsync(mine.Select(x => prefixes[c] + x).ToList(), [CandidateA, CandidateB], ct));
+            logProbs.AddRange(config.SharePrefix
+                ? await scorer.QuestionCandidateLogProbsAsync(prefixes[c], mine, [CandidateA, CandidateB], ct)
+                : await scorer.CandidateLogProbsAsync(mine.Select(x => prefixes[c] + x).ToList(), [CandidateA, CandidateB], ct));
         }
 
         var records = new List<ComparisonRecord>();
