@@ -1,9 +1,42 @@
 #!/usr/bin/env bash
-# `make demo`: runs what exists of the pipeline on the embedded default, from scratch into runs/demo.
+# `make demo`: the constitutional pipeline on the embedded default — built-in red-team prompts, the
+# embedded constitution, and small models the demo makes itself — from scratch into runs/demo.
+# Stages that exist run; the ones still to come are named at the end.
 set -euo pipefail
 config=${1:-Release}
 cd "$(dirname "$0")/.."
 rlaif() { dotnet "src/RlaifOnnx.Cli/bin/$config/net10.0/rlaif.dll" "$@"; }
-rm -rf runs/demo && mkdir -p runs/demo
-echo "== demo: the full pipeline is not built yet; this runs the parts that exist."
-rlaif --help
+step() { printf '\n== %s\n' "$*"; }
+rm -rf runs/demo && mkdir -p runs/demo/models
+
+step "00 base model: a small Llama-style model with the project's own tokenizer, pretrained briefly on the helpfulness prompts"
+rlaif model create --arch llama --out runs/demo/models/random --vocab-size 1024 --hidden-size 64 --layers 2 \
+  --heads 4 --kv-heads 2 --max-positions 1024 --seed 1
+rlaif constitution show --yaml > runs/demo/constitution.yaml
+rlaif train-lm --model runs/demo/models/random --data configs/demo/pretrain.jsonl --out runs/demo/00_pretrain \
+  --steps 60 --lr 3e-3 --batch-size 8 --seq-len 128 --warmup 5 --seed 1
+ln -s ../00_pretrain/model runs/demo/models/base
+
+step "01 revise: answer red-team prompts, then critique and revise under sampled principles (4 rounds)"
+rlaif revise --config configs/demo/01_revise.yaml
+
+step "02 sft: fine-tune the base model on the final revisions (SL-CAI)"
+rlaif train-lm --model runs/demo/models/base --data runs/demo/01_revise/sft_prompt_completion.jsonl \
+  --out runs/demo/02_sft --steps 30 --lr 2e-3 --batch-size 8 --seq-len 256 --warmup 3 --seed 1
+
+step "03 label: the SL-CAI model answers each prompt twice; the feedback model labels (A)/(B) under M principles"
+rlaif label --config configs/demo/03_label.yaml
+
+if [ -f ../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz ]; then
+  step "03 label (human pairs): agreement, position consistency and calibration on hh-rlhf"
+  rlaif label --config configs/demo/03_label_human.yaml
+fi
+
+step "generate: the SL-CAI model on held-out red-team prompts"
+rlaif generate --model runs/demo/02_sft/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
+  --max-new-tokens 24 --temperature 0
+head -n 3 runs/demo/eval_generations.jsonl
+
+step "done"
+echo "runs/demo holds: $(ls runs/demo | tr '\n' ' ')"
+echo "Not built yet: 04 PM pretraining, 05 PM fine-tuning, 06 PPO, 07 evaluation, and \`rlaif run\` (one config for all stages)."
