@@ -22,4 +22,7 @@ public static class CliProcess
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
+
+    /// <summary><see cref="Run"/> for tests that keep a server of their own running meanwhile.</summary>
+    public static Task<Result> RunAsync(params string[] args) => Task.Run(() => Run(args));
 }

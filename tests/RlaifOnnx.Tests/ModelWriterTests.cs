@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Models;
@@ -147,7 +146,7 @@ public class ModelWriterTests
     {
         using var temp = new TempDir();
         var dir = temp.File("m");
-        var (code, _, stderr) = RunCli("model", "create", "--arch", "llama", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
+        var (code, _, stderr) = CliProcess.Run("model", "create", "--arch", "llama", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
             "--heads", "4", "--kv-heads", "2", "--layers", "2", "--seed", "7", "--model-type", "qwen2", "--tie-embeddings");
         Assert.True(code == 0, stderr);
         var meta = ModelFolder.ReadMetadata(dir);
@@ -165,7 +164,7 @@ public class ModelWriterTests
     {
         using var temp = new TempDir();
         var dir = temp.File("g");
-        var (code, stdout, stderr) = RunCli("model", "create", "--arch", "gpt2", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
+        var (code, stdout, stderr) = CliProcess.Run("model", "create", "--arch", "gpt2", "--out", dir, "--vocab-size", "300", "--hidden-size", "32",
             "--heads", "4", "--layers", "2", "--max-positions", "64", "--seed", "5");
         Assert.True(code == 0, stderr);
         Assert.Contains("gpt2", stdout);
@@ -202,7 +201,7 @@ public class ModelWriterTests
         var args = new List<string> { "model", "create", "--out", dir, "--hidden-size", "32" };
         if (option != "--arch") args.AddRange(["--arch", "llama"]);
         args.AddRange([option, value]);
-        var (code, stdout, stderr) = RunCli([.. args]);
+        var (code, stdout, stderr) = CliProcess.Run([.. args]);
         Assert.Equal(2, code);
         Assert.Contains(expected, stderr);
         Assert.Single(stderr.TrimEnd('\n').Split('\n'));
@@ -298,18 +297,5 @@ public class ModelWriterTests
         generator.AppendTokenSequences(sequences);
         while (!generator.IsDone()) generator.GenerateNextToken();
         return Enumerable.Range(0, texts.Length).Select(i => generator.GetSequence((ulong)i).ToArray()).ToArray();
-    }
-
-    /// <summary>Runs the built rlaif.dll (copied beside the tests) as a separate process, as a user would.</summary>
-    static (int Code, string Stdout, string Stderr) RunCli(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, stdout.Result, stderr);
     }
 }
