@@ -92,12 +92,12 @@ public static class LabelBench
                       $"default ÷ one pass per (question, answer): {perCandidate.Total.TotalSeconds / shared.Total.TotalSeconds:F2}×. " +
                       $"Largest |Δp| per principle and order against the plain way: {MaxDiff(shared.Dir):E1} (default), {MaxDiff(perCandidate.Dir):E1} (per answer).");
         sb.AppendLine();
-        sb.AppendLine($"What limits it: a comparison's shared prefix (few-shot example, header, conversation) is C ≈ {prefixTokens:F0} tokens here and each " +
+        sb.AppendLine($"Tokens run: a comparison's shared prefix (few-shot example, header, conversation) is C ≈ {prefixTokens:F0} tokens here and each " +
                       $"question's own part (principle, both answers in its order, cue) S ≈ {suffixTokens:F0} tokens, which no exact reuse can skip: " +
-                      $"the answers follow a different principle in every question. Tokens run: one pass per question 2M·(C + S), the default C + 2M·S, " +
-                      $"a ratio of {tokenBound:F2}× in tokens on these pairs (attention, which grows with the keys each token sees, saves somewhat more; " +
-                      "the graph also computes logits [B, S, V] at every position though only the answers' are read). The ratio reaches 3× only " +
-                      "when the conversation is long against the two answers; the machine is shared, so run-to-run variation is large.");
+                      $"the answers follow a different principle in every question. One pass per question runs 2M·(C + S) tokens, the default C + 2M·S, " +
+                      $"a ratio of {tokenBound:F2}× in tokens on these pairs; the measured ratio also reflects batching, padding, and attention, whose " +
+                      "cost grows with the keys each token sees. Both ways compute logits [B, S, V] at every position though only the answers' are read. " +
+                      "Run-to-run variation on 2 cores is large, more so when other work shares the machine.");
         return sb.ToString();
     }
 
