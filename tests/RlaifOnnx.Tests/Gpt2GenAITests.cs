@@ -18,18 +18,6 @@ public sealed class Gpt2GenAITests
         AtomicFile.WriteAllText(Path.Combine(dir, ModelFolder.GenAIConfigFile), DecoderGraphs.GenAIConfig(c).ToJsonString());
     }
 
-    /// <summary>Greedy continuation of <paramref name="prompt"/> by GenAI, up to <paramref name="maxLength"/> tokens in all.</summary>
-    internal static int[] GenAIGreedy(string dir, int[] prompt, int maxLength)
-    {
-        using var model = new Model(dir);
-        using var parameters = new GeneratorParams(model);
-        parameters.SetSearchOption("max_length", maxLength);
-        parameters.SetSearchOption("do_sample", false);
-        using var generator = new Generator(model, parameters);
-        generator.AppendTokens(prompt);
-        while (!generator.IsDone()) generator.GenerateNextToken();
-        return generator.GetSequence(0).ToArray();
-    }
 
     /// <summary>Greedy continuation by the float64 reference forward (full recompute each step).</summary>
     static int[] ReferenceGreedy(ModelConfig c, WeightSet w, int[] prompt, int maxLength)
@@ -60,7 +48,7 @@ public sealed class Gpt2GenAITests
         using var dir = new TempDir();
         WriteGenAIFolder(dir.Path, c, w);
         int[] prompt = [5, 17, 33, 2];
-        var genai = GenAIGreedy(dir.Path, prompt, 12);
+        var genai = GenAI.Greedy(dir.Path, prompt, 12);
         var reference = ReferenceGreedy(c, w, prompt, 12);
         Assert.Equal(reference, genai);
         Assert.True(genai.Length > prompt.Length + 2, $"generated only {genai.Length - prompt.Length} tokens");
@@ -96,9 +84,9 @@ public sealed class Gpt2GenAITests
         var batch = Enumerable.Range(0, texts.Length).Select(i => generator.GetSequence((ulong)i).ToArray()).ToArray();
 
         // The padding GenAI inserts is masked out: each row is what its prompt generates alone.
-        Assert.Equal(GenAIGreedy(dir, encoded[0], encoded[0].Length + newTokens), batch[0]);
+        Assert.Equal(GenAI.Greedy(dir, encoded[0], encoded[0].Length + newTokens), batch[0]);
         Assert.Contains(c.PadTokenId, batch[1]);
-        var aloneShort = GenAIGreedy(dir, encoded[1], encoded[1].Length + newTokens);
+        var aloneShort = GenAI.Greedy(dir, encoded[1], encoded[1].Length + newTokens);
         Assert.Equal(aloneShort, batch[1].Where(t => t != c.PadTokenId).ToArray());
         Assert.True(aloneShort.Length > encoded[1].Length + 2, "the short prompt generates several tokens");
     }

@@ -164,26 +164,14 @@ public class ModelBuildCommandTests
         HfCheckpoint.Save(Path.Combine(dir.Path, "hf1"), config, weights);
         HfFolders.WriteTokenizer(Path.Combine(dir.Path, "hf1"));
         Assert.Equal(0, CliProcess.Run("model", "build", "--from", Path.Combine(dir.Path, "hf1"), "--out", single).ExitCode);
-        var unstopped = GenAIGreedy(single, prompt, prompt.Length + 6);
+        var unstopped = GenAI.Greedy(single, prompt.Select(t => (int)t).ToArray(), prompt.Length + 6);
         Assert.Equal(first, unstopped[prompt.Length]);
         Assert.Equal(prompt.Length + 6, unstopped.Length);
-        var stopped = GenAIGreedy(output, prompt, prompt.Length + 6);
+        var stopped = GenAI.Greedy(output, prompt.Select(t => (int)t).ToArray(), prompt.Length + 6);
         Assert.True(stopped.Length <= prompt.Length + 1, $"generation went on past eos {first}: [{string.Join(", ", stopped)}]");
         Assert.Equal(prompt, stopped[..prompt.Length].Select(t => (long)t));
     }
 
-    static int[] GenAIGreedy(string dir, long[] prompt, int maxLength)
-    {
-        using var genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(dir);
-        using var model = new Microsoft.ML.OnnxRuntimeGenAI.Model(genaiConfig);
-        using var options = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(model);
-        options.SetSearchOption("max_length", maxLength);
-        options.SetSearchOption("do_sample", false);
-        using var generator = new Microsoft.ML.OnnxRuntimeGenAI.Generator(model, options);
-        generator.AppendTokens(prompt.Select(t => (int)t).ToArray());
-        while (!generator.IsDone()) generator.GenerateNextToken();
-        return generator.GetSequence(0).ToArray();
-    }
 
     /// <summary>Writes a good llama HF folder, lets <paramref name="spoil"/> break it, and runs `model build` on it.</summary>
     static (CliProcess.Result Result, string Hf, string Out) BuildSpoiled(TempDir dir, Action<string> spoil)

@@ -29,7 +29,7 @@ public sealed class ModelImportCommandTests
 
         // GenAI runs the written folder and continues a prompt exactly as it does the original export.
         int[] prompt = [3, 141, 592, 65, 358, 979];
-        Assert.Equal(Gpt2GenAITests.GenAIGreedy(SharedGpt2, prompt, 14), Gpt2GenAITests.GenAIGreedy(outDir, prompt, 14));
+        Assert.Equal(GenAI.Greedy(SharedGpt2, prompt, 14), GenAI.Greedy(outDir, prompt, 14));
 
         // A model folder is itself an importable export (canonical names, no fused operators).
         var again = tmp.File("again");
@@ -53,7 +53,7 @@ public sealed class ModelImportCommandTests
         var weights = ModelFolder.ReadWeights(dir);
 
         int[] prompt = [40, 41, 42, 43];
-        var generated = Gpt2GenAITests.GenAIGreedy(dir, prompt, prompt.Length + 5);
+        var generated = GenAI.Greedy(dir, prompt, prompt.Length + 5);
         Assert.True(generated.Length > prompt.Length);
         for (var t = prompt.Length; t < generated.Length; t++)
         {

@@ -24,7 +24,7 @@ public class ModelWriterTests
         ModelWriter.Write(dir, config, weights, TinyTokenizer.Train(config.VocabSize), "base", [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
 
         int[] prompt = [5, 17, 42, 3, 88];
-        var generated = GenAIGreedy(dir, prompt, maxLength: prompt.Length + 6);
+        var generated = GenAI.Greedy(dir, prompt, maxLength: prompt.Length + 6);
 
         // Step by step: each generated token is the argmax of the reference logits after the tokens before it.
         Assert.True(generated.Length > prompt.Length);
@@ -51,8 +51,8 @@ public class ModelWriterTests
         string longText = "The assistant is helpful and honest.", shortText = "Tea?";
         const int newTokens = 6;
         var batch = GenAIGreedyTexts(dir, [longText, shortText], newTokens, out var encoded);
-        var aloneLong = GenAIGreedy(dir, encoded[0], maxLength: encoded[0].Length + newTokens);
-        var aloneShort = GenAIGreedy(dir, encoded[1], maxLength: encoded[1].Length + newTokens);
+        var aloneLong = GenAI.Greedy(dir, encoded[0], maxLength: encoded[0].Length + newTokens);
+        var aloneShort = GenAI.Greedy(dir, encoded[1], maxLength: encoded[1].Length + newTokens);
         Assert.True(encoded[1].Length < encoded[0].Length);
 
         Assert.Equal(aloneLong, batch[0]);
@@ -154,7 +154,7 @@ public class ModelWriterTests
         Assert.True(meta.Config.AttentionBias && meta.Config.TieEmbeddings);
         Assert.Equal(2, meta.Config.NumKvHeads);
 
-        var generated = GenAIGreedy(dir, [5, 6, 7], maxLength: 10);
+        var generated = GenAI.Greedy(dir, [5, 6, 7], maxLength: 10);
         Assert.True(generated.Length > 3);
         Assert.All(generated, t => Assert.InRange(t, 0, 299));
     }
@@ -176,7 +176,7 @@ public class ModelWriterTests
         var weights = ModelFolder.ReadWeights(dir);
 
         int[] prompt = [40, 41, 42, 43];
-        var generated = GenAIGreedy(dir, prompt, maxLength: 10);
+        var generated = GenAI.Greedy(dir, prompt, maxLength: 10);
         Assert.True(generated.Length > prompt.Length);
         for (var t = prompt.Length; t < generated.Length; t++)
         {
@@ -267,19 +267,6 @@ public class ModelWriterTests
         Assert.Throws<UserError>(() => TinyTokenizer.Train(200));
     }
 
-    /// <summary>Greedy generation in GenAI for one prompt; returns the full sequence (prompt + generated).</summary>
-    static int[] GenAIGreedy(string dir, int[] prompt, int maxLength)
-    {
-        using var config = new Config(dir);
-        using var model = new Model(config);
-        using var genParams = new GeneratorParams(model);
-        genParams.SetSearchOption("max_length", maxLength);
-        genParams.SetSearchOption("do_sample", false);
-        using var generator = new Generator(model, genParams);
-        generator.AppendTokens(prompt);
-        while (!generator.IsDone()) generator.GenerateNextToken();
-        return generator.GetSequence(0).ToArray();
-    }
 
     /// <summary>Greedy generation for a batch of texts encoded by GenAI's tokenizer (which pads them to one length).</summary>
     static int[][] GenAIGreedyTexts(string dir, string[] texts, int newTokens, out int[][] encoded)

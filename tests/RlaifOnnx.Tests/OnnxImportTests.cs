@@ -100,8 +100,8 @@ public sealed class OnnxImportTests
         using var dir = new TempDir();
         Gpt2GenAITests.WriteGenAIFolder(dir.Path, config, weights);
         int[] prompt = [11, 250, 7, 999, 40];
-        var original = Gpt2GenAITests.GenAIGreedy(SharedGpt2, prompt, 16);
-        var imported = Gpt2GenAITests.GenAIGreedy(dir.Path, prompt, 16);
+        var original = GenAI.Greedy(SharedGpt2, prompt, 16);
+        var imported = GenAI.Greedy(dir.Path, prompt, 16);
         TestContext.Current.TestOutputHelper?.WriteLine($"GenAI greedy: {string.Join(" ", imported)}");
         Assert.Equal(original, imported);
         Assert.True(imported.Length > prompt.Length);

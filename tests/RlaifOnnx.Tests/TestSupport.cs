@@ -39,3 +39,20 @@ public static class SharedData
         return path;
     }
 }
+
+/// <summary>ONNX Runtime GenAI driven directly, for tests that check what it generates from a model folder.</summary>
+public static class GenAI
+{
+    /// <summary>Greedy continuation of <paramref name="prompt"/>, up to <paramref name="maxLength"/> tokens in all (prompt included).</summary>
+    public static int[] Greedy(string dir, int[] prompt, int maxLength)
+    {
+        using var model = new Microsoft.ML.OnnxRuntimeGenAI.Model(dir);
+        using var parameters = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(model);
+        parameters.SetSearchOption("max_length", maxLength);
+        parameters.SetSearchOption("do_sample", false);
+        using var generator = new Microsoft.ML.OnnxRuntimeGenAI.Generator(model, parameters);
+        generator.AppendTokens(prompt);
+        while (!generator.IsDone()) generator.GenerateNextToken();
+        return generator.GetSequence(0).ToArray();
+    }
+}
