@@ -33,6 +33,20 @@ public class LabelQuestionTests
     }
 
     [Fact]
+    public void TheFewShotBlockIsDrawnOncePerRunBySeed()
+    {
+        var c = ConstitutionSet.Default;
+        var config = new Label.Config { Pairs = "p.jsonl", FeedbackModel = "m", OutputDir = "o", FewShot = 3, Seed = 7 };
+        var block = Label.FewShotBlock(c, config);
+        Assert.Equal(block, Label.FewShotBlock(c, config));
+        Assert.Equal(3, block.Split("The answer is: (").Length - 1);
+        Assert.Contains(Enumerable.Range(0, 8), s => Label.FewShotBlock(c, config with { Seed = s }) != block);
+        Assert.Equal("", Label.FewShotBlock(c, config with { FewShot = 0 }));
+        // Chain of thought draws only examples that carry a reasoning, and shows it.
+        Assert.Contains("Let's think step by step: ", Label.FewShotBlock(c, config with { ChainOfThought = true }));
+    }
+
+    [Fact]
     public void ParsesTheStatedAnswerOrReportsNone()
     {
         Assert.Equal(('B', "(A) is rude. (B) helps. So the answer is: (B)"), Swap(Label.ParseReasoning(" (A) is rude. (B) helps. So the answer is: (B)\n\nHuman: more")));

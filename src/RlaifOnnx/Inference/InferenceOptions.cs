@@ -18,6 +18,12 @@ public sealed record InferenceOptions
     /// batches shrink below <see cref="BatchSize"/> to stay under it.
     /// </summary>
     public long MaxLogitsElements { get; init; } = 1L << 28;
+    /// <summary>
+    /// Memory the scorer may keep for key/value caches of recent prompt prefixes (default 256 MiB; 0 turns
+    /// the reuse off). A prompt that starts with the tokens of a kept prefix, such as the fixed few-shot block
+    /// of every labelling question, runs only its remaining tokens: automatic prefix caching, as in vLLM.
+    /// </summary>
+    public long PrefixCacheBytes { get; init; } = 256L << 20;
 
     internal string Provider(string source)
     {
@@ -25,6 +31,7 @@ public sealed record InferenceOptions
         if (provider is not ("cpu" or "cuda"))
             throw UserError.At(source, null, "execution_provider", $"unknown provider '{ExecutionProvider}' (supported: cpu, cuda)");
         if (BatchSize <= 0) throw UserError.At(source, null, "batch_size", $"must be positive, got {BatchSize}");
+        if (PrefixCacheBytes < 0) throw UserError.At(source, null, "prefix_cache_bytes", $"must be 0 or more, got {PrefixCacheBytes}");
         return provider;
     }
 }

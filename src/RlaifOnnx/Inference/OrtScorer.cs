@@ -310,10 +310,71 @@ public sealed class OrtScorer : IScorer
         return sums;
     }
 
+    /// <summary>
+    /// The key/value cache of a prompt prefix run alone (batch 1). When a kept prefix shares its first
+    /// tokens, only the tokens after them run, continuing from the kept cache cut to that length: a
+    /// position's keys and values depend only on the tokens up to it, so the cache is the one a full pass
+    /// would give. The result is kept for later prompts (<see cref="InferenceOptions.PrefixCacheBytes"/>).
+    /// </summary>
     PastCache RunPrefix(int[] ids)
     {
-        using var output = Forward(null, [ids]);
-        return output.TakePresent(ids.Length);
+        var (reused, from) = LongestKeptPrefix(ids);
+        PastCache cache;
+        if (from == ids.Length) cache = reused!;
+        else
+        {
+            using var output = Forward(reused is null ? null : [reused], [ids[from..]]);
+            cache = output.TakePresent(ids.Length);
+        }
+        Keep(ids, cache);
+        Interlocked.Add(ref prefixTokensReused, from);
+        return cache;
+    }
+
+    // Caches of recent prefixes, least recently used first; kept across calls, guarded by keptLock.
+    readonly List<(int[] Ids, PastCache Cache)> kept = [];
+    readonly Lock keptLock = new();
+    long prefixTokensReused;
+
+    /// <summary>Prompt tokens whose keys and values came from a kept prefix instead of a forward pass (since the scorer opened).</summary>
+    public long PrefixTokensReused => Interlocked.Read(ref prefixTokensReused);
+
+    /// <summary>Drops every kept prefix cache (later prompts run from their first token until new prefixes are kept).</summary>
+    public void ClearPrefixCache()
+    {
+        lock (keptLock) kept.Clear();
+    }
+
+    /// <summary>The kept cache sharing the most leading tokens with <paramref name="ids"/>, cut to them, and how many (0: none).</summary>
+    (PastCache? Cache, int Length) LongestKeptPrefix(int[] ids)
+    {
+        lock (keptLock)
+        {
+            var (best, length) = (-1, 0);
+            for (var i = 0; i < kept.Count; i++)
+            {
+                var n = CommonPrefixLength(kept[i].Ids, ids);
+                if (n > length) (best, length) = (i, n);
+            }
+            if (best < 0) return (null, 0);
+            var entry = kept[best];
+            kept.RemoveAt(best);
+            kept.Add(entry);
+            return (entry.Cache.Take(length, headDim), length);
+        }
+    }
+
+    /// <summary>Keeps a prefix's cache, dropping kept prefixes it extends and the least recently used beyond the memory budget.</summary>
+    void Keep(int[] ids, PastCache cache)
+    {
+        var budget = options.PrefixCacheBytes;
+        if (cache.Bytes > budget) return;
+        lock (keptLock)
+        {
+            kept.RemoveAll(e => e.Ids.Length <= ids.Length && CommonPrefixLength(e.Ids, ids) == e.Ids.Length);
+            kept.Add((ids, cache));
+            while (kept.Sum(e => e.Cache.Bytes) > budget) kept.RemoveAt(0);
+        }
     }
 
     /// <summary>
@@ -358,9 +419,10 @@ public sealed class OrtScorer : IScorer
             for (var i = 0; i < cacheNames.Length; i++)
             {
                 names.Add(cacheNames[i].Past);
+                // One row after one whole cache reads the cache's own buffer: its layout is already [stacks, 1, kvH, P, D].
                 values.Add(pastLength == 0
                     ? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShape)
-                    : OrtValue.CreateTensorValueFromMemory(StackPast(pasts!, i, pastLength, stacks), pastShape));
+                    : OrtValue.CreateTensorValueFromMemory(batch == 1 ? pasts![0]!.Buffers[i] : StackPast(pasts!, i, pastLength, stacks), pastShape));
             }
             using var runOptions = new RunOptions();
             var outputs = session.Run(runOptions, names, values, outputNames);
@@ -428,8 +490,29 @@ public sealed class OrtScorer : IScorer
         tokenizer.Dispose();
     }
 
-    /// <summary>A batch-1 key/value cache of Length positions: one buffer per cache tensor, in <c>cacheNames</c> order.</summary>
-    sealed record PastCache(float[][] Buffers, int Length);
+    /// <summary>
+    /// A batch-1 key/value cache of Length positions: one buffer per cache tensor, in <c>cacheNames</c>
+    /// order, each [blocks, Length, D] (blocks: kvH, or 2·kvH for GPT-2's stacked keys and values).
+    /// </summary>
+    sealed record PastCache(float[][] Buffers, int Length)
+    {
+        public long Bytes => Buffers.Sum(b => (long)b.Length) * sizeof(float);
+
+        /// <summary>The first <paramref name="length"/> positions.</summary>
+        public PastCache Take(int length, int headDim)
+        {
+            if (length == Length) return this;
+            var buffers = new float[Buffers.Length][];
+            for (var i = 0; i < Buffers.Length; i++)
+            {
+                var blocks = Buffers[i].Length / (Length * headDim);
+                buffers[i] = new float[blocks * length * headDim];
+                for (var k = 0; k < blocks; k++)
+                    Array.Copy(Buffers[i], k * Length * headDim, buffers[i], k * length * headDim, length * headDim);
+            }
+            return new PastCache(buffers, length);
+        }
+    }
 
     sealed class ForwardOutput(IDisposableReadOnlyCollection<OrtValue> outputs, int seq) : IDisposable
     {

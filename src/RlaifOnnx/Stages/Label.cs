@@ -71,9 +71,11 @@ public sealed record LabelMetrics(
 ///
 /// Comparisons come from an existing pairs file, or from sampling two answers per prompt from a policy
 /// model. Over-long questions are cut from the left of the conversation (then the answers' tails) and counted.
-/// The 2·M questions of one comparison differ only after the conversation, so the scorer runs the shared
-/// prefix (few-shot examples and conversation) once per comparison, every principle × order continues
-/// from its cache and both answers from each question's (issue 4 §7; bench/RESULTS.md "label" measures the gain).
+/// The few-shot examples are drawn once per run, so every question starts with the same block, which the
+/// scorer runs once and keeps the cache of (its prefix cache). The 2·M questions of one comparison differ
+/// only after the conversation, so the rest of the shared prefix (header and conversation) runs once per
+/// comparison, every principle × order continues from its cache and both answers from each question's
+/// (issue 4 §7; bench/RESULTS.md "label" measures the gain).
 ///
 /// Run: <c>rlaif label --config label.yaml</c>. Output in <see cref="Config.OutputDir"/>: comparisons.jsonl
 /// (resumable), preferences.jsonl (TRL export) and metrics.json (+ metrics.jsonl).
@@ -117,9 +119,9 @@ public static partial class Label
         public int Principles { get; init; } = 4;
         /// <summary>Score both orders (a first, then b first) and average; removes position bias.</summary>
         public bool BothOrders { get; init; } = true;
-        /// <summary>Few-shot labelling examples prepended to every question (0 = none).</summary>
+        /// <summary>Few-shot labelling examples prepended to every question (0 = none), drawn once per run with the seed: the same block before every question.</summary>
         public int FewShot { get; init; } = 1;
-        /// <summary>Run the shared prefix (few-shot examples and conversation) once per comparison, every principle × order continuing from its cache and both answers from each question's (false: one full pass per question).</summary>
+        /// <summary>Reuse shared work: the few-shot block's cache across comparisons, the header and conversation once per comparison, every principle × order continuing from its cache and both answers from each question's (false: one full pass per question, nothing kept across calls).</summary>
         public bool SharePrefix { get; init; } = true;
         /// <summary>Let the feedback model reason step by step before answering, then clamp.</summary>
         public bool ChainOfThought { get; init; }
@@ -163,7 +165,8 @@ public static partial class Label
     {
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var inputs = ReadInputs(config, source);
-        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
+        // share_prefix: false is the plain way, one full pass per question, so no prefix is reused across calls either.
+        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, PrefixCacheBytes = config.SharePrefix ? new InferenceOptions().PrefixCacheBytes : 0 };
         using var scorer = StageBackends.OpenScorer(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model");
         using var reasoner = config.ChainOfThought ? StageBackends.OpenGenerator(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model") : null;
         using var policy = config.Prompts is not null ? StageBackends.OpenGenerator(config.PolicyModel!, config.PolicyServerModel, options, source, "policy_model") : null;
@@ -204,6 +207,7 @@ public static partial class Label
 
         Directory.CreateDirectory(config.OutputDir);
         var comparisonsPath = Path.Combine(config.OutputDir, ComparisonsFile);
+        var fewShotBlock = FewShotBlock(constitution, config);
         var labelled = 0;
         var clock = Stopwatch.StartNew();
         using (var output = ResumableJsonlWriter<ComparisonRecord>.Open(comparisonsPath, r => r.Id))
@@ -219,7 +223,7 @@ public static partial class Label
                     ? indices.Select(i => pairs[i]).ToList()
                     : await SamplePairs(indices.Select(i => prompts![i]).ToList(), policy!, config, cancellationToken);
                 // 2–5. questions, reasoning, scores, labels
-                foreach (var record in await LabelBatch(batch, constitution, config, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
+                foreach (var record in await LabelBatch(batch, constitution, config, fewShotBlock, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
                 {
                     output.Append(record);
                     progress.Advance();
@@ -264,30 +268,45 @@ public static partial class Label
     }
 
     /// <summary>One comparison's prepared questions: the (possibly truncated) inputs and the drawn principles and examples.</summary>
-    sealed record Prepared(PairItem Pair, IReadOnlyList<ChatMessage> Context, string A, string B, List<FeedbackPrinciple> Principles, List<FeedbackExample> Examples, bool Truncated);
+    sealed record Prepared(PairItem Pair, IReadOnlyList<ChatMessage> Context, string A, string B, List<FeedbackPrinciple> Principles, string FewShot, bool Truncated);
 
-    static async Task<List<ComparisonRecord>> LabelBatch(List<PairItem> batch, ConstitutionSet constitution, Config config, IScorer scorer,
+    /// <summary>
+    /// The few-shot block before every question: examples drawn once per run (seeded), in one order, the
+    /// same text for every comparison like the paper's fixed labelling prompt. An example without a
+    /// principle of its own is shown with one principle drawn for the run. Being one text, its tokens are
+    /// run once and their cache reused by every later question (the scorer's prefix cache).
+    /// </summary>
+    public static string FewShotBlock(ConstitutionSet constitution, Config config)
+    {
+        if (config.FewShot == 0) return "";
+        var rng = StableRandom.For(config.Seed, "few-shot", "label");
+        var pool = constitution.FeedbackExamples.Where(e => config.ChainOfThought ? e.Reasoning is not null : true).ToList();
+        var examples = Revise.DrawExamples(pool, config.FewShot, rng);
+        var shownWith = constitution.FeedbackPrinciples[rng.Next(constitution.FeedbackPrinciples.Count)];
+        return FewShotPrefix(examples, shownWith, constitution, config.ChainOfThought);
+    }
+
+    static async Task<List<ComparisonRecord>> LabelBatch(List<PairItem> batch, ConstitutionSet constitution, Config config, string fewShotBlock, IScorer scorer,
         Func<string, int> countTokens, int maxQuestionTokens, ITextGenerator? reasoner, string source, CancellationToken ct)
     {
-        // 2. draw principles and few-shot examples per comparison (stable per id), fit the question into the budget
+        // 2. draw principles per comparison (stable per id), fit the question into the budget
         var prepared = new List<Prepared>();
         foreach (var pair in batch)
         {
             var rng = StableRandom.For(config.Seed, pair.Id, "label");
             var principles = Revise.DrawExamples(constitution.FeedbackPrinciples, config.Principles, rng);
-            var pool = constitution.FeedbackExamples.Where(e => config.ChainOfThought ? e.Reasoning is not null : true).ToList();
-            var examples = Revise.DrawExamples(pool, config.FewShot, rng);
             var longest = principles.MaxBy(p => p.Text.Length)!;
-            var (context, a, b, truncated) = FitQuestion(pair, q => countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + q), longest.Text, config.ChainOfThought, maxQuestionTokens);
-            if (examples.Count > 0 && countTokens(FewShotPrefix(examples, principles[0], constitution, config.ChainOfThought) + Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
+            var fewShot = fewShotBlock;
+            var (context, a, b, truncated) = FitQuestion(pair, q => countTokens(fewShot + q), longest.Text, config.ChainOfThought, maxQuestionTokens);
+            if (fewShot.Length > 0 && countTokens(fewShot + Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
             {
                 // The few-shot examples alone leave no room: this comparison goes without them.
-                examples = [];
+                fewShot = "";
                 (context, a, b, truncated) = FitQuestion(pair, countTokens, longest.Text, config.ChainOfThought, maxQuestionTokens);
             }
             if (countTokens(Question(context, longest.Text, a, b, config.ChainOfThought)) > maxQuestionTokens)
                 throw UserError.At(source, null, "max_question_tokens", $"{maxQuestionTokens} tokens cannot hold even an empty question with principle '{longest.Id}'");
-            prepared.Add(new Prepared(pair, context, a, b, principles, examples, truncated));
+            prepared.Add(new Prepared(pair, context, a, b, principles, fewShot, truncated));
         }
 
         // 3. every question of the batch: comparison × principle × order (a first, then b first). The
@@ -298,7 +317,7 @@ public static partial class Label
         var suffixes = new List<string>(); // [comparison][principle][order], flattened
         foreach (var p in prepared)
         {
-            prefixes.Add(FewShotPrefix(p.Examples, p.Principles[0], constitution, config.ChainOfThought) + QuestionPrefix(p.Context));
+            prefixes.Add(p.FewShot + QuestionPrefix(p.Context));
             foreach (var principle in p.Principles)
                 for (var order = 0; order < orders; order++)
                 {
@@ -323,11 +342,12 @@ public static partial class Label
         }
 
         // 5. log p(" (A)") and log p(" (B)") after every question. Sharing the prefix: per comparison one
-        //    scorer call that runs the shared prefix (few-shot examples, header, conversation) once, all
-        //    principle × order suffixes as one batch from its cache, and both answers of every question as
-        //    one batch from each suffix's cache — cost ≈ C + 2M·S against 2M·(C + S) for one pass per question
-        //    (C prefix, S suffix tokens), with the same log-probs. Without sharing: one pass per question,
-        //    both answers continuing from it.
+        //    scorer call that runs the shared prefix once (its few-shot block F comes from the scorer's kept
+        //    cache after the first comparison, so only header and conversation run), all principle × order
+        //    suffixes as one batch from its cache, and both answers of every question as one batch from each
+        //    suffix's cache — cost ≈ (C − F) + 2M·S against 2M·(C + S) for one pass per question (C prefix,
+        //    S suffix tokens), with the same log-probs. Without sharing: one pass per question, both answers
+        //    continuing from it.
         var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
         for (var c = 0; c < prepared.Count; c++)
         {

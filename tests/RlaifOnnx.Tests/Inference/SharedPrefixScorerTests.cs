@@ -1,3 +1,4 @@
+using RlaifOnnx.Constitution;
 using RlaifOnnx.Data;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
@@ -98,6 +99,67 @@ public class SharedPrefixScorerTests
         }
         // The labels are not all the same number: the comparison would be empty if the model ignored its input.
         Assert.True(shared.SelectMany(r => r.PerPrinciple).Select(l => l.PAOrderAb).Distinct().Count() > 1);
+    }
+
+    [Fact]
+    public async Task A_kept_prefix_cache_is_reused_by_later_calls_and_changes_no_log_prob()
+    {
+        using var model = new LlamaFolder(variant: "gqa-untied", seed: 6);
+        using var cached = new OrtScorer(model.Dir, new InferenceOptions { BatchSize = 3 });
+        using var uncached = new OrtScorer(model.Dir, new InferenceOptions { BatchSize = 3, PrefixCacheBytes = 0 });
+        var ct = TestContext.Current.CancellationToken;
+        // Two comparisons' questions: the same opening (a fixed few-shot block), then different conversations.
+        const string opening = "Example: which is kinder? (A) tea (B) a rude word. The answer is: (A)\n\n";
+        string[] prefixes = [opening + "Human: Hello there", opening + "Human: Good morning"];
+
+        Assert.Equal(0, cached.PrefixTokensReused);
+        var first = await cached.QuestionCandidateLogProbsAsync(prefixes[0], Suffixes, Candidates, ct);
+        Assert.Equal(0, cached.PrefixTokensReused);
+        var second = await cached.QuestionCandidateLogProbsAsync(prefixes[1], Suffixes, Candidates, ct);
+        // The second call ran only the tokens after the opening both share.
+        var sharedOpening = OrtScorer.CommonPrefixLength(cached.Encode(prefixes[0] + Suffixes[1]), cached.Encode(prefixes[1] + Suffixes[1]));
+        Assert.True(sharedOpening >= cached.Encode(opening).Length - 1, $"{sharedOpening} shared tokens");
+        Assert.Equal(sharedOpening, cached.PrefixTokensReused);
+        // The plain per-question path keeps and reuses caches too: its questions share the prefix.
+        var perQuestion = await cached.CandidateLogProbsAsync(Suffixes.Select(x => prefixes[1] + x).ToList(), Candidates, ct);
+        Assert.True(cached.PrefixTokensReused - sharedOpening >= Suffixes.Length * sharedOpening, $"{cached.PrefixTokensReused} tokens reused");
+
+        var reference = await Task.WhenAll(prefixes.Select(p => uncached.QuestionCandidateLogProbsAsync(p, Suffixes, Candidates, ct)));
+        Assert.Equal(0, uncached.PrefixTokensReused);
+        foreach (var (got, want) in new[] { (first, reference[0]), (second, reference[1]), (perQuestion, reference[1]) })
+            for (var i = 0; i < Suffixes.Length; i++)
+                for (var j = 0; j < Candidates.Length; j++)
+                    Assert.True(Math.Abs(got[i][j] - want[i][j]) < 1e-4, $"suffix {i} candidate {j}: {got[i][j]} vs {want[i][j]} without the kept cache");
+    }
+
+    [Fact]
+    public async Task A_prefix_over_the_cache_budget_is_not_kept()
+    {
+        using var model = new LlamaFolder(variant: "gqa-untied", seed: 6);
+        using var scorer = new OrtScorer(model.Dir, new InferenceOptions { PrefixCacheBytes = 64 });   // less than one token's keys and values
+        var ct = TestContext.Current.CancellationToken;
+        await scorer.QuestionCandidateLogProbsAsync(Prefix, Suffixes, Candidates, ct);
+        await scorer.QuestionCandidateLogProbsAsync(Prefix, Suffixes, Candidates, ct);
+        Assert.Equal(0, scorer.PrefixTokensReused);
+    }
+
+    [Fact]
+    public async Task The_label_stage_runs_its_few_shot_block_once_for_all_comparisons()
+    {
+        var pairs = SharedData.Require("hh-rlhf/harmless-base-test.dev.jsonl.gz");
+        using var dir = new TempDir();
+        var model = TinyModels.Folder(dir.File("feedback"), seed: 4);
+        var config = new Label.Config
+        {
+            Pairs = pairs, FeedbackModel = model, OutputDir = dir.File("out"), Principles = 2, FewShot = 2, Limit = 3, Seed = 1, MaxQuestionTokens = 900,
+        };
+        using var scorer = new OrtScorer(model);
+        var fewShotTokens = scorer.Encode(Label.FewShotBlock(ConstitutionSet.Default, config)).Length;
+        Assert.True(fewShotTokens > 50);
+        var records = Jsonl.ReadAll<ComparisonRecord>(await Label.Run(config, scorer, t => scorer.Encode(t).Length, 900, null, null, TestContext.Current.CancellationToken));
+        Assert.Equal(3, records.Count);
+        // Comparisons 2 and 3 continued from the block's cache (at least its tokens but the last, which may merge with what follows).
+        Assert.True(scorer.PrefixTokensReused >= 2 * (fewShotTokens - 1), $"{scorer.PrefixTokensReused} tokens reused, block of {fewShotTokens}");
     }
 
     /// <summary>The test strings exercise both boundary rules with this tokenizer.</summary>
