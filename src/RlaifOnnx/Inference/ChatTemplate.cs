@@ -57,6 +57,21 @@ public sealed class ChatTemplate
     }
 
     /// <summary>
+    /// A conversation and the turn(s) that follow it as the template renders them: the prompt is the
+    /// conversation with the generation prompt appended, the completion is what the whole rendering adds
+    /// to it. Null when the template does not render the whole as the prompt followed by more text.
+    /// Language-model training (loss on the completion) and the preference model (a response scored in
+    /// its context) both read conversations through here.
+    /// </summary>
+    public (string Prompt, string Completion)? RenderPromptAndCompletion(Tokenizer tokenizer, IReadOnlyList<ChatMessage> promptMessages,
+        IReadOnlyList<ChatMessage> completionMessages)
+    {
+        var promptText = Render(tokenizer, promptMessages, addGenerationPrompt: true);
+        var fullText = Render(tokenizer, [.. promptMessages, .. completionMessages], addGenerationPrompt: false);
+        return fullText.StartsWith(promptText, StringComparison.Ordinal) ? (promptText, fullText[promptText.Length..]) : null;
+    }
+
+    /// <summary>
     /// Renders a conversation to the prompt text. A template GenAI's engine cannot render (an unsupported
     /// Jinja feature, or the template raising an exception for these messages) is a UserError naming the
     /// tokenizer_config.json and GenAI's reason.

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Inference;
 
@@ -33,6 +34,8 @@ public sealed class GenAIGenerator : ITextGenerator
         ModelDir = Path.GetFullPath(modelDir);
         this.options = options ?? new InferenceOptions();
         var configPath = Path.Combine(ModelDir, "genai_config.json");
+        if (PreferenceModelFolder.IsPreferenceModel(ModelDir))
+            PreferenceModelFolder.RefuseWhereLanguageModelNeeded(ModelDir, ModelFolder.ReadMetadata(ModelDir));
         if (!File.Exists(configPath)) throw UserError.At(configPath, null, null, "is missing (not a GenAI model folder)");
         (vocabSize, contextLength) = ReadSizes(configPath);
         var provider = this.options.Provider(configPath);

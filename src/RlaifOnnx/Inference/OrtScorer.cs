@@ -48,7 +48,9 @@ public sealed class OrtScorer : IScorer
         var modelPath = Path.Combine(ModelDir, ModelFolder.ModelFile);
         var provider = this.options.Provider(modelPath);
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
-        var config = ModelFolder.ReadMetadata(ModelDir).Config;
+        var meta = ModelFolder.ReadMetadata(ModelDir);
+        PreferenceModelFolder.RefuseWhereLanguageModelNeeded(ModelDir, meta);
+        var config = meta.Config;
         (kvHeads, headDim, padId, vocabSize) = (config.NumKvHeads, config.HeadDim, config.PadTokenId, config.VocabSize);
         var layers = config.NumLayers;
 

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Onnx;
+using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Models;
@@ -24,6 +25,17 @@ public static class DecoderGraphs
     {
         Architecture.Llama => LlamaGraph.Training(config, floatType),
         Architecture.Gpt2 => Gpt2Graph.Training(config, floatType),
+        _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
+    };
+
+    /// <summary>
+    /// Emits the decoder without its LM head into <paramref name="g"/> (no cache): the final-normed hidden
+    /// state [B, S, h]. The caller declares the inputs and the weights (by canonical name).
+    /// </summary>
+    internal static string FinalHidden(GraphBuilder g, ModelConfig config, string inputIds, string attentionMask, string positionIds) => config.Architecture switch
+    {
+        Architecture.Llama => LlamaGraph.FinalHidden(g, config, inputIds, attentionMask, positionIds),
+        Architecture.Gpt2 => Gpt2Graph.FinalHidden(g, config, inputIds, attentionMask, positionIds),
         _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
     };
 

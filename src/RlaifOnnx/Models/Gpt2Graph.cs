@@ -107,11 +107,28 @@ public static class Gpt2Graph
     /// <summary>The forward both flavours share; weights are referenced by their canonical names (initializers or inputs).</summary>
     static void Build(GraphBuilder g, ModelConfig c, bool withCache)
     {
-        long h = c.HiddenSize, n = c.NumHeads, d = c.HeadDim;
         var ft = g.FloatType;
         var inputIds = g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length");
         var attentionMask = g.Input("attention_mask", DataType.Int64, "batch_size", withCache ? "total_sequence_length" : "sequence_length");
         var positionIds = g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length");
+
+        // The decoder up to ln_f, then the tied output projection: logits = ln_f(x) wteᵀ. [B,S,V]
+        // In the inference graph wte is an initializer, so ONNX Runtime folds the Transpose once at load.
+        var final = FinalHidden(g, c, inputIds, attentionMask, positionIds, withCache);
+        var logits = g.MatMul(final, g.Transpose("transformer.wte.weight", 1, 0));
+        g.OutputAs(logits, "logits", ft, "batch_size", "sequence_length", c.VocabSize);
+    }
+
+    /// <summary>
+    /// The decoder stack up to and including ln_f: the hidden state [B,S,H] that the LM head (logits) or a
+    /// scalar head (a preference model's rewards) reads. The caller declares the token inputs and the
+    /// weights; with <paramref name="withCache"/> the past_i inputs and present_i outputs are added here.
+    /// </summary>
+    internal static string FinalHidden(GraphBuilder g, ModelConfig c, string inputIds, string attentionMask, string positionIds, bool withCache = false)
+    {
+        Require(c);
+        long h = c.HiddenSize, n = c.NumHeads, d = c.HeadDim;
+        var ft = g.FloatType;
 
         // Embeddings: token + learned position. [B,S,H]
         var x = g.Add(g.Gather("transformer.wte.weight", inputIds), g.Gather("transformer.wpe.weight", positionIds));
@@ -158,11 +175,7 @@ public static class Gpt2Graph
             x = g.Add(x, g.Add(g.MatMul(act, W("mlp.c_proj.weight")), W("mlp.c_proj.bias")));
         }
 
-        // Final norm and the tied output projection: logits = ln_f(x) wteᵀ. [B,S,V]
-        // In the inference graph wte is an initializer, so ONNX Runtime folds the Transpose once at load.
-        var final = LayerNorm(g, x, "transformer.ln_f.weight", "transformer.ln_f.bias", c.NormEps);
-        var logits = g.MatMul(final, g.Transpose("transformer.wte.weight", 1, 0));
-        g.OutputAs(logits, "logits", ft, "batch_size", "sequence_length", c.VocabSize);
+        return LayerNorm(g, x, "transformer.ln_f.weight", "transformer.ln_f.bias", c.NormEps);
     }
 
     /// <summary>

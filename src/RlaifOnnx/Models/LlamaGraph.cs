@@ -101,7 +101,7 @@ public static class LlamaGraph
     static void Build(GraphBuilder g, ModelConfig c, bool withCache)
     {
         var ft = g.FloatType;
-        int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim;
+        int kvHeads = c.NumKvHeads, d = c.HeadDim;
         var inputIds = g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length");
         var mask = g.Input("attention_mask", DataType.Int64, "batch_size", withCache ? "total_sequence_length" : "sequence_length");
         var positionIds = g.Input("position_ids", DataType.Int64, "batch_size", "sequence_length");
@@ -112,6 +112,22 @@ public static class LlamaGraph
                 g.Input(PastValueName(i), ft, "batch_size", kvHeads, "past_sequence_length", d);
             }
 
+        var final = FinalHidden(g, c, inputIds, mask, positionIds, withCache);   // [B, S, h]
+        var head = c.TieEmbeddings ? g.Transpose("model.embed_tokens.weight", 1, 0) : "lm_head.weight"; // [h, V]
+        g.Node("MatMul", [final, head], ["logits"]);                          // [B, S, V], no Identity copy
+        g.Output("logits", ft, "batch_size", "sequence_length", c.VocabSize);
+    }
+
+    /// <summary>
+    /// The decoder stack up to and including the final RMSNorm: the hidden state [B, S, h] that the LM
+    /// head (logits) or a scalar head (a preference model's rewards) reads. The caller declares the token
+    /// inputs (and, with <paramref name="withCache"/>, the past key/value inputs) and the weights.
+    /// </summary>
+    internal static string FinalHidden(GraphBuilder g, ModelConfig c, string inputIds, string mask, string positionIds, bool withCache = false)
+    {
+        RequireLlama(c);
+        var ft = g.FloatType;
+        int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim;
         var x = g.Gather("model.embed_tokens.weight", inputIds);            // [B, S, h]
         // Queries are rotated with cos and sin pre-scaled by 1/sqrt(D), which applies attention's
         // scaling for free. It also keeps a scalar Mul away from the score MatMul: ONNX Runtime fuses
@@ -163,10 +179,7 @@ public static class LlamaGraph
             x = g.Add(x, g.MatMul(g.Mul(silu, up), W("mlp.down_proj.weight")));
         }
 
-        var final = RmsNorm(g, x, "model.norm.weight", c.NormEps);
-        var head = c.TieEmbeddings ? g.Transpose("model.embed_tokens.weight", 1, 0) : "lm_head.weight"; // [h, V]
-        g.Node("MatMul", [final, head], ["logits"]);                          // [B, S, V], no Identity copy
-        g.Output("logits", ft, "batch_size", "sequence_length", c.VocabSize);
+        return RmsNorm(g, x, "model.norm.weight", c.NormEps);
     }
 
     /// <summary>RMSNorm: x / sqrt(mean(x², last axis) + eps) · weight.</summary>

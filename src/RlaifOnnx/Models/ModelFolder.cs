@@ -59,6 +59,7 @@ public static class ModelFolder
     public static WeightSet ReadWeights(string dir)
     {
         var meta = ReadMetadata(dir);
+        PreferenceModelFolder.RefuseWhereLanguageModelNeeded(dir, meta);
         var modelPath = Path.Combine(dir, ModelFile);
         var model = OnnxFile.Load(modelPath);
         var expected = WeightNames.Shapes(meta.Config);

@@ -59,26 +59,44 @@ public static class ModelWriter
         // 1. Check everything before writing anything.
         config.Validate(target);
         weights.CheckAgainst(config, target);
-        if (File.Exists(target)) throw UserError.At(target, null, null, "is a file, not a model folder");
-        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any() && !IsModelFolder(target))
-            throw UserError.At(target, null, null, "exists and is not a model folder; refusing to overwrite it");
+        CheckTarget(target);
         var graph = DecoderGraphs.Inference(config, weights);
         var genAIConfig = DecoderGraphs.GenAIConfig(config);
 
-        // 2. Write the whole folder under a temporary name beside the target.
-        var parent = Path.GetDirectoryName(target)!;
-        Directory.CreateDirectory(parent);
-        var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        Directory.CreateDirectory(temp);
-        try
+        // 2. Write the whole folder under a temporary name beside the target, then swap it in.
+        WriteFolder(target, temp =>
         {
             OnnxFile.Save(graph, Path.Combine(temp, ModelFolder.ModelFile), ModelFolder.DataFile);
             AtomicFile.WriteAllText(Path.Combine(temp, ModelFolder.GenAIConfigFile),
                 genAIConfig.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             tokenizer.WriteTo(temp);
             ModelFolder.WriteMetadata(temp, new ModelMetadata { Config = config, Role = role, Lineage = lineage.ToList() });
+        });
+    }
 
-            // 3. Swap it in: an existing model folder is moved aside first and removed only after the
+    /// <summary>Refuses a target that is a file, or a non-empty folder that is not a model folder.</summary>
+    internal static void CheckTarget(string target)
+    {
+        if (File.Exists(target)) throw UserError.At(target, null, null, "is a file, not a model folder");
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any() && !IsModelFolder(target))
+            throw UserError.At(target, null, null, "exists and is not a model folder; refusing to overwrite it");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="fill"/> on a temporary folder beside <paramref name="target"/> and renames it into
+    /// place; the temporary folder is removed if anything fails, so the target is never half-written.
+    /// </summary>
+    internal static void WriteFolder(string target, Action<string> fill)
+    {
+        var parent = Path.GetDirectoryName(target)!;
+        Directory.CreateDirectory(parent);
+        var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            fill(temp);
+
+            // Swap it in: an existing model folder is moved aside first and removed only after the
             // new one is in place.
             string? old = null;
             if (Directory.Exists(target))

@@ -7,7 +7,7 @@ public sealed record WeightTensor(long[] Shape, float[] Data)
 }
 
 /// <summary>
-/// A model's weights by canonical name (<see cref="WeightNames"/>). <see cref="CheckAgainst"/> proves a
+/// A model's weights by canonical name (<see cref="WeightNames"/>). <see cref="CheckAgainst(ModelConfig, string)"/> proves a
 /// set is complete and correctly shaped for a config before any graph is built from it.
 /// </summary>
 public sealed class WeightSet : Dictionary<string, WeightTensor>
@@ -15,9 +15,14 @@ public sealed class WeightSet : Dictionary<string, WeightTensor>
     public WeightSet() : base(StringComparer.Ordinal) { }
 
     /// <summary>Throws a <see cref="UserError"/> naming <paramref name="source"/> on a missing, extra or misshapen weight.</summary>
-    public void CheckAgainst(ModelConfig config, string source)
+    public void CheckAgainst(ModelConfig config, string source) => CheckAgainst(WeightNames.Shapes(config), source);
+
+    /// <summary>
+    /// Throws a <see cref="UserError"/> naming <paramref name="source"/> unless this set holds exactly the
+    /// <paramref name="expected"/> names with those shapes (e.g. a preference model's, which add score.weight).
+    /// </summary>
+    public void CheckAgainst(IReadOnlyDictionary<string, long[]> expected, string source)
     {
-        var expected = WeightNames.Shapes(config);
         foreach (var (name, shape) in expected)
         {
             if (!TryGetValue(name, out var w)) throw UserError.At(source, null, name, "weight is missing");
@@ -47,7 +52,7 @@ public sealed class WeightSet : Dictionary<string, WeightTensor>
     }
 
     /// <summary>Normal(0, std) values by Box–Muller, using both values of each pair.</summary>
-    static void FillGaussian(Random rng, float[] data, double std)
+    internal static void FillGaussian(Random rng, float[] data, double std)
     {
         for (var i = 0; i < data.Length; i += 2)
         {

@@ -248,11 +248,9 @@ public static class TrainLm
             completionMessages = Messages(c, file, line, "completion");
         }
         if (template is null) throw UserError.At(file, line, "messages", "the model folder's tokenizer_config.json has no chat_template to render messages with");
-        var promptText = template.Render(tokenizer, promptMessages, addGenerationPrompt: true);
-        var fullText = template.Render(tokenizer, [.. promptMessages, .. completionMessages], addGenerationPrompt: false);
-        if (!fullText.StartsWith(promptText, StringComparison.Ordinal))
-            throw UserError.At(file, line, "completion", "the chat template does not render the conversation as the prompt followed by the answer");
-        return (promptText, fullText[promptText.Length..], true);
+        var (promptText, completionText) = template.RenderPromptAndCompletion(tokenizer, promptMessages, completionMessages)
+            ?? throw UserError.At(file, line, "completion", "the chat template does not render the conversation as the prompt followed by the answer");
+        return (promptText, completionText, true);
     }
 
     static List<ChatMessage> Messages(JsonElement value, string file, int line, string field)

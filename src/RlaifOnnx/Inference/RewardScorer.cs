@@ -1,0 +1,157 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Models;
+
+namespace RlaifOnnx.Inference;
+
+/// <summary>
+/// Rewards from a preference model folder (<see cref="PreferenceModelFolder"/>): an ONNX Runtime session
+/// over its model.onnx (inputs input_ids and attention_mask [B, S], output rewards [B]) and ONNX Runtime
+/// GenAI's tokenizer of the same folder, as <see cref="OrtScorer"/> uses for language models.
+///
+/// Texts are scored in batches of <see cref="InferenceOptions.BatchSize"/>, grouped by length to keep
+/// padding small, right-padded (the graph reads each row's last real token), and returned in input order.
+/// A (conversation, response) pair is rendered by <see cref="RenderPair"/>, the one function PM training
+/// uses too. A text longer than the model's context keeps its end — the response being judged — and
+/// loses its start (<see cref="KeepEnd"/>); <see cref="TruncatedCount"/> counts them.
+/// </summary>
+public sealed class RewardScorer : IDisposable
+{
+    readonly InferenceSession session;
+    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+    readonly ChatTemplate? template;
+    readonly InferenceOptions options;
+    readonly int padId;
+    // Scoring calls may come from several threads; the tokenizer is used by one at a time.
+    readonly Lock tokenizerLock = new();
+    int truncated;
+
+    public string ModelDir { get; }
+    /// <summary>The most tokens one scored sequence may have: the model's context length.</summary>
+    public int MaxTokens { get; }
+    /// <summary>How many inputs so far were longer than <see cref="MaxTokens"/> and lost their start.</summary>
+    public int TruncatedCount => Volatile.Read(ref truncated);
+
+    public RewardScorer(string modelDir, InferenceOptions? options = null)
+    {
+        ModelDir = Path.GetFullPath(modelDir);
+        this.options = options ?? new InferenceOptions();
+        var modelPath = Path.Combine(ModelDir, ModelFolder.ModelFile);
+        var provider = this.options.Provider(modelPath);
+        var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
+        if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
+        (padId, MaxTokens) = (config.PadTokenId, config.MaxPositions);
+        template = ChatTemplate.FromFolder(ModelDir);
+
+        using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
+        if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
+        try { session = new InferenceSession(modelPath, sessionOptions); }
+        catch (OnnxRuntimeException e) { throw UserError.At(modelPath, null, null, $"ONNX Runtime cannot load it: {e.Message.Split('\n', 2)[0]}"); }
+        if (!session.OutputMetadata.ContainsKey(PreferenceModelGraphs.RewardsOutput))
+        {
+            session.Dispose();
+            throw UserError.At(modelPath, null, null, $"has no output \"{PreferenceModelGraphs.RewardsOutput}\" (not a reward graph)");
+        }
+        try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(ModelDir); }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            session.Dispose();
+            throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
+        }
+    }
+
+    /// <summary>
+    /// The text a preference model scores for <paramref name="response"/> given the conversation before it:
+    /// the conversation and the response as an assistant turn, rendered with the folder's chat template the
+    /// way language-model training renders a prompt and completion (<see cref="ChatTemplate.RenderPromptAndCompletion"/>),
+    /// prompt and completion joined. PM training and <see cref="RewardScorer"/> both call this.
+    /// </summary>
+    public static string RenderPair(ChatTemplate? template, Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer, IReadOnlyList<ChatMessage> context, string response)
+    {
+        if (template is null)
+            throw UserError.At("tokenizer_config.json", null, "chat_template", "is missing: a preference model renders conversations with the model folder's chat template");
+        var (prompt, completion) = template.RenderPromptAndCompletion(tokenizer, context, [new ChatMessage("assistant", response)])
+            ?? throw UserError.At(template.Origin, null, "chat_template", "does not render the conversation as the prompt followed by the response");
+        return prompt + completion;
+    }
+
+    /// <summary>The last <paramref name="maxTokens"/> tokens of <paramref name="ids"/> (all of them when they fit), and whether any were cut.</summary>
+    public static (int[] Ids, bool Truncated) KeepEnd(int[] ids, int maxTokens) =>
+        ids.Length <= maxTokens ? (ids, false) : (ids[^maxTokens..], true);
+
+    /// <summary><see cref="RenderPair"/> with this folder's template and tokenizer.</summary>
+    public string Render(IReadOnlyList<ChatMessage> context, string response)
+    {
+        lock (tokenizerLock) return RenderPair(template, tokenizer, context, response);
+    }
+
+    public int[] Encode(string text)
+    {
+        lock (tokenizerLock)
+        {
+            using var sequences = tokenizer.Encode(text);
+            return sequences[0].ToArray();
+        }
+    }
+
+    /// <summary>One reward per text, in input order.</summary>
+    public double[] Rewards(IReadOnlyList<string> texts, CancellationToken cancellationToken = default) =>
+        RewardsOfTokens(texts.Select(Encode).ToList(), cancellationToken);
+
+    /// <summary>One reward per (conversation, response) pair, in input order; each rendered by <see cref="RenderPair"/>.</summary>
+    public double[] Rewards(IReadOnlyList<(IReadOnlyList<ChatMessage> Context, string Response)> pairs, CancellationToken cancellationToken = default) =>
+        Rewards(pairs.Select(p => Render(p.Context, p.Response)).ToList(), cancellationToken);
+
+    /// <summary>One reward per token sequence, in input order (sequences over <see cref="MaxTokens"/> keep their end).</summary>
+    public double[] RewardsOfTokens(IReadOnlyList<int[]> sequences, CancellationToken cancellationToken = default)
+    {
+        var rows = new int[sequences.Count][];
+        for (var i = 0; i < rows.Length; i++)
+        {
+            if (sequences[i].Length == 0) throw UserError.At("reward input", null, $"[{i}]", "tokenizes to no tokens; a reward needs at least one");
+            var (ids, cut) = KeepEnd(sequences[i], MaxTokens);
+            if (cut) Interlocked.Increment(ref truncated);
+            rows[i] = ids;
+        }
+        // Shortest first so each batch pads to similar lengths; results go back to input order.
+        var order = Enumerable.Range(0, rows.Length).OrderBy(i => rows[i].Length).ToArray();
+        var rewards = new double[rows.Length];
+        for (var start = 0; start < order.Length; start += options.BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var batch = order.AsSpan(start, Math.Min(options.BatchSize, order.Length - start)).ToArray();
+            var scored = Forward(batch.Select(i => rows[i]).ToList());
+            for (var k = 0; k < batch.Length; k++) rewards[batch[k]] = scored[k];
+        }
+        return rewards;
+    }
+
+    /// <summary>One forward pass over right-padded rows: input_ids and attention_mask [B, S] → rewards [B].</summary>
+    double[] Forward(List<int[]> rows)
+    {
+        int batch = rows.Count, seq = rows.Max(r => r.Length);
+        var inputIds = new long[batch * seq];   // [B, S]
+        var mask = new long[batch * seq];       // [B, S]
+        for (var b = 0; b < batch; b++)
+            for (var t = 0; t < seq; t++)
+            {
+                var real = t < rows[b].Length;
+                inputIds[b * seq + t] = real ? rows[b][t] : padId;
+                mask[b * seq + t] = real ? 1 : 0;
+            }
+        using var ids = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]);
+        using var attention = OrtValue.CreateTensorValueFromMemory(mask, [batch, seq]);
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, ["input_ids", "attention_mask"], [ids, attention], [PreferenceModelGraphs.RewardsOutput]);
+        var rewards = outputs[0].GetTensorDataAsSpan<float>();
+        var result = new double[batch];
+        for (var b = 0; b < batch; b++) result[b] = rewards[b];
+        return result;
+    }
+
+    public void Dispose()
+    {
+        session.Dispose();
+        tokenizer.Dispose();
+    }
+}
