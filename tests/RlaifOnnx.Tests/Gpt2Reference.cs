@@ -11,12 +11,33 @@ public static class Gpt2Reference
 {
     public static double[,,] Forward(ModelConfig c, WeightSet w, long[,] ids, long[,] mask, long[,] positions)
     {
+        int batch = ids.GetLength(0), seq = ids.GetLength(1), hidden = c.HiddenSize, vocab = c.VocabSize;
+        var wte = Array.ConvertAll(w["transformer.wte.weight"].Data, v => (double)v);
+        var final = FinalHidden(c, w, ids, mask, positions);
+        var logits = new double[batch, seq, vocab];
+        for (var b = 0; b < batch; b++)
+            for (var s = 0; s < seq; s++)
+            {
+                var f = final[b][s];
+                for (var v = 0; v < vocab; v++)
+                {
+                    double dot = 0;
+                    for (var j = 0; j < hidden; j++) dot += f[j] * wte[v * hidden + j];
+                    logits[b, s, v] = dot;
+                }
+            }
+        return logits;
+    }
+
+    /// <summary>The hidden states after ln_f, [B][S][H] (what the LM head, or a preference model's scalar head, reads).</summary>
+    public static double[][][] FinalHidden(ModelConfig c, WeightSet w, long[,] ids, long[,] mask, long[,] positions)
+    {
         int batch = ids.GetLength(0), seq = ids.GetLength(1), hidden = c.HiddenSize, heads = c.NumHeads, hd = c.HeadDim;
-        int inter = c.IntermediateSize, vocab = c.VocabSize;
+        int inter = c.IntermediateSize;
         double[] W(string name) => Array.ConvertAll(w[name].Data, v => (double)v);
         var wte = W("transformer.wte.weight");
         var wpe = W("transformer.wpe.weight");
-        var logits = new double[batch, seq, vocab];
+        var final = new double[batch][][];
 
         for (var b = 0; b < batch; b++)
         {
@@ -71,18 +92,9 @@ public static class Gpt2Reference
                 }
             }
 
-            for (var s = 0; s < seq; s++)
-            {
-                var f = LayerNorm(x[s], W("transformer.ln_f.weight"), W("transformer.ln_f.bias"), c.NormEps);
-                for (var v = 0; v < vocab; v++)
-                {
-                    double dot = 0;
-                    for (var j = 0; j < hidden; j++) dot += f[j] * wte[v * hidden + j];
-                    logits[b, s, v] = dot;
-                }
-            }
+            final[b] = x.Select(r => LayerNorm(r, W("transformer.ln_f.weight"), W("transformer.ln_f.bias"), c.NormEps)).ToArray();
         }
-        return logits;
+        return final;
     }
 
     /// <summary>y = x W + b with W stored [in, out].</summary>

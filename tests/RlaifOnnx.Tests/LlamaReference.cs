@@ -17,9 +17,40 @@ public static class LlamaReference
     public static double[][][] Forward(ModelConfig c, WeightSet weights, long[][] inputIds, long[][] attentionMask, long[][] positionIds)
     {
         var w = weights.ToDictionary(kv => kv.Key, kv => Array.ConvertAll(kv.Value.Data, v => (double)v));
-        int batch = inputIds.Length, h = c.HiddenSize, d = c.HeadDim, heads = c.NumHeads, kvHeads = c.NumKvHeads;
-        int group = heads / kvHeads, inter = c.IntermediateSize, vocab = c.VocabSize;
+        int batch = inputIds.Length, h = c.HiddenSize, vocab = c.VocabSize;
+        var hidden = FinalHidden(c, weights, inputIds, attentionMask, positionIds);
         var logits = new double[batch][][];
+        for (var b = 0; b < batch; b++)
+        {
+            var seq = inputIds[b].Length;
+            logits[b] = new double[seq][];
+            for (var s = 0; s < seq; s++)
+            {
+                var n = hidden[b][s];
+                if (c.TieEmbeddings)
+                {
+                    // logits[t] = embedding row t · n.
+                    logits[b][s] = new double[vocab];
+                    for (var t = 0; t < vocab; t++)
+                    {
+                        double dot = 0;
+                        for (var e = 0; e < h; e++) dot += w["model.embed_tokens.weight"][t * h + e] * n[e];
+                        logits[b][s][t] = dot;
+                    }
+                }
+                else logits[b][s] = Linear(n, w["lm_head.weight"], vocab, null);
+            }
+        }
+        return logits;
+    }
+
+    /// <summary>The final-normed hidden states [B][S][h] (what the LM head, or a preference model's scalar head, reads).</summary>
+    public static double[][][] FinalHidden(ModelConfig c, WeightSet weights, long[][] inputIds, long[][] attentionMask, long[][] positionIds)
+    {
+        var w = weights.ToDictionary(kv => kv.Key, kv => Array.ConvertAll(kv.Value.Data, v => (double)v));
+        int batch = inputIds.Length, h = c.HiddenSize, d = c.HeadDim, heads = c.NumHeads, kvHeads = c.NumKvHeads;
+        int group = heads / kvHeads, inter = c.IntermediateSize;
+        var hidden = new double[batch][][];
         for (var b = 0; b < batch; b++)
         {
             var seq = inputIds[b].Length;
@@ -77,25 +108,10 @@ public static class LlamaReference
                 }
             }
 
-            logits[b] = new double[seq][];
-            for (var s = 0; s < seq; s++)
-            {
-                var n = RmsNorm(x[s], w["model.norm.weight"], c.NormEps);
-                if (c.TieEmbeddings)
-                {
-                    // logits[t] = embedding row t · n.
-                    logits[b][s] = new double[vocab];
-                    for (var t = 0; t < vocab; t++)
-                    {
-                        double dot = 0;
-                        for (var e = 0; e < h; e++) dot += w["model.embed_tokens.weight"][t * h + e] * n[e];
-                        logits[b][s][t] = dot;
-                    }
-                }
-                else logits[b][s] = Linear(n, w["lm_head.weight"], vocab, null);
-            }
+            hidden[b] = new double[seq][];
+            for (var s = 0; s < seq; s++) hidden[b][s] = RmsNorm(x[s], w["model.norm.weight"], c.NormEps);
         }
-        return logits;
+        return hidden;
     }
 
     /// <summary>y = x · W (+ bias), W in MatMul layout [in, out] row-major.</summary>
