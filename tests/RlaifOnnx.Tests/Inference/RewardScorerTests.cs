@@ -128,6 +128,12 @@ public sealed class RewardScorerTests
         var lm = tmp.File("lm");
         ModelWriter.Write(lm, Config, TinyLlama.Weights(Config, 4), Tokenizer.Value, "base", Lineage);
 
+        // `model inspect` counts the PM's own weights: the LM's minus lm_head.weight plus score.weight.
+        var pmParameters = Config.ParameterCount - Config.HiddenSize * Config.VocabSize + Config.HiddenSize;
+        var description = ModelInspector.Describe(pm);
+        Assert.Contains("preference", description);
+        Assert.Contains(pmParameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) + " (", description);
+
         Assert.False(PreferenceModelFolder.IsPreferenceModel(lm));
         Assert.False(PreferenceModelFolder.IsPreferenceModel(tmp.File("missing")));
         var e = Assert.Throws<UserError>(() => new RewardScorer(lm));
