@@ -288,10 +288,10 @@ public static partial class StackExchange
             IgnoreWhitespace = true,
             IgnoreProcessingInstructions = true,
         };
+        using var reader = XmlReader.Create(path, settings);
+        var lines = (IXmlLineInfo)reader;
         try
         {
-            using var reader = XmlReader.Create(path, settings);
-            var lines = (IXmlLineInfo)reader;
             reader.MoveToContent();
             if (reader.NodeType != XmlNodeType.Element || reader.Name != "posts")
                 throw UserError.At(path, lines.LineNumber, null, $"expected <posts> as the root element, got <{reader.Name}>; is this a Posts.xml?");
@@ -331,7 +331,11 @@ public static partial class StackExchange
         }
         catch (XmlException e)
         {
-            throw UserError.At(path, e.LineNumber > 0 ? e.LineNumber : null, null, $"malformed XML (column {e.LinePosition}): {XmlReason(e.Message)}");
+            // A refused DTD comes without a position; name its line and say why it is refused.
+            if (e.LineNumber == 0 && DoctypeLine(path) is { } doctype)
+                throw UserError.At(path, doctype, null, "malformed XML: a DTD (<!DOCTYPE …>) is not allowed; Stack Exchange dumps have none, and entity expansion stays off");
+            var (line, column) = e.LineNumber > 0 ? (e.LineNumber, e.LinePosition) : (lines.LineNumber, lines.LinePosition);
+            throw UserError.At(path, line > 0 ? line : null, null, $"malformed XML{(column > 0 ? $" (column {column})" : "")}: {XmlReason(e.Message)}");
         }
 
         var unknownParent = answersByParent.Where(kv => !questionIds.Contains(kv.Key)).Sum(kv => kv.Value.Count);
@@ -342,6 +346,18 @@ public static partial class StackExchange
                 .Select(a => new StackExchangeAnswer(a.Id, a.Score, a.Id == q.AcceptedAnswerId, HtmlToText(a.Body)))
                 .ToList())).ToList();
         return new StackExchangeDump(site, read, unknownParent, otherPosts);
+    }
+
+    /// <summary>The line of a "&lt;!DOCTYPE" in the file's prolog (its first lines), if any.</summary>
+    static int? DoctypeLine(string path)
+    {
+        var number = 0;
+        foreach (var line in File.ReadLines(path).Take(100))
+        {
+            number++;
+            if (line.Contains("<!DOCTYPE", StringComparison.OrdinalIgnoreCase)) return number;
+        }
+        return null;
     }
 
     static UserError Missing(string path, int line, string attribute) => UserError.At(path, line, attribute, "is missing from the row");
@@ -397,9 +413,9 @@ public static partial class StackExchange
             {
                 case "br": pendingBreaks = Math.Min(2, pendingBreaks + 1); pendingSpace = false; break;
                 case "ul" or "ol":
-                    Break(lists.Count > 0 ? 1 : 2);
+                    if (closing) lists.TryPop(out _);
+                    Break(lists.Count > 0 ? 1 : 2); // a list inside a list item starts on the next line
                     if (!closing) lists.Push(name == "ol" ? 1 : 0);
-                    else if (lists.Count > 0) lists.Pop();
                     break;
                 case "li":
                     Break(1);
