@@ -105,6 +105,10 @@ public class StackExchangeDumpTests
             Assert.Equal(a > b ? 1.0 : 0.0, c.PA);
         }
         Assert.InRange(all.Average(c => c.PA), 0.4, 0.6);
+
+        // Shuffled: one question's pairs do not follow each other.
+        var sameQuestionInARow = train.Zip(train.Skip(1)).Count(p => p.First.Messages[0].Content == p.Second.Messages[0].Content);
+        Assert.True(sameQuestionInARow < train.Count / 20, $"{sameQuestionInARow} of {train.Count} rows follow a row of the same question");
     }
 
     [Fact]

@@ -38,7 +38,8 @@ public sealed record AnswerPair(StackExchangeAnswer Preferred, StackExchangeAnsw
 /// processing prohibited; never a whole-file DOM), turns each question and its answers into plain text,
 /// scores every answer (<see cref="PmpScore"/>), pairs answers with different scores and writes
 /// <see cref="MixedComparison"/> rows (source "stackexchange", p_a 1 or 0) — the preference-model
-/// training format — split by question into pmp_train.jsonl and pmp_eval.jsonl, plus stats.json.
+/// training format — split by question into pmp_train.jsonl and pmp_eval.jsonl (each shuffled with the
+/// seed), plus stats.json.
 /// Run: <c>rlaif pmp-data --config configs/stages/pmp-data.yaml</c>.
 /// </summary>
 public static partial class StackExchange
@@ -221,7 +222,13 @@ public static partial class StackExchange
             else { train.AddRange(comparisons); questionsTrain++; }
         }
 
-        // 3. write: each file atomically, stats.json last
+        // 3. shuffle (a trainer reading in order should not meet one question's pairs in a row), then
+        //    write each file atomically, stats.json last
+        var shuffle = StableRandom.For(config.Seed, Source, "shuffle");
+        var trainRows = train.ToArray();
+        var evalRows = eval.ToArray();
+        shuffle.Shuffle(trainRows);
+        shuffle.Shuffle(evalRows);
         var stats = new Stats(
             QuestionsRead: questions.Count,
             AnswersRead: questions.Sum(q => q.Answers.Count),
@@ -235,8 +242,8 @@ public static partial class StackExchange
             QuestionsTrain: questionsTrain,
             QuestionsEval: questionsEval,
             ScoreHistogram: histogram);
-        Jsonl.Write(Path.Combine(config.OutputDir, TrainFile), train);
-        Jsonl.Write(Path.Combine(config.OutputDir, EvalFile), eval);
+        Jsonl.Write(Path.Combine(config.OutputDir, TrainFile), trainRows);
+        Jsonl.Write(Path.Combine(config.OutputDir, EvalFile), evalRows);
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, StatsFile), JsonSerializer.Serialize(stats, StatsJson) + "\n");
         return stats;
     }
