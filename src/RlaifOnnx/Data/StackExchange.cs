@@ -283,6 +283,7 @@ public static partial class StackExchange
 
         var questions = new List<(int Id, string Title, string Body, int? AcceptedAnswerId)>();
         var questionIds = new HashSet<int>();
+        var keptIds = new HashSet<int>();
         var answersByParent = new Dictionary<int, List<(int Id, int Score, string Body)>>();
         var lineOfId = new Dictionary<int, int>();
         var otherPosts = 0;
@@ -318,6 +319,7 @@ public static partial class StackExchange
                     case 1:
                         questionIds.Add(id);
                         if (questions.Count >= limit) break; // counted as a question, so its answers are not strays
+                        keptIds.Add(id);
                         questions.Add((id,
                             reader.GetAttribute("Title") ?? throw Missing(path, line, "Title"),
                             reader.GetAttribute("Body") ?? throw Missing(path, line, "Body"),
@@ -327,6 +329,7 @@ public static partial class StackExchange
                         var parent = IntAttribute(reader, "ParentId", path, line) ?? throw Missing(path, line, "ParentId");
                         var score = IntAttribute(reader, "Score", path, line) ?? throw Missing(path, line, "Score");
                         var body = reader.GetAttribute("Body") ?? throw Missing(path, line, "Body");
+                        if (questionIds.Contains(parent) && !keptIds.Contains(parent)) break; // past the limit: not kept
                         if (!answersByParent.TryGetValue(parent, out var list)) answersByParent[parent] = list = [];
                         list.Add((id, score, body));
                         break;
