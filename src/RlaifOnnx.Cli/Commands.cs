@@ -13,6 +13,7 @@ public static class Commands
         root.Subcommands.Add(ServeCommand.Create());
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainLmCommand.Build());
+        root.Subcommands.Add(PmCommand.Create());
         return root;
     }
 }
