@@ -49,8 +49,10 @@ public static class TrainPreferenceModel
         [ConfigPath] public required string Model { get; init; }
         /// <summary>Training comparisons, JSONL rows of id, source, messages, response_a, response_b, p_a (pm_mix.jsonl, pmp_train.jsonl).</summary>
         [ConfigPath] public required string Train { get; init; }
-        /// <summary>Held-out comparisons in the same format (null: no evaluation).</summary>
+        /// <summary>Held-out comparisons in the same format (null: eval_fraction of train, or no evaluation).</summary>
         [ConfigPath] public string? Eval { get; init; }
+        /// <summary>Without an eval file: the share of train's comparisons held out for evaluation (drawn by id with the seed).</summary>
+        public double EvalFraction { get; init; }
         /// <summary>Folder for metrics.jsonl, checkpoints/, model/ and eval.json.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
@@ -98,6 +100,8 @@ public static class TrainPreferenceModel
             if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
             if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
+            if (EvalFraction is < 0 or >= 1) yield return new("eval_fraction", $"must be in [0, 1), got {EvalFraction}");
+            if (Eval is not null && EvalFraction > 0) yield return new("eval_fraction", "give either eval (a file) or eval_fraction, not both");
         }
     }
 
@@ -118,8 +122,16 @@ public static class TrainPreferenceModel
 
         // 1. The comparisons, checked and tokenised before anything is trained.
         var train = ReadComparisons(config.Train);
-        if (config.Limit is { } limit) train = train.Take(limit).ToList();
         var eval = config.Eval is null ? null : ReadComparisons(config.Eval);
+        if (config.EvalFraction > 0)
+        {
+            // Held out by id, so the split does not depend on the file's order and a rerun draws the same one.
+            var heldOut = train.Where(c => StableRandom.For(config.Seed, c.Id, "pm eval").NextDouble() < config.EvalFraction).ToHashSet();
+            (train, eval) = (train.Where(c => !heldOut.Contains(c)).ToList(), heldOut.ToList());
+            if (train.Count == 0 || eval.Count == 0)
+                throw UserError.At(source, null, "eval_fraction", $"{config.EvalFraction} leaves {train.Count} comparisons to train on and {eval.Count} to evaluate; change it or give an eval file");
+        }
+        if (config.Limit is { } limit) train = train.Take(limit).ToList();
         using var renderer = new PairRenderer(config.Model);
         var (pairs, truncated) = Tokenise(train, renderer, config.MaxLength);
         log($"{pairs.Count} comparisons, {pairs.Sum(p => p.A.Length + p.B.Length):N0} tokens, {truncated} rows cut to {config.MaxLength} tokens");
@@ -328,6 +340,6 @@ public static class TrainPreferenceModel
         ["model"] = Path.GetFullPath(c.Model), ["train"] = Path.GetFullPath(c.Train), ["steps"] = c.Steps, ["learning_rate"] = c.LearningRate,
         ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["max_length"] = c.MaxLength, ["lora_rank"] = c.LoraRank,
         ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["warmup"] = c.Warmup, ["schedule"] = c.Schedule,
-        ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm, ["seed"] = c.Seed, ["limit"] = c.Limit,
+        ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm, ["seed"] = c.Seed, ["limit"] = c.Limit, ["eval_fraction"] = c.EvalFraction,
     };
 }
