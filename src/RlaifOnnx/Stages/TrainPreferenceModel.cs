@@ -138,8 +138,9 @@ public static class TrainPreferenceModel
 
         // 2. Weights: a language model gets a fresh head, a preference model keeps its own.
         var startsFromLm = !PreferenceModelFolder.IsPreferenceModel(config.Model);
-        var weights = startsFromLm ? ModelFolder.ReadWeights(config.Model) : PreferenceModelFolder.ReadWeights(config.Model);
-        if (startsFromLm) weights[PreferenceModelGraphs.HeadWeight] = PreferenceModelGraphs.InitialHead(model, config.Seed);
+        var weights = startsFromLm
+            ? PreferenceModelGraphs.FromLanguageModel(model, ModelFolder.ReadWeights(config.Model), config.Seed)
+            : PreferenceModelFolder.ReadWeights(config.Model);
 
         // 3. The training graph: rewards of the interleaved rows, the soft-label loss of each (a, b) pair.
         LoraOptions? lora = config.LoraRank > 0
@@ -298,11 +299,18 @@ public static class TrainPreferenceModel
         return (pairs, truncated);
     }
 
-    /// <summary>The exported model's figures on held-out comparisons, scored by <see cref="RewardScorer"/> as a server would.</summary>
+    /// <summary>The exported model's figures on held-out comparisons, scored by <see cref="RewardScorer"/> as a server would (rows cut as in training).</summary>
     public static EvalReport Evaluate(string modelDir, IReadOnlyList<MixedComparison> comparisons, int maxLength, int bins, CancellationToken cancellationToken = default)
     {
-        using var scorer = new RewardScorer(modelDir, new InferenceOptions { MaxLength = maxLength });
-        var rewards = scorer.Rewards(comparisons.SelectMany(c => new[] { (c.Messages, c.ResponseA), (c.Messages, c.ResponseB) }).ToList(), cancellationToken);
+        using var scorer = new RewardScorer(modelDir);
+        var truncated = 0;
+        var rows = comparisons.SelectMany(c => new[] { c.ResponseA, c.ResponseB }.Select(answer =>
+        {
+            var (ids, cut) = RewardScorer.KeepEnd(scorer.Encode(scorer.Render(c.Messages, answer)), maxLength);
+            if (cut) truncated++;
+            return ids;
+        })).ToList();
+        var rewards = scorer.RewardsOfTokens(rows, cancellationToken);
         PreferenceEvaluation Of(IEnumerable<int> indices)
         {
             var list = indices.ToList();
@@ -310,7 +318,35 @@ public static class TrainPreferenceModel
         }
         var all = Enumerable.Range(0, comparisons.Count);
         var perSource = all.GroupBy(i => comparisons[i].Source).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => Of(g));
-        return new EvalReport(Of(all), perSource, scorer.Truncated);
+        return new EvalReport(Of(all), perSource, truncated);
+    }
+
+    /// <summary>
+    /// A model folder's tokenizer and chat template, rendering (conversation, answer) rows exactly as
+    /// <see cref="RewardScorer"/> does, so the trained model scores what it was trained on.
+    /// </summary>
+    sealed class PairRenderer : IDisposable
+    {
+        readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+        readonly ChatTemplate? template;
+
+        public PairRenderer(string modelDir)
+        {
+            template = ChatTemplate.FromFolder(modelDir);
+            try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(modelDir); }
+            catch (Microsoft.ML.OnnxRuntimeGenAI.OnnxRuntimeGenAIException e)
+            {
+                throw UserError.At(modelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
+            }
+        }
+
+        public int[] Encode(IReadOnlyList<ChatMessage> context, string answer)
+        {
+            using var sequences = tokenizer.Encode(RewardScorer.RenderPair(template, tokenizer, context, answer));
+            return sequences[0].ToArray();
+        }
+
+        public void Dispose() => tokenizer.Dispose();
     }
 
     static readonly JsonSerializerOptions ReportJson = new(Jsonl.JsonlOptions)
