@@ -206,8 +206,7 @@ public static class TrainPreferenceModel
         }
 
         // 6. Export the preference-model folder: the decoder's weights (LoRA merged) and the head.
-        var exported = Export.Weights(model, frozen, trainer, adapters, lora?.Scale ?? 0);
-        exported[PreferenceModelGraphs.HeadWeight] = trainer.TrainableWeights()[PreferenceModelGraphs.HeadWeight];
+        var exported = Export.Weights(model, frozen, trainer, adapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(model));
         var target = Path.Combine(config.OutputDir, ModelSubdir);
         PreferenceModelFolder.Write(target, model, exported, config.Model,
             [.. meta.Lineage, new LineageEntry(startsFromLm ? "pm (new head)" : "pm", Path.GetFullPath(config.Model), DateTimeOffset.UtcNow)]);
