@@ -14,6 +14,7 @@ public static class Commands
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainLmCommand.Build());
         root.Subcommands.Add(PmpDataCommand.Create());
+        root.Subcommands.Add(PmCommand.Create());
         return root;
     }
 }
