@@ -32,11 +32,11 @@ public class PreferenceMathTests
     public void EvaluateCountsAccuracyOnDecidedLabelsOnly()
     {
         // a better by the label and the model; b better by the label, model disagrees; a tie of rewards; an undecided label.
-        double[] rA = [2, 1, 0.5, 3], rB = [1, 2, 0.5, 0], pA = [1, 0.1, 0.9, 0.5];
+        double[] rA = [2, 2, 0.5, 3], rB = [1, 1, 0.5, 0], pA = [1, 0.1, 0.9, 0.5];
         var e = PreferenceMath.Evaluate(rA, rB, pA, bins: 2);
         Assert.Equal(4, e.Comparisons);
         Assert.Equal((1 + 0 + 0.5) / 3, e.Accuracy, 15);                                       // the 0.5 label is left out
-        var expectedLoss = (PreferenceMath.SoftLabelLoss(2, 1, 1) + PreferenceMath.SoftLabelLoss(1, 2, 0.1)
+        var expectedLoss = (PreferenceMath.SoftLabelLoss(2, 1, 1) + PreferenceMath.SoftLabelLoss(2, 1, 0.1)
             + PreferenceMath.SoftLabelLoss(0.5, 0.5, 0.9) + PreferenceMath.SoftLabelLoss(3, 0, 0.5)) / 4;
         Assert.Equal(expectedLoss, e.Loss, 14);
         Assert.Equal((1 + 1 + 0 + 3) / 4.0, e.MeanAbsMargin, 15);

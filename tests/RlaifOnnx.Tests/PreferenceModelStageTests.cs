@@ -13,6 +13,8 @@ namespace RlaifOnnx.Tests;
 /// </summary>
 public class PreferenceModelStageTests
 {
+    static CancellationToken Ct => TestContext.Current.CancellationToken;
+
     /// <summary>
     /// Comparisons whose better answer is the polite one. Which answer is a, and whether the label is hard
     /// or soft, varies, so neither position nor a constant reward can score well.
@@ -59,9 +61,9 @@ public class PreferenceModelStageTests
         using var temp = new TempDir();
         var (model, train, eval) = Inputs(temp);
         var output = temp.File("pm");
-        var before = TrainPreferenceModel.Evaluate(ExportUntrained(model, temp.File("untrained")), TrainPreferenceModel.ReadComparisons(eval), 64, 10);
+        var before = TrainPreferenceModel.Evaluate(ExportUntrained(model, temp.File("untrained")), TrainPreferenceModel.ReadComparisons(eval), 64, 10, Ct);
 
-        var exported = TrainPreferenceModel.Run(Config(model, train, eval, output));
+        var exported = TrainPreferenceModel.Run(Config(model, train, eval, output), null, Ct);
 
         Assert.True(PreferenceModelFolder.IsPreferenceModel(exported));
         var metrics = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
@@ -77,7 +79,7 @@ public class PreferenceModelStageTests
         // The served model's rewards give the training graph's loss on the same comparisons.
         var comparisons = TrainPreferenceModel.ReadComparisons(eval);
         using var scorer = new RewardScorer(exported);
-        var rewards = scorer.Rewards(comparisons.SelectMany(c => new[] { (c.Messages, c.ResponseA), (c.Messages, c.ResponseB) }).ToList());
+        var rewards = scorer.Rewards(comparisons.SelectMany(c => new[] { (c.Messages, c.ResponseA), (c.Messages, c.ResponseB) }).ToList(), Ct);
         var lossFromScorer = comparisons.Select((c, i) => PreferenceMath.SoftLabelLoss(rewards[2 * i], rewards[2 * i + 1], c.PA)).Average();
         Assert.Equal(report.Overall.Loss, lossFromScorer, 12);
     }
@@ -85,10 +87,8 @@ public class PreferenceModelStageTests
     /// <summary>The base model with the initial head, exported as a preference model: the "before training" reference.</summary>
     static string ExportUntrained(string model, string dir)
     {
-        var weights = ModelFolder.ReadWeights(model);
         var config = ModelFolder.ReadMetadata(model).Config;
-        weights[PreferenceModelGraphs.HeadWeight] = PreferenceModelGraphs.InitialHead(config, 5);
-        PreferenceModelFolder.Write(dir, config, weights, model, []);
+        PreferenceModelFolder.Write(dir, config, PreferenceModelGraphs.FromLanguageModel(config, ModelFolder.ReadWeights(model), 5), model, []);
         return dir;
     }
 
@@ -99,21 +99,21 @@ public class PreferenceModelStageTests
         var (model, train, _) = Inputs(temp);
         var output = temp.File("pm");
         var config = Config(model, train, null, output) with { Steps = 20 };
-        var exported = TrainPreferenceModel.Run(config);
+        var exported = TrainPreferenceModel.Run(config, null, Ct);
         var exportedBytes = File.ReadAllBytes(Path.Combine(exported, ModelFolder.DataFile));
 
         // A crash after step 10: the step-20 checkpoint and the export never happened.
         Directory.Delete(Path.Combine(output, "checkpoints", "step-00000020"), recursive: true);
         Directory.Delete(exported, recursive: true);
         var log = new List<string>();
-        TrainPreferenceModel.Run(config, log.Add);
+        TrainPreferenceModel.Run(config, log.Add, Ct);
         Assert.Contains(log, l => l.StartsWith("resuming from", StringComparison.Ordinal));
         var all = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
         Assert.Equal(30, all.Count);
         for (var i = 10; i < 20; i++) Assert.Equal(all[i].Values["loss"], all[i + 10].Values["loss"]);
         Assert.Equal(exportedBytes, File.ReadAllBytes(Path.Combine(exported, ModelFolder.DataFile)));
 
-        var e = Assert.Throws<UserError>(() => TrainPreferenceModel.Run(config with { Seed = 6 }));
+        var e = Assert.Throws<UserError>(() => TrainPreferenceModel.Run(config with { Seed = 6 }, null, Ct));
         Assert.Contains("settings", e.Message);
     }
 
@@ -122,10 +122,10 @@ public class PreferenceModelStageTests
     {
         using var temp = new TempDir();
         var (model, train, eval) = Inputs(temp);
-        var pretrained = TrainPreferenceModel.Run(Config(model, train, null, temp.File("pmp")) with { Steps = 30 });
+        var pretrained = TrainPreferenceModel.Run(Config(model, train, null, temp.File("pmp")) with { Steps = 30 }, null, Ct);
         var pmpFirstLoss = MetricsLog.Read(Path.Combine(temp.File("pmp"), "metrics.jsonl"))[0].Values["loss"];
 
-        var finetuned = TrainPreferenceModel.Run(Config(pretrained, eval, null, temp.File("finetune")) with { Steps = 5, LoraRank = 2, LearningRate = 1e-3 });
+        var finetuned = TrainPreferenceModel.Run(Config(pretrained, eval, null, temp.File("finetune")) with { Steps = 5, LoraRank = 2, LearningRate = 1e-3 }, null, Ct);
 
         // It started from the learned head (a fresh head would start near log 2), and LoRA merged into the export.
         var firstLoss = MetricsLog.Read(Path.Combine(temp.File("finetune"), "metrics.jsonl"))[0].Values["loss"];
@@ -145,10 +145,10 @@ public class PreferenceModelStageTests
         using var temp = new TempDir();
         var (model, train, _) = Inputs(temp);
         var config = Config(model, train, null, temp.File("pm")) with { Steps = 2, EvalFraction = 0.25 };
-        TrainPreferenceModel.Run(config);
+        TrainPreferenceModel.Run(config, null, Ct);
         var held = TrainPreferenceModel.ReadEvaluation(temp.File("pm")).Overall.Comparisons;
         Assert.InRange(held, 4, 24);   // about 12 of 48
-        Assert.Throws<UserError>(() => TrainPreferenceModel.Run(config with { Eval = train, OutputDir = temp.File("both") }));
+        Assert.Throws<UserError>(() => TrainPreferenceModel.Run(config with { Eval = train, OutputDir = temp.File("both") }, null, Ct));
     }
 
     [Theory]
@@ -162,7 +162,7 @@ public class PreferenceModelStageTests
         var (model, train, _) = Inputs(temp);
         File.AppendAllText(train, badLine + "\n");
         var output = temp.File("pm");
-        var e = Assert.Throws<UserError>(() => TrainPreferenceModel.Run(Config(model, train, null, output)));
+        var e = Assert.Throws<UserError>(() => TrainPreferenceModel.Run(Config(model, train, null, output), null, Ct));
         Assert.Contains($"{train}:49", e.Message);
         if (field is not null) Assert.Contains(field, e.Message);
         Assert.False(Directory.Exists(Path.Combine(output, "model")));

@@ -6,6 +6,7 @@ using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
+using Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Stages;
@@ -226,7 +227,7 @@ public static class TrainPreferenceModel
     /// rows) and r_b (odd rows), the soft-label loss against input p_a [2n] (read at even rows; odd rows
     /// repeat it so every batch input has 2n rows and micro-batches slice evenly), and the batch accuracy.
     /// </summary>
-    public static Onnx.ModelProto Graph(ModelConfig model)
+    public static ModelProto Graph(ModelConfig model)
     {
         var g = Losses.Extend(PreferenceModelGraphs.Training(model, DataType.Float));
         var labels = g.Input(PairLabelInput, DataType.Float, "batch_size");
@@ -332,11 +333,7 @@ public static class TrainPreferenceModel
         public PairRenderer(string modelDir)
         {
             template = ChatTemplate.FromFolder(modelDir);
-            try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(modelDir); }
-            catch (Microsoft.ML.OnnxRuntimeGenAI.OnnxRuntimeGenAIException e)
-            {
-                throw UserError.At(modelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
-            }
+            tokenizer = RewardScorer.OpenTokenizer(modelDir);
         }
 
         public int[] Encode(IReadOnlyList<ChatMessage> context, string answer)
