@@ -85,7 +85,8 @@ public static class PreferenceMix
         return path;
     }
 
-    static IEnumerable<T> Draw<T>(List<T> items, int n, Random rng)
+    /// <summary>n items drawn without repetition (a seeded shuffle, then the first n); the SFT stage draws its mix the same way.</summary>
+    internal static IEnumerable<T> Draw<T>(List<T> items, int n, Random rng)
     {
         var copy = items.ToArray();
         rng.Shuffle(copy);
