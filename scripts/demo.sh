@@ -20,9 +20,8 @@ ln -s ../00_pretrain/model runs/demo/models/base
 step "01 revise: answer red-team prompts, then critique and revise under sampled principles (4 rounds)"
 rlaif revise --config configs/demo/01_revise.yaml
 
-step "02 sft: fine-tune the base model on the final revisions (SL-CAI)"
-rlaif train-lm --model runs/demo/models/base --data runs/demo/01_revise/sft_prompt_completion.jsonl \
-  --out runs/demo/02_sft --steps 30 --lr 2e-3 --batch-size 8 --seq-len 256 --warmup 3 --seed 1
+step "02 sft: fine-tune the base model on the final revisions mixed with its answers to helpfulness prompts (SL-CAI)"
+rlaif sft --config configs/demo/02_sft.yaml
 
 step "03 label: the SL-CAI model answers each prompt twice; the feedback model labels (A)/(B) under M principles"
 rlaif label --config configs/demo/03_label.yaml
@@ -49,7 +48,7 @@ fi
 rlaif pm --config configs/demo/05_pm.yaml --model "$pm_start"
 
 step "generate: the SL-CAI model on held-out red-team prompts"
-rlaif generate --model runs/demo/02_sft/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
+rlaif generate --model runs/demo/02_sft/train/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
   --max-new-tokens 24 --temperature 0
 head -n 3 runs/demo/eval_generations.jsonl
 

@@ -253,6 +253,23 @@ public class SftStageTests
         Assert.StartsWith($"{data}:2: completion: ", e.Message);
     }
 
+    static string Repo([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", ".."));
+
+    [Fact]
+    public void ShippedSftConfigsParse()
+    {
+        var stage = StageConfig.Load<Sft.Config>(Path.Combine(Repo(), "configs", "stages", "sft.yaml"));
+        Assert.Equal(0.5, stage.HelpfulnessFraction);
+        Assert.Equal("builtin:helpful-train", stage.HelpfulnessPrompts);
+        Assert.NotEmpty(PromptSources.ReadPrompts(stage.HelpfulnessPrompts!));
+        var demo = StageConfig.Load<Sft.Config>(Path.Combine(Repo(), "configs", "demo", "02_sft.yaml"));
+        Assert.Equal(Path.Combine(Repo(), "runs", "demo", "01_revise", Revise.SftMessagesFile), demo.Revisions);
+        // the label stage samples from the model this stage exports
+        var label = StageConfig.Load<Label.Config>(Path.Combine(Repo(), "configs", "demo", "03_label.yaml"));
+        Assert.Equal(Path.Combine(demo.OutputDir, Sft.TrainSubdir, "model"), label.PolicyModel);
+    }
+
     [Fact]
     public void CliListsTheKeysAndRefusesAnUnknownOneWithExitCode2()
     {
