@@ -163,4 +163,29 @@ public sealed class ValueModelGraphTests
         TestContext.Current.TestOutputHelper?.WriteLine($"{variant}: max relative gradient error {error:E2}");
         Assert.True(error < 1e-5, $"max relative error {error:E2}");
     }
+    [Fact]
+    public void Trainer_steps_on_the_float32_value_graph_lower_the_value_loss()
+    {
+        var c = PreferenceModelGraphTests.Config("gqa-untied");
+        var w = PreferenceModelGraphTests.Weights(c);
+        var v = MakeValueBatch(c, w, seed: 4);
+        var (ids, attention, seq) = PreferenceModelGraphTests.Padded(c, v.Rows);
+        var batch = new TrainingBatch
+        {
+            ["input_ids"] = BatchTensor.Of(ids, v.Rows.Length, seq),
+            ["attention_mask"] = BatchTensor.Of(attention, v.Rows.Length, seq),
+            [Ppo.OldValuesInput] = BatchTensor.Of(Array.ConvertAll(v.OldValues, x => (float)x), v.Rows.Length, seq - 1),
+            [Ppo.ReturnsInput] = BatchTensor.Of(Array.ConvertAll(v.Returns, x => (float)x), v.Rows.Length, seq - 1),
+            [Ppo.ResponseMaskInput] = BatchTensor.Of(v.ResponseMask, v.Rows.Length, seq - 1),
+        };
+        using var trainer = new Trainer(Ppo.ValueGraph(c), Ppo.LossOutput, w, new Dictionary<string, WeightTensor>(),
+            Ppo.ValueOptions(new TrainerOptions { LearningRate = 3e-3 }));
+        var first = trainer.Step(batch, TestContext.Current.CancellationToken);
+        var last = first;
+        for (var step = 1; step < 10; step++) last = trainer.Step(batch, TestContext.Current.CancellationToken);
+        var after = trainer.Evaluate(batch, TestContext.Current.CancellationToken);
+        TestContext.Current.TestOutputHelper?.WriteLine($"value loss {first.Loss:F4} → {after:F4} after 10 steps; clip fraction {first.Metrics[Ppo.ValueClipFractionOutput]:F3} → {last.Metrics[Ppo.ValueClipFractionOutput]:F3}");
+        Assert.True(after < 0.8 * first.Loss, $"value loss {first.Loss:F4} → {after:F4}");
+        Assert.True(double.IsFinite(last.Metrics[Ppo.ValueClipFractionOutput]));
+    }
 }

@@ -18,6 +18,10 @@ namespace RlaifOnnx.Training;
 /// - response_mask[t] = 1 when ids[t+1] is a response token the loss counts (0 on the prompt, on padding
 ///   and at t = T−1's missing successor), and old_logprobs, advantages, old_values and returns at t belong
 ///   to that same token. The rollout's [B, T−1] arrays (from <see cref="PpoMath"/>) go in as they are.
+/// Masked positions are ignored, but must stay finite: fill old_logprobs with 0 there (the ratio is then
+/// ≤ 1), as TRL fills them with its INVALID_LOGPROB of 1.
+/// With LoRA, Lora.Apply(DecoderGraphs.Training(config, Float), lora).Adapters lists the adapters the
+/// policy graph declares (same names), for <see cref="Lora.InitialWeights"/> and <see cref="Lora.Merge"/>.
 /// </summary>
 public static class Ppo
 {
