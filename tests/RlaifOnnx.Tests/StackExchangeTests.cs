@@ -56,7 +56,7 @@ public class StackExchangeTests
     [InlineData("<h1>Title</h1><hr><p>text</p>", "Title\n\ntext")]
     [InlineData("", "")]
     public void HtmlToTextOnLiteralStrings(string html, string expected) =>
-        Assert.Equal(expected, StackExchange.HtmlToText(html));
+        Assert.Equal(expected, HtmlText.ToText(html));
 
     static StackExchangeAnswer Answer(int id, int score, bool accepted = false) => new(id, score, accepted, $"answer {id}");
 

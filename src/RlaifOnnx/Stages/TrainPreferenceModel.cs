@@ -172,15 +172,8 @@ public static class TrainPreferenceModel
         // 4. Resume from the newest checkpoint made with the same settings.
         var checkpoints = Path.Combine(config.OutputDir, "checkpoints");
         var settings = Settings(config);
-        if (Checkpoint.Latest(checkpoints) is { } latest)
-        {
-            var state = Checkpoint.Load(latest, trainer);
-            var saved = state.Extra["settings"]?.ToJsonString();
-            if (saved != settings.ToJsonString())
-                throw UserError.At(Path.Combine(latest, Checkpoint.StateFile), null, "settings",
-                    $"this checkpoint was made with {saved}; rerun with those settings or use a new output_dir");
-            log($"resuming from {latest} (step {trainer.StepCount})");
-        }
+        if (Checkpoint.Resume(checkpoints, trainer, settings, "output_dir") is { } resumed)
+            log($"resuming from {resumed} (step {trainer.StepCount})");
 
         // 5. Train: batch s holds comparisons s·B … s·B + B − 1 of the seeded epoch orders.
         var order = new DataOrder(pairs.Count, config.Seed);
