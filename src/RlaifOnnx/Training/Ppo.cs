@@ -113,10 +113,9 @@ public static class Ppo
     /// <summary>Σ response_mask: the number of tokens a micro-batch's mean runs over (its share of the batch).</summary>
     public static double ResponseTokens(TrainingBatch batch)
     {
-        var mask = batch[ResponseMaskInput];
+        var mask = batch[ResponseMaskInput].Int64s ?? throw new ArgumentException($"{ResponseMaskInput} must be int64 (the graphs declare it so)");
         double count = 0;
-        if (mask.Int64s is not null) foreach (var m in mask.Int64s) count += m;
-        else foreach (var m in mask.Floats!) count += m;
+        foreach (var m in mask) count += m;
         return count;
     }
 
