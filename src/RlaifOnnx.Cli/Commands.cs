@@ -15,6 +15,7 @@ public static class Commands
         root.Subcommands.Add(TrainLmCommand.Build());
         root.Subcommands.Add(PmpDataCommand.Create());
         root.Subcommands.Add(PmCommand.Create());
+        root.Subcommands.Add(PpoCommand.Create());
         root.Subcommands.Add(SftCommand.Create());
         return root;
     }

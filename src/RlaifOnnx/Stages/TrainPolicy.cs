@@ -1,0 +1,572 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.ML.OnnxRuntime;
+using Google.Protobuf;
+using Onnx;
+using RlaifOnnx.Data;
+using RlaifOnnx.Inference;
+using RlaifOnnx.Models;
+using RlaifOnnx.Reporting;
+using RlaifOnnx.Training;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace RlaifOnnx.Stages;
+
+/// <summary>
+/// Stage 06, reinforcement learning from AI feedback (Constitutional AI §4: "we then train a policy via RL
+/// against this PM"): PPO (Schulman et al. 2017) of the SL-CAI policy with the preference model's score as
+/// the reward, a KL penalty to the SL-CAI reference and a value model initialised from the PM, with TRL's
+/// PPOTrainer semantics (trl/trainer/ppo_trainer.py; Ziegler et al. 2019). Each iteration:
+/// <list type="number">
+/// <item>rollouts: the current policy, exported to output_dir/rollout_policy (LoRA merged), samples one
+/// response per prompt with ONNX Runtime GenAI, seeded by (seed, iteration);</item>
+/// <item>scores: the PM's reward of (conversation, response), rendered as the PM was trained;</item>
+/// <item>log-probs of the response tokens under the policy and the reference, and the value model's values,
+/// from forward passes over the live training weights;</item>
+/// <item>per-token rewards −β·KL plus the score at the last token, GAE advantages and returns, whitening
+/// (<see cref="PpoMath"/>);</item>
+/// <item>ppo_epochs passes over seeded mini-batches: one policy step (clipped surrogate) and one value step
+/// (clipped value loss) per mini-batch;</item>
+/// <item>the KL controller's update and one metrics.jsonl line;</item>
+/// <item>checkpoints of both trainers with the iteration and β every save_every iterations.</item>
+/// </list>
+/// Every draw depends on (seed, iteration), so a rerun resumes from the newest checkpoint and reproduces the
+/// uninterrupted run. Output: metrics.jsonl, checkpoints/{policy,value}/, rollout_policy/, model/ (the policy,
+/// an LM folder) and value_model/ (a PM folder).
+///
+/// Differences from TRL: the log-probs are those of the untempered policy (TRL divides the logits by the
+/// sampling temperature in both rollout and update); the score is added at the last response token
+/// (see <see cref="PpoMath"/>); the learning rates are constant; clip_fraction counts |ρ − 1| &gt; ε and
+/// approx_kl is k3 (see <see cref="Losses.PpoPolicyLoss"/>).
+///
+/// Run: <c>rlaif ppo --config ppo.yaml</c>.
+/// </summary>
+public static class TrainPolicy
+{
+    public const string ModelSubdir = "model";
+    public const string ValueModelSubdir = "value_model";
+    public const string RolloutPolicySubdir = "rollout_policy";
+    public const string MetricsFile = "metrics.jsonl";
+    const string TokenLogProbsOutput = "token_logprobs";
+
+    /// <summary>Configuration of the PPO stage.</summary>
+    public sealed record Config : IValidatableConfig
+    {
+        /// <summary>The policy to train: a language-model folder (the SL-CAI model).</summary>
+        [ConfigPath] public required string PolicyModel { get; init; }
+        /// <summary>The KL penalty's reference policy (null: policy_model, as in Constitutional AI).</summary>
+        [ConfigPath] public string? ReferenceModel { get; init; }
+        /// <summary>The preference-model folder whose score is the reward.</summary>
+        [ConfigPath] public required string RewardModel { get; init; }
+        /// <summary>The preference-model folder the value model starts from, head included (null: reward_model).</summary>
+        [ConfigPath] public string? ValueModel { get; init; }
+        /// <summary>Prompts: a JSONL/text file or a built-in set such as builtin:red-team-train.</summary>
+        [ConfigPath] public required string Prompts { get; init; }
+        /// <summary>Folder for metrics.jsonl, checkpoints/, rollout_policy/, model/ and value_model/.</summary>
+        [ConfigPath] public required string OutputDir { get; init; }
+        /// <summary>PPO iterations (rollout, then updates); a resumed run continues up to this.</summary>
+        public int Iterations { get; init; } = 20;
+        /// <summary>Prompts (one response each) per iteration.</summary>
+        public int RolloutBatchSize { get; init; } = 16;
+        /// <summary>Rows per policy/value step; must divide rollout_batch_size.</summary>
+        public int MiniBatchSize { get; init; } = 4;
+        /// <summary>Rows per ONNX Runtime run within a step (gradients accumulated); 0 = the whole mini-batch.</summary>
+        public int MicroBatchSize { get; init; }
+        /// <summary>Passes over each rollout batch (TRL's num_ppo_epochs).</summary>
+        public int PpoEpochs { get; init; } = 4;
+        /// <summary>The policy's AdamW learning rate (constant).</summary>
+        public double PolicyLearningRate { get; init; } = 1e-5;
+        /// <summary>The value model's AdamW learning rate (constant).</summary>
+        public double ValueLearningRate { get; init; } = 1e-5;
+        /// <summary>PPO's ratio clip ε (TRL's cliprange).</summary>
+        public double ClipEpsilon { get; init; } = 0.2;
+        /// <summary>The value clip around the rollout's values (TRL's cliprange_value).</summary>
+        public double ValueClip { get; init; } = 0.2;
+        /// <summary>The KL penalty coefficient β (the initial one with kl_target).</summary>
+        public double KlCoef { get; init; } = 0.05;
+        /// <summary>Per-token KL estimator of the penalty: k1 (log π − log π_ref, TRL's default) or k3.</summary>
+        public KlEstimator KlEstimator { get; init; } = KlEstimator.K1;
+        /// <summary>Adaptive KL control (Ziegler et al. 2019): the per-sequence KL β steers to; null = fixed β.</summary>
+        public double? KlTarget { get; init; }
+        /// <summary>Adaptive KL control's horizon in samples.</summary>
+        public double KlHorizon { get; init; } = 10000;
+        /// <summary>Discount γ of GAE.</summary>
+        public double Gamma { get; init; } = PpoMath.DefaultGamma;
+        /// <summary>GAE's λ.</summary>
+        public double Lam { get; init; } = PpoMath.DefaultLambda;
+        /// <summary>Whiten the advantages over each rollout batch.</summary>
+        public bool WhitenAdvantages { get; init; } = true;
+        /// <summary>Most new tokens per response.</summary>
+        public int ResponseMaxNewTokens { get; init; } = 53;
+        /// <summary>Sampling temperature of the rollouts (TRL's default 0.7).</summary>
+        public double Temperature { get; init; } = 0.7;
+        /// <summary>Nucleus sampling's top-p of the rollouts.</summary>
+        public double TopP { get; init; } = 1.0;
+        /// <summary>Subtracted from the score of a response that did not end with the end token (TRL's missing_eos_penalty); null = none.</summary>
+        public double? MissingEosPenalty { get; init; }
+        /// <summary>Prompts longer than this (rendered with the chat template, in tokens) are left out.</summary>
+        public int MaxPromptTokens { get; init; } = 256;
+        /// <summary>LoRA rank of the policy; 0 trains every weight.</summary>
+        public int LoraRank { get; init; }
+        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
+        public double LoraAlpha { get; init; }
+        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
+        public string LoraTargets { get; init; } = "q_proj,v_proj";
+        /// <summary>Seed of the prompt order, the rollouts, the mini-batch order and the LoRA initialisation.</summary>
+        public int Seed { get; init; } = 1;
+        /// <summary>Write checkpoints every this many iterations (and at the end).</summary>
+        public int SaveEvery { get; init; } = 5;
+        /// <summary>Global gradient-norm clip of both trainers; 0 = off.</summary>
+        public double MaxGradNorm { get; init; } = 1.0;
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (Iterations < 1) yield return new("iterations", $"must be at least 1, got {Iterations}");
+            if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
+            if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
+            else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
+                yield return new("mini_batch_size", $"{MiniBatchSize} does not divide rollout_batch_size {RolloutBatchSize}");
+            if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
+            if (PpoEpochs < 1) yield return new("ppo_epochs", $"must be at least 1, got {PpoEpochs}");
+            if (!(PolicyLearningRate > 0)) yield return new("policy_learning_rate", $"must be positive, got {PolicyLearningRate}");
+            if (!(ValueLearningRate > 0)) yield return new("value_learning_rate", $"must be positive, got {ValueLearningRate}");
+            if (!(ClipEpsilon > 0)) yield return new("clip_epsilon", $"must be positive, got {ClipEpsilon}");
+            if (!(ValueClip > 0)) yield return new("value_clip", $"must be positive, got {ValueClip}");
+            if (!(KlCoef >= 0)) yield return new("kl_coef", $"must be 0 or more, got {KlCoef}");
+            if (KlTarget is { } target && !(target > 0)) yield return new("kl_target", $"must be positive, got {target}");
+            if (!(KlHorizon > 0)) yield return new("kl_horizon", $"must be positive, got {KlHorizon}");
+            if (!(Gamma is > 0 and <= 1)) yield return new("gamma", $"must be in (0, 1], got {Gamma}");
+            if (!(Lam is >= 0 and <= 1)) yield return new("lam", $"must be in [0, 1], got {Lam}");
+            if (ResponseMaxNewTokens < 1) yield return new("response_max_new_tokens", $"must be at least 1, got {ResponseMaxNewTokens}");
+            if (!(Temperature > 0)) yield return new("temperature", $"must be positive (PPO samples), got {Temperature}");
+            if (!(TopP is > 0 and <= 1)) yield return new("top_p", $"must be in (0, 1], got {TopP}");
+            if (MissingEosPenalty is { } penalty && !(penalty >= 0)) yield return new("missing_eos_penalty", $"must be 0 or more, got {penalty}");
+            if (MaxPromptTokens < 1) yield return new("max_prompt_tokens", $"must be at least 1, got {MaxPromptTokens}");
+            if (LoraRank < 0) yield return new("lora_rank", $"must be 0 or more, got {LoraRank}");
+            if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
+            if (!(MaxGradNorm >= 0)) yield return new("max_grad_norm", $"must be 0 or more, got {MaxGradNorm}");
+        }
+    }
+
+    /// <summary>What a run produced: the exported policy and value model and the last iteration's metrics.</summary>
+    public sealed record Summary(string Model, string ValueModel, int Iterations, IReadOnlyDictionary<string, double> LastMetrics);
+
+    /// <summary>One sampled response: the whole row (prompt ids, response ids, the end token when it stopped there).</summary>
+    sealed record Rollout(PromptItem Prompt, int[] Ids, int PromptLength, string Text, bool EndedWithEos)
+    {
+        public int ResponseLength => Ids.Length - PromptLength;
+        /// <summary>[L−1]: position t ↔ token t+1 (see <see cref="Ppo"/>); true on the response tokens.</summary>
+        public bool[] ResponseMask() => Enumerable.Range(0, Ids.Length - 1).Select(t => t + 1 >= PromptLength).ToArray();
+    }
+
+    /// <summary>The per-token arrays of one row, [L−1] each, from old log-probs to returns.</summary>
+    sealed record RowArrays(double[] LogProbs, double[] RefLogProbs, double[] Values, double[] Kl, double[] Advantages, double[] Returns, bool[] Mask);
+
+    /// <summary>Trains, checkpoints and exports; returns the exported folders and the last metrics.</summary>
+    public static async Task<Summary> Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default, string source = "ppo config")
+    {
+        log ??= _ => { };
+        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
+        var referenceDir = config.ReferenceModel ?? config.PolicyModel;
+        var valueDir = config.ValueModel ?? config.RewardModel;
+        var policyMeta = ModelFolder.ReadMetadata(config.PolicyModel);
+        if (PreferenceModelFolder.IsPreferenceModel(config.PolicyModel))
+            PreferenceModelFolder.RefuseWhereLanguageModelNeeded(config.PolicyModel, policyMeta);
+        var model = policyMeta.Config;
+        var referenceConfig = ModelFolder.ReadMetadata(referenceDir).Config;
+        var valueMeta = PreferenceModelFolder.RequirePreferenceModel(valueDir);
+        PreferenceModelFolder.RequirePreferenceModel(config.RewardModel);
+        // The reference and the value model read the policy's token ids: they must share its tokenizer.
+        SameTokenizer(config.PolicyModel, referenceDir, "reference_model", source);
+        SameTokenizer(config.PolicyModel, valueDir, "value_model", source);
+
+        // 0. Prompts, rendered with the policy's chat template; over-long ones are left out.
+        var prompts = RenderPrompts(config, source, out var dropped);
+        log($"{prompts.Count} prompts{(dropped > 0 ? $" ({dropped} over {config.MaxPromptTokens} tokens left out)" : "")}");
+
+        // The policy (optionally LoRA over a frozen base), the reference and the value model, each with its graphs.
+        LoraOptions? lora = config.LoraRank > 0
+            ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
+                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            : null;
+        var policyWeights = ModelFolder.ReadWeights(config.PolicyModel);
+        IReadOnlyList<LoraAdapter> adapters = lora is null ? [] : Lora.Apply(DecoderGraphs.Training(model, DataType.Float), lora).Adapters;
+        IReadOnlyDictionary<string, WeightTensor> policyTrainable = lora is null ? policyWeights : Lora.InitialWeights(adapters, config.Seed);
+        IReadOnlyDictionary<string, WeightTensor> policyFrozen = lora is null ? new Dictionary<string, WeightTensor>() : policyWeights;
+        // With LoRA the frozen base is the reference when both are the same folder: one copy of the weights.
+        var sharesBase = lora is not null && Path.GetFullPath(referenceDir) == Path.GetFullPath(config.PolicyModel);
+        var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
+        var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
+
+        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon), Ppo.LossOutput, policyTrainable, policyFrozen,
+            Ppo.PolicyOptions(new TrainerOptions { LearningRate = config.PolicyLearningRate, MaxGradNorm = config.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
+        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
+            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
+        // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
+        using var policyForward = new Forward(LogProbGraph(model, lora), Union(policyFrozen, policyTrainer.TrainableWeights()), TokenLogProbsOutput);
+        using var referenceForward = new Forward(LogProbGraph(referenceConfig, null), referenceWeights, TokenLogProbsOutput);
+        using var valueForward = new Forward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
+        using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
+
+        // Resume: both trainers from their newest common checkpoint made with the same settings.
+        var policyCheckpoints = Path.Combine(config.OutputDir, "checkpoints", "policy");
+        var valueCheckpoints = Path.Combine(config.OutputDir, "checkpoints", "value");
+        var settings = Settings(config);
+        var startIteration = 0;
+        var beta = config.KlCoef;
+        DropUnmatchedCheckpoints(policyCheckpoints, valueCheckpoints);
+        if (Checkpoint.Resume(policyCheckpoints, policyTrainer, settings, "output_dir") is { } resumed)
+        {
+            Checkpoint.Resume(valueCheckpoints, valueTrainer, settings, "output_dir");
+            var state = JsonSerializer.Deserialize<Training.CheckpointState>(File.ReadAllText(Path.Combine(resumed, Checkpoint.StateFile)), ModelFolder.Json)!;
+            startIteration = state.Extra["iteration"]!.GetValue<int>();
+            beta = state.Extra["beta"]!.GetValue<double>();
+            log($"resuming from {resumed} (iteration {startIteration}, β {beta})");
+        }
+        var kl = config.KlTarget is { } klTarget ? KlController.Adaptive(beta, klTarget, config.KlHorizon) : KlController.Fixed(beta);
+
+        var order = new DataOrder(prompts.Count, config.Seed);
+        var rolloutDir = Path.Combine(config.OutputDir, RolloutPolicySubdir);
+        GenAIGenerator? generator = null;
+        long generatorStep = -1;
+        var last = new Dictionary<string, double>();
+        try
+        {
+            using var metrics = new MetricsLog(Path.Combine(config.OutputDir, MetricsFile));
+            using var progress = new Progress("ppo", config.Iterations);
+            progress.SetDone(startIteration);
+            for (var iteration = startIteration; iteration < config.Iterations; iteration++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var clock = Stopwatch.StartNew();
+
+                // 1. Rollouts from the current policy, exported (LoRA merged) when it changed since the last export.
+                if (generator is null || generatorStep != policyTrainer.StepCount)
+                {
+                    generator?.Dispose();
+                    generator = null;
+                    var exported = Export.Weights(model, policyFrozen, policyTrainer, adapters, lora?.Scale ?? 0);
+                    ModelWriter.Write(rolloutDir, model, exported, config.PolicyModel, "policy",
+                        [.. policyMeta.Lineage, new LineageEntry($"ppo rollout policy (iteration {iteration})", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
+                    generator = new GenAIGenerator(rolloutDir, new InferenceOptions { BatchSize = config.MiniBatchSize });
+                    generatorStep = policyTrainer.StepCount;
+                }
+                var batchPrompts = Enumerable.Range(0, config.RolloutBatchSize).Select(i => prompts[order.At((long)iteration * config.RolloutBatchSize + i)]).ToList();
+                var sampling = new SamplingOptions
+                {
+                    MaxNewTokens = config.ResponseMaxNewTokens, Temperature = config.Temperature, TopP = config.TopP,
+                    Seed = StableRandom.SeedFor(config.Seed, $"ppo rollout {iteration}"),
+                };
+                var generations = await generator.GenerateAsync(batchPrompts.Select(p => p.Text).ToList(), sampling, cancellationToken);
+                var rollouts = batchPrompts.Zip(generations, (p, g) =>
+                {
+                    var stopped = g.FinishReason == "stop";
+                    int[] end = stopped ? [model.EosTokenId] : [];
+                    return new Rollout(p.Item, [.. g.PromptIds, .. g.NewIds, .. end], g.PromptIds.Length, g.Text, stopped);
+                }).ToList();
+
+                // 2. Scores: the PM's reward of (conversation, response), rendered as the PM was trained.
+                var scores = rewardScorer.Rewards(rollouts.Select(r => (r.Prompt.Messages, r.Text)).ToList(), cancellationToken);
+                var penalised = rollouts.Select((r, b) => PpoMath.PenalizeMissingEos(scores[b], r.EndedWithEos, config.MissingEosPenalty)).ToArray();
+
+                // 3. Old log-probs (policy, reference) and values with the current weights, in mini-batch chunks.
+                var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
+                var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
+                var values = RowOutputs(valueForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
+
+                // 4. Per-token KL and rewards, GAE, whitening.
+                var masks = rollouts.Select(r => r.ResponseMask()).ToList();
+                var tokenKl = rollouts.Select((_, b) => PpoMath.TokenKl(logProbs[b], refLogProbs[b], masks[b], config.KlEstimator)).ToList();
+                var rows = new List<RowArrays>();
+                double nonScoreSum = 0;
+                for (var b = 0; b < rollouts.Count; b++)
+                {
+                    var rewards = PpoMath.TokenRewards(tokenKl[b], masks[b], kl.Value, penalised[b]);
+                    nonScoreSum -= kl.Value * tokenKl[b].Sum();
+                    var (advantages, returns) = PpoMath.Gae(rewards, values[b], masks[b], config.Gamma, config.Lam);
+                    // Masked positions keep log-prob 0 so the ratio there stays finite (see Ppo).
+                    var oldLogProbs = logProbs[b].Select((v, t) => masks[b][t] ? v : 0).ToArray();
+                    rows.Add(new RowArrays(oldLogProbs, refLogProbs[b], values[b], tokenKl[b], advantages, returns, masks[b]));
+                }
+                if (config.WhitenAdvantages)
+                {
+                    var whitened = PpoMath.MaskedWhiten(rows.Select(r => r.Advantages).ToList(), masks);
+                    rows = rows.Select((r, b) => r with { Advantages = whitened[b] }).ToList();
+                }
+
+                // 5. PPO epochs over seeded mini-batches: one policy step and one value step each.
+                var steps = new List<(IReadOnlyDictionary<string, double> Policy, IReadOnlyDictionary<string, double> Value)>();
+                var shuffle = StableRandom.For(config.Seed, $"ppo mini-batches {iteration}");
+                for (var epoch = 0; epoch < config.PpoEpochs; epoch++)
+                {
+                    var permutation = Enumerable.Range(0, rollouts.Count).ToArray();
+                    shuffle.Shuffle(permutation);
+                    foreach (var chunk in permutation.Chunk(config.MiniBatchSize))
+                    {
+                        var batch = MiniBatch(chunk.Select(i => (rollouts[i], rows[i])).ToList(), model.PadTokenId);
+                        var policyStep = policyTrainer.Step(batch, cancellationToken);
+                        var valueStep = valueTrainer.Step(batch, cancellationToken);
+                        if (!double.IsFinite(policyStep.Loss) || !double.IsFinite(valueStep.Loss))
+                            throw new InvalidOperationException($"a loss became non-finite at iteration {iteration + 1} (policy {policyStep.Loss}, value {valueStep.Loss}); lower the learning rates");
+                        steps.Add((policyStep.Metrics, valueStep.Metrics));
+                    }
+                }
+
+                // 6. Metrics of this iteration, then the KL controller's update.
+                var meanKl = PpoMath.MeanSequenceKl(tokenKl);
+                last = new Dictionary<string, double>
+                {
+                    ["score"] = scores.Average(),
+                    ["kl"] = meanKl,
+                    ["non_score_reward"] = nonScoreSum / rollouts.Count,
+                    ["rlhf_reward"] = penalised.Average() + nonScoreSum / rollouts.Count,
+                    ["beta"] = kl.Value,
+                    ["policy_loss"] = steps.Average(s => s.Policy["loss"]),
+                    ["value_loss"] = steps.Average(s => s.Value["loss"]),
+                    ["clip_fraction"] = steps.Average(s => s.Policy[Ppo.ClipFractionOutput]),
+                    ["value_clip_fraction"] = steps.Average(s => s.Value[Ppo.ValueClipFractionOutput]),
+                    ["approx_kl"] = steps.Average(s => s.Policy[Ppo.ApproxKlOutput]),
+                    ["entropy"] = steps.Average(s => s.Policy[Ppo.EntropyOutput]),
+                    // The first step's ratio is 1 by construction (old log-probs from the same weights); anything else is a mismatch.
+                    ["first_clip_fraction"] = steps[0].Policy[Ppo.ClipFractionOutput],
+                    ["first_approx_kl"] = steps[0].Policy[Ppo.ApproxKlOutput],
+                    ["policy_grad_norm"] = steps.Average(s => s.Policy["grad_norm"]),
+                    ["value_grad_norm"] = steps.Average(s => s.Value["grad_norm"]),
+                    ["response_length"] = rollouts.Average(r => r.ResponseLength),
+                    ["eos_fraction"] = rollouts.Count(r => r.EndedWithEos) / (double)rollouts.Count,
+                    ["seconds"] = clock.Elapsed.TotalSeconds,
+                };
+                metrics.Write(iteration + 1, last);
+                kl.Update(meanKl, rollouts.Count);
+                progress.Advance();
+                progress.SetStatus($"score {last["score"]:F3}, kl {meanKl:F3}");
+
+                // 7. Checkpoints of both trainers with the iteration and β (the value trainer's last: see DropUnmatchedCheckpoints).
+                if ((iteration + 1) % config.SaveEvery == 0 || iteration + 1 == config.Iterations)
+                {
+                    var extra = new JsonObject { ["settings"] = settings.DeepClone(), ["iteration"] = iteration + 1, ["beta"] = kl.Value };
+                    Checkpoint.Save(policyCheckpoints, policyTrainer, null, extra);
+                    Checkpoint.Save(valueCheckpoints, valueTrainer, null, (JsonObject)extra.DeepClone());
+                }
+            }
+        }
+        finally
+        {
+            generator?.Dispose();
+        }
+
+        // Export the policy (LoRA merged) and the value model.
+        var target = Path.Combine(config.OutputDir, ModelSubdir);
+        ModelWriter.Write(target, model, Export.Weights(model, policyFrozen, policyTrainer, adapters, lora?.Scale ?? 0), config.PolicyModel, "policy",
+            [.. policyMeta.Lineage, new LineageEntry("ppo", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
+        var valueTarget = Path.Combine(config.OutputDir, ValueModelSubdir);
+        PreferenceModelFolder.Write(valueTarget, valueMeta.Config,
+            Export.Weights(valueMeta.Config, new Dictionary<string, WeightTensor>(), valueTrainer, shapes: PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
+            [.. valueMeta.Lineage, new LineageEntry("ppo value model", Path.GetFullPath(valueDir), DateTimeOffset.UtcNow)]);
+        return new Summary(target, valueTarget, config.Iterations, last);
+    }
+
+    /// <summary>A prompt rendered with the policy's chat template (the text generation continues).</summary>
+    sealed record RenderedPrompt(PromptItem Item, string Text);
+
+    static List<RenderedPrompt> RenderPrompts(Config config, string source, out int dropped)
+    {
+        var items = PromptSources.ReadPrompts(config.Prompts);
+        var template = ChatTemplate.FromFolder(config.PolicyModel)
+            ?? throw UserError.At(Path.Combine(config.PolicyModel, ModelFolder.TokenizerConfigFile), null, "chat_template", "is missing: PPO renders its prompts as conversations");
+        using var tokenizer = RewardScorer.OpenTokenizer(config.PolicyModel);
+        var kept = new List<RenderedPrompt>();
+        foreach (var item in items)
+        {
+            var text = template.Render(tokenizer, item.Messages);
+            using var ids = tokenizer.Encode(text);
+            if (ids[0].Length <= config.MaxPromptTokens) kept.Add(new RenderedPrompt(item, text));
+        }
+        dropped = items.Count - kept.Count;
+        if (kept.Count == 0) throw UserError.At(source, null, "max_prompt_tokens", $"every one of the {items.Count} prompts is longer than {config.MaxPromptTokens} tokens");
+        return kept;
+    }
+
+    static void SameTokenizer(string policyDir, string otherDir, string key, string source)
+    {
+        var a = Path.Combine(policyDir, ModelFolder.TokenizerFile);
+        var b = Path.Combine(otherDir, ModelFolder.TokenizerFile);
+        if (File.Exists(a) && File.Exists(b) && !File.ReadAllBytes(a).AsSpan().SequenceEqual(File.ReadAllBytes(b)))
+            throw UserError.At(source, null, key, $"{otherDir} has another tokenizer than policy_model (it must read the policy's token ids)");
+    }
+
+    /// <summary>
+    /// The log-prob graph of the rollout: the decoder (with the policy's LoRA adapters when given) and
+    /// <see cref="Losses.ShiftedTokenLogProbs"/>, output token_logprobs [B, T−1] — the same operators the policy
+    /// loss graph runs, so the first update's ratio is 1.
+    /// </summary>
+    static ModelProto LogProbGraph(ModelConfig config, LoraOptions? lora)
+    {
+        var forward = DecoderGraphs.Training(config, DataType.Float);
+        if (lora is not null) forward = Lora.Apply(forward, lora).Graph;
+        var g = Losses.Extend(forward, "rollout/");
+        var logProbs = Losses.ShiftedTokenLogProbs(g, "logits", "input_ids");                       // [B, T−1]
+        g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
+        g.OutputAs(logProbs, TokenLogProbsOutput, DataType.Float);
+        return g.ToModel();
+    }
+
+    /// <summary>A forward output per row, cut to the row's own [L−1] positions (values [B, T] drop their last column too).</summary>
+    static List<double[]> RowOutputs(Forward forward, IReadOnlyList<Rollout> rollouts, int padId, int chunkSize, CancellationToken cancellationToken)
+    {
+        var result = new List<double[]>();
+        foreach (var chunk in rollouts.Chunk(chunkSize))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var output = forward.Run(Tokens(chunk, padId), out var width);                                          // [b, width], width = T−1 or T
+            foreach (var (r, b) in chunk.Select((r, b) => (r, b)))
+                result.Add(Enumerable.Range(0, r.Ids.Length - 1).Select(t => (double)output[b * width + t]).ToArray());
+        }
+        return result;
+    }
+
+    /// <summary>input_ids (right-padded), attention_mask and position_ids 0…T−1, [B, T] with T the longest row.</summary>
+    static TrainingBatch Tokens(IReadOnlyList<Rollout> rows, int padId)
+    {
+        var length = rows.Max(r => r.Ids.Length);
+        var ids = new long[rows.Count * length];
+        var attention = new long[rows.Count * length];
+        var positions = new long[rows.Count * length];
+        for (var b = 0; b < rows.Count; b++)
+            for (var t = 0; t < length; t++)
+            {
+                var real = t < rows[b].Ids.Length;
+                ids[b * length + t] = real ? rows[b].Ids[t] : padId;
+                attention[b * length + t] = real ? 1 : 0;
+                positions[b * length + t] = t;
+            }
+        return new TrainingBatch
+        {
+            ["input_ids"] = BatchTensor.Of(ids, rows.Count, length),
+            ["attention_mask"] = BatchTensor.Of(attention, rows.Count, length),
+            ["position_ids"] = BatchTensor.Of(positions, rows.Count, length),
+        };
+    }
+
+    /// <summary>A mini-batch for both loss graphs: the tokens plus the per-token arrays [B, T−1], zero past each row's end.</summary>
+    static TrainingBatch MiniBatch(IReadOnlyList<(Rollout Rollout, RowArrays Arrays)> rows, int padId)
+    {
+        var batch = Tokens(rows.Select(r => r.Rollout).ToList(), padId);
+        var width = (int)batch["input_ids"].Shape[1] - 1;
+        float[] Floats(Func<RowArrays, double[]> pick)
+        {
+            var values = new float[rows.Count * width];
+            for (var b = 0; b < rows.Count; b++)
+            {
+                var row = pick(rows[b].Arrays);
+                for (var t = 0; t < row.Length; t++) values[b * width + t] = (float)row[t];
+            }
+            return values;
+        }
+        var mask = new long[rows.Count * width];
+        for (var b = 0; b < rows.Count; b++)
+            for (var t = 0; t < rows[b].Arrays.Mask.Length; t++) mask[b * width + t] = rows[b].Arrays.Mask[t] ? 1 : 0;
+        batch[Ppo.OldLogProbsInput] = BatchTensor.Of(Floats(r => r.LogProbs), rows.Count, width);
+        batch[Ppo.AdvantagesInput] = BatchTensor.Of(Floats(r => r.Advantages), rows.Count, width);
+        batch[Ppo.OldValuesInput] = BatchTensor.Of(Floats(r => r.Values), rows.Count, width);
+        batch[Ppo.ReturnsInput] = BatchTensor.Of(Floats(r => r.Returns), rows.Count, width);
+        batch[Ppo.ResponseMaskInput] = BatchTensor.Of(mask, rows.Count, width);
+        return batch;
+    }
+
+    static Dictionary<string, WeightTensor> Union(IReadOnlyDictionary<string, WeightTensor> a, IReadOnlyDictionary<string, WeightTensor> b)
+    {
+        var all = new Dictionary<string, WeightTensor>(a, StringComparer.Ordinal);
+        foreach (var (name, w) in b) all[name] = w;
+        return all;
+    }
+
+    /// <summary>
+    /// The policy checkpoint is written before the value one, so a crash between the two leaves a policy
+    /// checkpoint without its value partner: checkpoints newer than the newest pair are removed, and both
+    /// trainers resume from the same iteration.
+    /// </summary>
+    static void DropUnmatchedCheckpoints(string policyRoot, string valueRoot)
+    {
+        static List<string> Names(string root) => Directory.Exists(root)
+            ? Directory.GetDirectories(root, "step-*").Where(d => File.Exists(Path.Combine(d, Checkpoint.StateFile))).Select(Path.GetFileName).OfType<string>().ToList()
+            : [];
+        var policy = Names(policyRoot);
+        var value = Names(valueRoot);
+        var common = policy.Intersect(value).Order(StringComparer.Ordinal).LastOrDefault();
+        foreach (var (root, names) in new[] { (policyRoot, policy), (valueRoot, value) })
+            foreach (var name in names.Where(n => common is null || string.CompareOrdinal(n, common) > 0))
+                Directory.Delete(Path.Combine(root, name), recursive: true);
+    }
+
+    /// <summary>The settings a resumed run must share with the checkpoint it continues.</summary>
+    static JsonObject Settings(Config c) => new()
+    {
+        ["policy_model"] = Path.GetFullPath(c.PolicyModel), ["reference_model"] = Path.GetFullPath(c.ReferenceModel ?? c.PolicyModel),
+        ["reward_model"] = Path.GetFullPath(c.RewardModel), ["value_model"] = Path.GetFullPath(c.ValueModel ?? c.RewardModel), ["prompts"] = c.Prompts,
+        ["rollout_batch_size"] = c.RolloutBatchSize, ["mini_batch_size"] = c.MiniBatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["ppo_epochs"] = c.PpoEpochs,
+        ["policy_learning_rate"] = c.PolicyLearningRate, ["value_learning_rate"] = c.ValueLearningRate, ["clip_epsilon"] = c.ClipEpsilon,
+        ["value_clip"] = c.ValueClip, ["kl_coef"] = c.KlCoef, ["kl_estimator"] = StageConfig.EnumName(c.KlEstimator), ["kl_target"] = c.KlTarget,
+        ["kl_horizon"] = c.KlHorizon, ["gamma"] = c.Gamma, ["lam"] = c.Lam, ["whiten_advantages"] = c.WhitenAdvantages,
+        ["response_max_new_tokens"] = c.ResponseMaxNewTokens, ["temperature"] = c.Temperature, ["top_p"] = c.TopP, ["missing_eos_penalty"] = c.MissingEosPenalty,
+        ["max_prompt_tokens"] = c.MaxPromptTokens, ["lora_rank"] = c.LoraRank, ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets,
+        ["seed"] = c.Seed, ["max_grad_norm"] = c.MaxGradNorm,
+    };
+
+    /// <summary>
+    /// One forward graph run by ONNX Runtime with its weights bound once as OrtValues over the caller's arrays —
+    /// a trainer's live arrays, so every run sees the weights as they are now, without a copy.
+    /// </summary>
+    sealed class Forward : IDisposable
+    {
+        readonly SessionOptions options = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        readonly InferenceSession session;
+        readonly Dictionary<string, OrtValue> weights = new(StringComparer.Ordinal);
+        readonly string output;
+
+        public Forward(ModelProto graph, IReadOnlyDictionary<string, WeightTensor> weightArrays, string output)
+        {
+            this.output = output;
+            session = new InferenceSession(graph.ToByteArray(), options);
+            foreach (var name in session.InputMetadata.Keys)
+                if (weightArrays.TryGetValue(name, out var w)) weights[name] = OrtValue.CreateTensorValueFromMemory(w.Data, w.Shape);
+        }
+
+        /// <summary>The output for the batch, [B, width] row-major.</summary>
+        public float[] Run(TrainingBatch batch, out int width)
+        {
+            var owned = new List<OrtValue>();
+            try
+            {
+                var names = new List<string>();
+                var values = new List<OrtValue>();
+                foreach (var name in session.InputMetadata.Keys)
+                {
+                    if (weights.TryGetValue(name, out var w)) { names.Add(name); values.Add(w); continue; }
+                    var t = batch[name];
+                    var v = t.Int64s is not null ? OrtValue.CreateTensorValueFromMemory(t.Int64s, t.Shape) : OrtValue.CreateTensorValueFromMemory(t.Floats!, t.Shape);
+                    owned.Add(v);
+                    names.Add(name);
+                    values.Add(v);
+                }
+                using var runOptions = new RunOptions();
+                using var results = session.Run(runOptions, names, values, [output]);
+                var shape = results[0].GetTensorTypeAndShape().Shape;
+                width = (int)shape[1];
+                return results[0].GetTensorDataAsSpan<float>().ToArray();
+            }
+            finally
+            {
+                foreach (var v in owned) v.Dispose();
+            }
+        }
+
+        public void Dispose()
+        {
+            session.Dispose();
+            foreach (var v in weights.Values) v.Dispose();
+            options.Dispose();
+        }
+    }
+}
