@@ -253,12 +253,18 @@ public static class TrainPolicy
                     generatorStep = policyTrainer.StepCount;
                 }
                 var batchPrompts = Enumerable.Range(0, config.RolloutBatchSize).Select(i => prompts[order.At((long)iteration * config.RolloutBatchSize + i)]).ToList();
-                var sampling = new SamplingOptions
+                // One GenAI batch per mini-batch of prompts, each with its own seed: one seed for all would give a
+                // prompt that appears in two batches the same response twice.
+                var generations = new List<Generation>();
+                foreach (var (chunk, c) in batchPrompts.Chunk(config.MiniBatchSize).Select((chunk, c) => (chunk, c)))
                 {
-                    MaxNewTokens = config.ResponseMaxNewTokens, Temperature = config.Temperature, TopP = config.TopP,
-                    Seed = StableRandom.SeedFor(config.Seed, $"ppo rollout {iteration}"),
-                };
-                var generations = await generator.GenerateAsync(batchPrompts.Select(p => p.Text).ToList(), sampling, cancellationToken);
+                    var sampling = new SamplingOptions
+                    {
+                        MaxNewTokens = config.ResponseMaxNewTokens, Temperature = config.Temperature, TopP = config.TopP,
+                        Seed = StableRandom.SeedFor(config.Seed, $"ppo rollout {iteration} {c}"),
+                    };
+                    generations.AddRange(await generator.GenerateAsync(chunk.Select(p => p.Text).ToList(), sampling, cancellationToken));
+                }
                 var rollouts = batchPrompts.Zip(generations, (p, g) =>
                 {
                     var stopped = g.FinishReason == "stop";
