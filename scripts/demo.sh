@@ -47,6 +47,9 @@ else
 fi
 rlaif pm --config configs/demo/05_pm.yaml --model "$pm_start"
 
+step "06 ppo: the SL-CAI policy sampled, scored by the PM and updated by PPO (KL penalty to SL-CAI, value model from the PM)"
+rlaif ppo --config configs/demo/06_ppo.yaml
+
 step "generate: the SL-CAI model on held-out red-team prompts"
 rlaif generate --model runs/demo/02_sft/train/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
   --max-new-tokens 24 --temperature 0
@@ -54,4 +57,4 @@ head -n 3 runs/demo/eval_generations.jsonl
 
 step "done"
 echo "runs/demo holds: $(ls runs/demo | tr '\n' ' ')"
-echo "Not built yet: 06 PPO, 07 evaluation, and \`rlaif run\` (one config for all stages)."
+echo "Not built yet: 07 evaluation, and \`rlaif run\` (one config for all stages)."
