@@ -152,15 +152,16 @@ public class PpoStageTests
         byte[] Bytes(string sub) => File.ReadAllBytes(Path.Combine(output, sub, ModelFolder.DataFile));
         var (policyBytes, valueBytes) = (Bytes(TrainPolicy.ModelSubdir), Bytes(TrainPolicy.ValueModelSubdir));
 
-        // Remove the last iteration's checkpoints and the exports: the rerun continues from iteration 2.
-        foreach (var part in new[] { "policy", "value" })
-            Directory.Delete(Checkpoint.Latest(Path.Combine(output, "checkpoints", part))!, recursive: true);
+        // Remove the last iteration's value checkpoint (as a crash between the two saves would) and the exports: the
+        // policy checkpoint left without its partner is dropped, and the rerun continues from iteration 2.
+        Directory.Delete(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))!, recursive: true);
         Directory.Delete(Path.Combine(output, TrainPolicy.ModelSubdir), recursive: true);
         Directory.Delete(Path.Combine(output, TrainPolicy.ValueModelSubdir), recursive: true);
         await TrainPolicy.Run(config, null, Ct);
 
         var resumed = Metrics(output);
         Assert.Equal(4, resumed.Count);   // iteration 3 written again
+        Assert.Equal(Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "policy"))), Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))));
         var (first, again) = (whole[^1], resumed[^1]);
         Assert.Equal(3, again.Step);
         foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds"))
@@ -172,6 +173,9 @@ public class PpoStageTests
         // Other settings under the same checkpoints are refused.
         var error = await Assert.ThrowsAsync<UserError>(() => TrainPolicy.Run(config with { Seed = 4 }, null, Ct));
         Assert.Contains("settings", error.Message);
+        // Rows that could not fit the models' context are refused before anything runs.
+        var tooLong = await Assert.ThrowsAsync<UserError>(() => TrainPolicy.Run(config with { MaxPromptTokens = 4000, OutputDir = temp.File("other") }, null, Ct));
+        Assert.Contains("max_prompt_tokens", tooLong.Message);
     }
 
     /// <summary>
@@ -243,6 +247,7 @@ public class PpoStageTests
         Refused("lam: 1.5\n", "lam");
         Refused("ppo_epochs: 0\n", "ppo_epochs");
         Refused("missing_eos_penalty: -1\n", "missing_eos_penalty");
+        Refused("wisper: 1\n", "wisper");
         Assert.Equal(KlEstimator.K3, StageConfig.Parse<TrainPolicy.Config>(required + "kl_estimator: k3\n", "ppo.yaml").KlEstimator);
     }
 

@@ -85,7 +85,10 @@ public static class TrainPolicy
         public double ValueClip { get; init; } = 0.2;
         /// <summary>The KL penalty coefficient β (the initial one with kl_target).</summary>
         public double KlCoef { get; init; } = 0.05;
-        /// <summary>Per-token KL estimator of the penalty: k1 (log π − log π_ref, TRL's default) or k3.</summary>
+        /// <summary>
+        /// Per-token KL estimator of the penalty: k1 (log π − log π_ref, TRL's default) or k3 ((r − 1) − log r, r = π_ref/π:
+        /// never negative, but as a reward its policy gradient is not the KL's, while k1's is).
+        /// </summary>
         public KlEstimator KlEstimator { get; init; } = KlEstimator.K1;
         /// <summary>Adaptive KL control (Ziegler et al. 2019): the per-sequence KL β steers to; null = fixed β.</summary>
         public double? KlTarget { get; init; }
@@ -177,6 +180,11 @@ public static class TrainPolicy
         var referenceConfig = ModelFolder.ReadMetadata(referenceDir).Config;
         var valueMeta = PreferenceModelFolder.RequirePreferenceModel(valueDir);
         PreferenceModelFolder.RequirePreferenceModel(config.RewardModel);
+        // Every row (prompt, response, end token) must fit the policy's and the value model's context.
+        var longest = config.MaxPromptTokens + config.ResponseMaxNewTokens + 1;
+        if (longest > model.MaxPositions || longest > valueMeta.Config.MaxPositions)
+            throw UserError.At(source, null, "max_prompt_tokens", $"{config.MaxPromptTokens} prompt tokens + {config.ResponseMaxNewTokens} new tokens + the end token exceed " +
+                $"the context of the policy ({model.MaxPositions}) or the value model ({valueMeta.Config.MaxPositions})");
         // The reference and the value model read the policy's token ids: they must share its tokenizer.
         SameTokenizer(config.PolicyModel, referenceDir, "reference_model", source);
         SameTokenizer(config.PolicyModel, valueDir, "value_model", source);
