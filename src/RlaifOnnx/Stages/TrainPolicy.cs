@@ -163,8 +163,8 @@ public static class TrainPolicy
         public bool[] ResponseMask() => Enumerable.Range(0, Ids.Length - 1).Select(t => t + 1 >= PromptLength).ToArray();
     }
 
-    /// <summary>The per-token arrays of one row, [L−1] each, from old log-probs to returns.</summary>
-    sealed record RowArrays(double[] LogProbs, double[] RefLogProbs, double[] Values, double[] Kl, double[] Advantages, double[] Returns, bool[] Mask);
+    /// <summary>The per-token arrays of one row the loss graphs read, [L−1] each (position t ↔ token t+1).</summary>
+    sealed record RowArrays(double[] LogProbs, double[] Values, double[] Advantages, double[] Returns, bool[] Mask);
 
     /// <summary>Trains, checkpoints and exports; returns the exported folders and the last metrics.</summary>
     public static async Task<Summary> Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default, string source = "ppo config")
@@ -301,7 +301,7 @@ public static class TrainPolicy
                     var (advantages, returns) = PpoMath.Gae(rewards, values[b], masks[b], config.Gamma, config.Lam);
                     // Masked positions keep log-prob 0 so the ratio there stays finite (see Ppo).
                     var oldLogProbs = logProbs[b].Select((v, t) => masks[b][t] ? v : 0).ToArray();
-                    rows.Add(new RowArrays(oldLogProbs, refLogProbs[b], values[b], tokenKl[b], advantages, returns, masks[b]));
+                    rows.Add(new RowArrays(oldLogProbs, values[b], advantages, returns, masks[b]));
                 }
                 if (config.WhitenAdvantages)
                 {
