@@ -16,6 +16,7 @@ public static class Commands
         root.Subcommands.Add(PmpDataCommand.Create());
         root.Subcommands.Add(PmCommand.Create());
         root.Subcommands.Add(SftCommand.Create());
+        root.Subcommands.Add(EvaluateCommand.Create());
         return root;
     }
 }
