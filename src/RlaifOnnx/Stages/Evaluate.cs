@@ -93,9 +93,9 @@ public static class Evaluate
     /// <summary>Configuration of the evaluation stage.</summary>
     public sealed record Config : IValidatableConfig
     {
-        /// <summary>The policies to compare, each {name, model}; Elo scores are relative to the first.</summary>
+        /// <summary>The policies to compare, each {name, model, server_model}: name unique and without '/', model a folder or an OpenAI-compatible URL, server_model optional. Elo scores are relative to the first.</summary>
         public required List<PolicySpec> Policies { get; init; }
-        /// <summary>The prompt sets, each {name, source}; every set gets its own win rates and Elo scores.</summary>
+        /// <summary>The prompt sets, each {name, source}: name unique and without '/', source any prompt source (e.g. builtin:red-team-eval, builtin:helpful-eval). Every set gets its own win rates and Elo scores.</summary>
         public required List<PromptSetSpec> PromptSets { get; init; }
         /// <summary>Use only the first N prompts of each set (null: all).</summary>
         public int? Limit { get; init; }
