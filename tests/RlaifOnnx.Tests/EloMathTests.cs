@@ -59,6 +59,8 @@ public class EloMathTests
         Assert.Equal(-381.697003775730, elo[1], 7);
         // three players where one beat both others but the others beat each other: still no finite fit
         Assert.Null(EloMath.BradleyTerry(new double[,] { { 0, 2, 1 }, { 0, 0, 1 }, { 0, 1, 0 } }));
+        // one player: strength 1, Elo 0
+        Assert.Equal([0.0], EloMath.Elo(EloMath.BradleyTerry(new double[,] { { 0 } })!));
     }
 
     [Fact]

@@ -248,3 +248,27 @@ public class EvaluateCliTests
         AssertOneLineError(result, "evaluate.yaml:1: polices: unknown key; did you mean 'policies'?", dir);
     }
 }
+
+/// <summary>`rlaif evaluate` as a user runs it: one policy is enough for rewards; the table goes to stdout.</summary>
+public class EvaluateCliRunTests
+{
+    [Fact]
+    public void Prints_the_table_and_writes_the_report()
+    {
+        using var dir = new TempDir();
+        var model = TinyModels.Folder(dir.File("m"), seed: 4);
+        var config = Models.ModelFolder.ReadMetadata(model).Config;
+        Models.PreferenceModelFolder.Write(dir.File("pm"), config, Models.PreferenceModelGraphs.FromLanguageModel(config, Models.ModelFolder.ReadWeights(model), 5), model, []);
+        File.WriteAllText(dir.File("evaluate.yaml"),
+            "policies:\n  - {name: only, model: m}\nprompt_sets:\n  - {name: helpfulness, source: builtin:helpful-eval}\n"
+            + "limit: 2\nreward_model: pm\nmax_new_tokens: 4\noutput_dir: out\n");
+        var result = CliProcess.Run("evaluate", "--config", dir.File("evaluate.yaml"));
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Contains("helpfulness (2 prompts, builtin:helpful-eval)", result.Stdout);
+        Assert.Contains("Elo (PM)", result.Stdout);
+        var report = Evaluate.ReadReport(dir.File("out"));
+        Assert.Equal(0.0, report.PromptSets[0].Policies[0].EloByReward);
+        Assert.Empty(report.PromptSets[0].Pairwise);
+        Assert.Null(report.PromptSets[0].Policies[0].EloByFeedback);
+    }
+}

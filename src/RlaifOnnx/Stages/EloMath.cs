@@ -77,6 +77,7 @@ public static class EloMath
             for (var j = 0; j < n; j++)
                 w[i, j] = i == j ? 0 : wins[i, j] + prior;
         if (!StronglyConnected(w)) return null;
+        if (n == 1) return [1.0]; // nothing to compare: the reference player alone
 
         var strengths = Enumerable.Repeat(1.0, n).ToArray();
         var next = new double[n];
