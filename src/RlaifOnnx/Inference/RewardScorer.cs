@@ -52,11 +52,43 @@ public sealed class RewardScorer : IRewardModel
             session.Dispose();
             throw UserError.At(modelPath, null, null, $"has no output \"{PreferenceModelGraphs.RewardsOutput}\" (not a reward graph)");
         }
-        try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(ModelDir); }
-        catch (OnnxRuntimeGenAIException e)
+        try { tokenizer = OpenTokenizer(ModelDir); }
+        catch
         {
             session.Dispose();
-            throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// ONNX Runtime GenAI's tokenizer for a model folder's tokenizer files. GenAI reads a tokenizer only from
+    /// a folder with a genai_config.json, which a preference model folder has none of (it cannot generate);
+    /// so the tokenizer files are copied with the genai_config.json of the same architecture config into a
+    /// temporary folder, loaded from there (GenAI reads them into memory) and the folder removed. A folder
+    /// that has a genai_config.json (a language model) is read as it is.
+    /// </summary>
+    public static Microsoft.ML.OnnxRuntimeGenAI.Tokenizer OpenTokenizer(string modelDir)
+    {
+        modelDir = Path.GetFullPath(modelDir);
+        try
+        {
+            if (File.Exists(Path.Combine(modelDir, ModelFolder.GenAIConfigFile))) return new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(modelDir);
+            var config = ModelFolder.ReadMetadata(modelDir).Config;
+            var temp = Directory.CreateTempSubdirectory("rlaif-tokenizer-").FullName;
+            try
+            {
+                new TokenizerSource.Folder(modelDir).WriteTo(temp);
+                File.WriteAllText(Path.Combine(temp, ModelFolder.GenAIConfigFile), DecoderGraphs.GenAIConfig(config).ToJsonString());
+                return new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(temp);
+            }
+            finally
+            {
+                Directory.Delete(temp, recursive: true);
+            }
+        }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            throw UserError.At(modelDir, null, null, $"ONNX Runtime GenAI cannot load the tokenizer: {e.Message.Split('\n', 2)[0]}");
         }
     }
 

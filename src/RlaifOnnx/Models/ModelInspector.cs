@@ -22,7 +22,11 @@ public static class ModelInspector
         {
             var meta = ModelFolder.ReadMetadata(dir);
             rows.Add(("format", "rlaif model folder"));
-            AddConfig(rows, meta.Config, meta.Config.ParameterCount);
+            // A preference model has no LM head but a scalar one: count its own weights.
+            var parameters = meta.Role == PreferenceModelFolder.Role
+                ? PreferenceModelGraphs.Shapes(meta.Config).Values.Sum(s => s.Aggregate(1L, (a, b) => a * b))
+                : meta.Config.ParameterCount;
+            AddConfig(rows, meta.Config, parameters);
             rows.Add(("role", meta.Role));
             tail.AppendLine("lineage:");
             if (meta.Lineage.Count == 0) tail.AppendLine("  (none)");
