@@ -20,9 +20,8 @@ ln -s ../00_pretrain/model runs/demo/models/base
 step "01 revise: answer red-team prompts, then critique and revise under sampled principles (4 rounds)"
 rlaif revise --config configs/demo/01_revise.yaml
 
-step "02 sft: fine-tune the base model on the final revisions (SL-CAI)"
-rlaif train-lm --model runs/demo/models/base --data runs/demo/01_revise/sft_prompt_completion.jsonl \
-  --out runs/demo/02_sft --steps 30 --lr 2e-3 --batch-size 8 --seq-len 256 --warmup 3 --seed 1
+step "02 sft: fine-tune the base model on the final revisions mixed with its answers to helpfulness prompts (SL-CAI)"
+rlaif sft --config configs/demo/02_sft.yaml
 
 step "03 label: the SL-CAI model answers each prompt twice; the feedback model labels (A)/(B) under M principles"
 rlaif label --config configs/demo/03_label.yaml
@@ -32,11 +31,27 @@ if [ -f ../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz ]; then
   rlaif label --config configs/demo/03_label_human.yaml
 fi
 
+pm_start=runs/demo/models/base
+if [ -f ../shared/data/stackexchange/beer.Posts.xml ]; then
+  step "04 PM pretraining: the base model + a scalar head learns which Stack Exchange answer scored higher"
+  rlaif pmp-data --config configs/demo/04_pmp_data.yaml
+  rlaif pm --config configs/demo/04_pmp.yaml
+  pm_start=runs/demo/04_pmp/model
+fi
+
+step "05 PM fine-tuning: AI harmlessness labels mixed with human comparisons, soft-label loss"
+if [ -f ../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz ]; then
+  rlaif mix --config configs/demo/05_mix.yaml
+else
+  rlaif mix --config configs/demo/05_mix_ai_only.yaml
+fi
+rlaif pm --config configs/demo/05_pm.yaml --model "$pm_start"
+
 step "generate: the SL-CAI model on held-out red-team prompts"
-rlaif generate --model runs/demo/02_sft/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
+rlaif generate --model runs/demo/02_sft/train/model --prompts configs/demo/eval_prompts.jsonl --out runs/demo/eval_generations.jsonl \
   --max-new-tokens 24 --temperature 0
 head -n 3 runs/demo/eval_generations.jsonl
 
 step "done"
 echo "runs/demo holds: $(ls runs/demo | tr '\n' ' ')"
-echo "Not built yet: 04 PM pretraining, 05 PM fine-tuning, 06 PPO, 07 evaluation, and \`rlaif run\` (one config for all stages)."
+echo "Not built yet: 06 PPO, 07 evaluation, and \`rlaif run\` (one config for all stages)."

@@ -13,6 +13,9 @@ public static class Commands
         root.Subcommands.Add(ServeCommand.Create());
         foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
         root.Subcommands.Add(TrainLmCommand.Build());
+        root.Subcommands.Add(PmpDataCommand.Create());
+        root.Subcommands.Add(PmCommand.Create());
+        root.Subcommands.Add(SftCommand.Create());
         return root;
     }
 }

@@ -24,6 +24,13 @@ public sealed class ConfigPathAttribute(params string[] keywords) : Attribute
     public IReadOnlyList<string> Keywords { get; } = keywords;
 }
 
+/// <summary>
+/// Marks a list property whose YAML value may also be a single item: <c>posts: a.xml</c> means
+/// <c>posts: [a.xml]</c>. Only where one value is the common case; other lists stay strict.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class ConfigOneOrListAttribute : Attribute;
+
 /// <summary>A problem a config record finds in its own values, reported at the key's line.</summary>
 public sealed record ConfigProblem(string Key, string Problem);
 
@@ -170,7 +177,10 @@ public static partial class StageConfig
                     if (seen.TryGetValue(key, out var firstLine))
                         throw UserError.At(source, Line(keyNode), path, $"duplicate key (first given on line {firstLine})");
                     seen[key] = Line(keyNode);
-                    var value = BindValue(valueNode, property.PropertyType, path, nullability.Create(property), property.GetCustomAttribute<ConfigPathAttribute>());
+                    var given = valueNode is YamlScalarNode && !IsNull(valueNode) && property.IsDefined(typeof(ConfigOneOrListAttribute))
+                        ? new YamlSequenceNode(valueNode)
+                        : valueNode;
+                    var value = BindValue(given, property.PropertyType, path, nullability.Create(property), property.GetCustomAttribute<ConfigPathAttribute>());
                     property.SetValue(instance, value);
                 }
             }
@@ -585,6 +595,8 @@ public static partial class StageConfig
         var type = property.PropertyType;
         var bare = Nullable.GetUnderlyingType(type) ?? type;
         var words = property.IsDefined(typeof(ConfigPathAttribute)) ? (ElementTypeOfList(bare) is null ? "path" : "list of paths") : Label(bare);
+        if (property.IsDefined(typeof(ConfigOneOrListAttribute)) && ElementTypeOfList(bare) is { } one)
+            words = $"{(property.IsDefined(typeof(ConfigPathAttribute)) ? "path" : Label(one))} or {words}";
         if (IsRequired(property)) words += ", required";
         else if (Nullable.GetUnderlyingType(type) is not null || (!type.IsValueType && new NullabilityInfoContext().Create(property).WriteState == NullabilityState.Nullable))
             words += ", optional";

@@ -26,6 +26,8 @@ public static class PreferenceModelGraphs
     public const string HeadWeight = "score.weight";
     /// <summary>The graph output: one reward per row, [B].</summary>
     public const string RewardsOutput = "rewards";
+    /// <summary>The value graph's output: the head at every position, [B, S].</summary>
+    public const string ValuesOutput = "values";
 
     /// <summary>The PM's weights by name and shape: the decoder's canonical weights (no lm_head.weight), then score.weight [h, 1].</summary>
     public static Dictionary<string, long[]> Shapes(ModelConfig config)
@@ -58,6 +60,28 @@ public static class PreferenceModelGraphs
         var g = new GraphBuilder("preference_model_training", floatType);
         Build(g, config);
         // The weights come after input_ids and attention_mask, in the decoder's order, score.weight last.
+        foreach (var (name, shape) in Ordered(config, Shapes(config)))
+            g.Input(name, floatType, shape.Cast<object>().ToArray());
+        return g.ToModel();
+    }
+
+    /// <summary>
+    /// The value model's training graph (PPO's critic, initialised from the preference model as in
+    /// Constitutional AI §4.3 and TRL, whose value model loads the reward model's weights): the same
+    /// decoder and head as <see cref="Training"/>, with the same inputs and weights, but the head applied at
+    /// every position — output <see cref="ValuesOutput"/> [B, S], where position t holds the value of the
+    /// prefix ids[..t] (the PM's reward of that prefix scored alone). Padding positions hold finite values
+    /// that nothing should read. The last real token's value equals <see cref="Training"/>'s reward.
+    /// </summary>
+    public static ModelProto Values(ModelConfig config, DataType floatType)
+    {
+        config.Validate("model config");
+        if (floatType is not (DataType.Float or DataType.Double))
+            throw new ArgumentException($"training graphs are built in Float or Double, not {floatType}", nameof(floatType));
+        var g = new GraphBuilder("value_model_training", floatType);
+        var (hidden, _) = Decoder(g, config);                                                  // [B, S, h]
+        var values = g.Squeeze(g.MatMul(hidden, HeadWeight), 2);                               // [B, S, 1] → [B, S]
+        g.OutputAs(values, ValuesOutput, floatType, "batch_size", "sequence_length");
         foreach (var (name, shape) in Ordered(config, Shapes(config)))
             g.Input(name, floatType, shape.Cast<object>().ToArray());
         return g.ToModel();
@@ -99,6 +123,24 @@ public static class PreferenceModelGraphs
     /// <summary>Inputs, positions from the mask, the decoder, the last real token's hidden state, the head.</summary>
     static void Build(GraphBuilder g, ModelConfig c)
     {
+        var (hidden, mask) = Decoder(g, c);                                                    // [B, S, h], [B, S]
+        var zero = g.Int64Scalar(0);
+        var one = g.Int64Scalar(1);
+
+        // 3. Each row's last real token: index Σ mask − 1 (clamped at 0 for an all-padding row).
+        var lastIndex = g.Op("Max", [g.Sub(g.Op("ReduceSum", [mask, g.Int64s(1)], ("keepdims", 0L)), one), zero]); // [B]
+        var gatherShape = g.Concat(0, g.Shape(hidden, 0, 1), g.Int64s(1), g.Shape(hidden, 2, 3));               // [B, 1, h]
+        var index = g.Expand(g.Reshape(lastIndex, -1, 1, 1), gatherShape);                                      // [B, 1, h]
+        var last = g.GatherElements(hidden, index, 1);                                                           // [B, 1, h]
+
+        // 4. The scalar head: [B, 1, h] · [h, 1] → [B, 1, 1] → [B].
+        var rewards = g.Squeeze(g.MatMul(last, HeadWeight), 1, 2);
+        g.OutputAs(rewards, RewardsOutput, g.FloatType, "batch_size");
+    }
+
+    /// <summary>The inputs input_ids and attention_mask, positions from the mask and the decoder: the final-normed hidden state [B, S, h] and the mask.</summary>
+    static (string Hidden, string Mask) Decoder(GraphBuilder g, ModelConfig c)
+    {
         var inputIds = g.Input("input_ids", DataType.Int64, "batch_size", "sequence_length");
         var mask = g.Input("attention_mask", DataType.Int64, "batch_size", "sequence_length");
 
@@ -111,15 +153,6 @@ public static class PreferenceModelGraphs
 
         // 2. The decoder up to its final norm.
         var hidden = DecoderGraphs.FinalHidden(g, c, inputIds, mask, positionIds);           // [B, S, h]
-
-        // 3. Each row's last real token: index Σ mask − 1 (clamped at 0 for an all-padding row).
-        var lastIndex = g.Op("Max", [g.Sub(g.Op("ReduceSum", [mask, g.Int64s(1)], ("keepdims", 0L)), one), zero]); // [B]
-        var gatherShape = g.Concat(0, g.Shape(hidden, 0, 1), g.Int64s(1), g.Shape(hidden, 2, 3));               // [B, 1, h]
-        var index = g.Expand(g.Reshape(lastIndex, -1, 1, 1), gatherShape);                                      // [B, 1, h]
-        var last = g.GatherElements(hidden, index, 1);                                                           // [B, 1, h]
-
-        // 4. The scalar head: [B, 1, h] · [h, 1] → [B, 1, 1] → [B].
-        var rewards = g.Squeeze(g.MatMul(last, HeadWeight), 1, 2);
-        g.OutputAs(rewards, RewardsOutput, g.FloatType, "batch_size");
+        return (hidden, mask);
     }
 }

@@ -29,8 +29,8 @@ public static class PreferenceMix
     {
         /// <summary>AI-labelled comparisons: the label stage's comparisons.jsonl.</summary>
         [ConfigPath] public required string AiComparisons { get; init; }
-        /// <summary>Human-labelled comparisons: prompt/chosen/rejected, hh-rlhf transcripts, or response_a/response_b with preferred.</summary>
-        [ConfigPath] public required string HumanComparisons { get; init; }
+        /// <summary>Human-labelled comparisons: prompt/chosen/rejected, hh-rlhf transcripts, or response_a/response_b with preferred (null: AI comparisons only, ai_fraction 1).</summary>
+        [ConfigPath] public string? HumanComparisons { get; init; }
         /// <summary>Share of AI comparisons in the mix, in [0, 1].</summary>
         public double AiFraction { get; init; } = 0.5;
         /// <summary>Comparisons in the mix (null: as many as the inputs allow at that share, without repeating any).</summary>
@@ -44,6 +44,7 @@ public static class PreferenceMix
         {
             if (AiFraction is < 0 or > 1) yield return new("ai_fraction", $"must be in [0, 1], got {AiFraction}");
             if (Size is < 1) yield return new("size", $"must be at least 1, got {Size}");
+            if (HumanComparisons is null && AiFraction < 1) yield return new("ai_fraction", $"is {AiFraction} but there are no human_comparisons to make up the rest; give human_comparisons or set ai_fraction: 1");
         }
     }
 
@@ -68,10 +69,10 @@ public static class PreferenceMix
         var ai = Jsonl.Read<ComparisonRecord>(config.AiComparisons)
             .Select(l => new MixedComparison($"ai/{l.Value.Id}", "ai", l.Value.Messages, l.Value.ResponseA, l.Value.ResponseB, l.Value.PA)).ToList();
         var human = new List<MixedComparison>();
-        foreach (var p in PromptSources.ReadPairs(config.HumanComparisons, config.Seed))
+        foreach (var p in config.HumanComparisons is null ? [] : PromptSources.ReadPairs(config.HumanComparisons, config.Seed))
         {
             if (p.HumanChoseA is not { } choseA)
-                throw UserError.At(config.HumanComparisons, null, "preferred", $"comparison '{p.Id}' has no human preference");
+                throw UserError.At(config.HumanComparisons!, null, "preferred", $"comparison '{p.Id}' has no human preference");
             human.Add(new MixedComparison($"human/{p.Id}", "human", p.Context, p.ResponseA, p.ResponseB, choseA ? 1.0 : 0.0));
         }
 
@@ -84,7 +85,8 @@ public static class PreferenceMix
         return path;
     }
 
-    static IEnumerable<T> Draw<T>(List<T> items, int n, Random rng)
+    /// <summary>n items drawn without repetition (a seeded shuffle, then the first n); the SFT stage draws its mix the same way.</summary>
+    internal static IEnumerable<T> Draw<T>(List<T> items, int n, Random rng)
     {
         var copy = items.ToArray();
         rng.Shuffle(copy);

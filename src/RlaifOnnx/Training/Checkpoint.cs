@@ -62,6 +62,24 @@ public static class Checkpoint
         return final;
     }
 
+    /// <summary>
+    /// Resumes <paramref name="trainer"/> from the newest checkpoint under <paramref name="root"/> when there
+    /// is one, after checking it was made with the same <paramref name="settings"/> (kept under "settings" in
+    /// its state, as the training commands save them): another run's checkpoint is refused, not continued.
+    /// <paramref name="otherOutput"/> names the setting that picks a fresh folder (e.g. "--out"). Returns the
+    /// folder resumed from, or null for a fresh start.
+    /// </summary>
+    public static string? Resume(string root, Trainer trainer, JsonObject settings, string otherOutput)
+    {
+        if (Latest(root) is not { } latest) return null;
+        var state = Load(latest, trainer);
+        var saved = state.Extra["settings"]?.ToJsonString();
+        if (saved != settings.ToJsonString())
+            throw UserError.At(Path.Combine(latest, StateFile), null, "settings",
+                $"this checkpoint was made with {saved}; rerun with those settings or use a new {otherOutput}");
+        return latest;
+    }
+
     /// <summary>The newest complete checkpoint folder under <paramref name="root"/>, or null.</summary>
     public static string? Latest(string root) => Directory.Exists(root) ? Complete(root).LastOrDefault() : null;
 

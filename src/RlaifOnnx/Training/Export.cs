@@ -9,17 +9,20 @@ namespace RlaifOnnx.Training;
 /// </summary>
 public static class Export
 {
-    /// <summary>The canonical weights after training: frozen ∪ trainable, with <paramref name="lora"/>'s adapters merged (when given).</summary>
+    /// <summary>
+    /// The canonical weights after training: frozen ∪ trainable, with <paramref name="lora"/>'s adapters merged
+    /// (when given). <paramref name="shapes"/> names the weights the model has (null: the language model's).
+    /// </summary>
     public static WeightSet Weights(ModelConfig config, IReadOnlyDictionary<string, WeightTensor> frozen, Trainer trainer,
-        IReadOnlyList<LoraAdapter>? lora = null, double loraScale = 0)
+        IReadOnlyList<LoraAdapter>? lora = null, double loraScale = 0, IReadOnlyDictionary<string, long[]>? shapes = null)
     {
-        var canonical = WeightNames.Shapes(config);
+        var canonical = shapes ?? WeightNames.Shapes(config);
         var all = new Dictionary<string, WeightTensor>(StringComparer.Ordinal);
         foreach (var (name, w) in frozen) if (canonical.ContainsKey(name)) all[name] = w;
         var trained = trainer.TrainableWeights();
         foreach (var (name, w) in trained) if (canonical.ContainsKey(name)) all[name] = w;
         var set = lora is { Count: > 0 } ? Lora.Merge(all, lora, trained, loraScale) : ToSet(all);
-        set.CheckAgainst(config, "trained weights");
+        set.CheckAgainst(canonical, "trained weights");
         return set;
     }
 

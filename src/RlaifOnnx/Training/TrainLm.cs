@@ -108,15 +108,8 @@ public static class TrainLm
         // 3. Resume from the newest checkpoint, when there is one made with the same settings.
         var checkpoints = Path.Combine(config.Out, "checkpoints");
         var settings = Settings(config);
-        if (Checkpoint.Latest(checkpoints) is { } latest)
-        {
-            var state = Checkpoint.Load(latest, trainer);
-            var saved = state.Extra["settings"]?.ToJsonString();
-            if (saved != settings.ToJsonString())
-                throw UserError.At(Path.Combine(latest, Checkpoint.StateFile), null, "settings",
-                    $"this checkpoint was made with {saved}; rerun with those settings or use a new --out");
-            log($"resuming from {latest} (step {trainer.StepCount})");
-        }
+        if (Checkpoint.Resume(checkpoints, trainer, settings, "--out") is { } resumed)
+            log($"resuming from {resumed} (step {trainer.StepCount})");
 
         // 4. Train: batch s holds examples s·B … s·B + B − 1 of the seeded epoch orders.
         var order = new DataOrder(sequences.Count, config.Seed);
@@ -269,27 +262,5 @@ public static class TrainLm
         }
         if (list.Count == 0) throw UserError.At(file, line, field, "is an empty message list");
         return list;
-    }
-
-    /// <summary>
-    /// The example at a position of the endless stream of epochs, each epoch a Fisher–Yates shuffle seeded by
-    /// (seed, epoch) — so a resumed run computes the same order from the step alone.
-    /// </summary>
-    sealed class DataOrder(int count, int seed)
-    {
-        readonly Dictionary<long, int[]> epochs = new();
-
-        public int At(long position)
-        {
-            var epoch = position / count;
-            if (!epochs.TryGetValue(epoch, out var permutation))
-            {
-                permutation = Enumerable.Range(0, count).ToArray();
-                StableRandom.For(seed, $"epoch {epoch}").Shuffle(permutation);
-                epochs.Clear();
-                epochs[epoch] = permutation;
-            }
-            return permutation[position % count];
-        }
     }
 }
