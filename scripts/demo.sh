@@ -55,6 +55,9 @@ rlaif generate --model runs/demo/02_sft/train/model --prompts configs/demo/eval_
   --max-new-tokens 24 --temperature 0
 head -n 3 runs/demo/eval_generations.jsonl
 
+step "07 evaluate: base, SL-CAI and RL-CAI on held-out red-team and helpfulness prompts; PM rewards, AI judgments, win rates, Elo"
+rlaif evaluate --config configs/demo/07_evaluate.yaml
+
 step "done"
 echo "runs/demo holds: $(ls runs/demo | tr '\n' ' ')"
-echo "Not built yet: 07 evaluation, and \`rlaif run\` (one config for all stages)."
+echo "Not built yet: \`rlaif run\` (one config for all stages)."

@@ -17,6 +17,7 @@ public static class Commands
         root.Subcommands.Add(PmCommand.Create());
         root.Subcommands.Add(PpoCommand.Create());
         root.Subcommands.Add(SftCommand.Create());
+        root.Subcommands.Add(EvaluateCommand.Create());
         return root;
     }
 }

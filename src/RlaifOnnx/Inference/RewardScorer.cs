@@ -15,7 +15,7 @@ namespace RlaifOnnx.Inference;
 /// uses too. A text longer than the model's context keeps its end — the response being judged — and
 /// loses its start (<see cref="KeepEnd"/>); <see cref="TruncatedCount"/> counts them.
 /// </summary>
-public sealed class RewardScorer : IDisposable
+public sealed class RewardScorer : IRewardModel
 {
     readonly InferenceSession session;
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
@@ -133,6 +133,10 @@ public sealed class RewardScorer : IDisposable
     /// <summary>One reward per (conversation, response) pair, in input order; each rendered by <see cref="RenderPair"/>.</summary>
     public double[] Rewards(IReadOnlyList<(IReadOnlyList<ChatMessage> Context, string Response)> pairs, CancellationToken cancellationToken = default) =>
         Rewards(pairs.Select(p => Render(p.Context, p.Response)).ToList(), cancellationToken);
+
+    /// <summary>The pair overload of <c>Rewards</c> on a pool thread, for <see cref="IRewardModel"/>.</summary>
+    public Task<double[]> RewardsAsync(IReadOnlyList<(IReadOnlyList<ChatMessage> Context, string Response)> items, CancellationToken cancellationToken = default) =>
+        Task.Run(() => Rewards(items, cancellationToken), cancellationToken);
 
     /// <summary>One reward per token sequence, in input order (sequences over <see cref="MaxTokens"/> keep their end).</summary>
     public double[] RewardsOfTokens(IReadOnlyList<int[]> sequences, CancellationToken cancellationToken = default)

@@ -253,6 +253,20 @@ public static partial class Label
     public static LabelMetrics ReadMetrics(string outputDir) =>
         JsonSerializer.Deserialize<LabelMetrics>(File.ReadAllText(Path.Combine(outputDir, MetricsFile)), MetricsJson)!;
 
+    /// <summary>
+    /// Labels given comparisons the way the stage labels one batch (principles drawn per comparison id,
+    /// the run's few-shot block, both orders if configured, M principles ensembled), without writing files:
+    /// for callers that compare answers of their own, such as the evaluation stage. Chain-of-thought mode
+    /// needs <paramref name="reasoner"/>.
+    /// </summary>
+    public static Task<List<ComparisonRecord>> LabelPairs(IReadOnlyList<PairItem> pairs, ConstitutionSet constitution, Config config, IScorer scorer,
+        Func<string, int> countTokens, int maxQuestionTokens, ITextGenerator? reasoner = null, CancellationToken cancellationToken = default, string source = "label config")
+    {
+        if (config.ChainOfThought && reasoner is null) throw new ArgumentNullException(nameof(reasoner), "chain-of-thought mode needs a generator");
+        if (pairs.Count == 0) return Task.FromResult(new List<ComparisonRecord>());
+        return LabelBatch(pairs.ToList(), constitution, config, FewShotBlock(constitution, config), scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken);
+    }
+
     /// <summary>Two answers per prompt from the policy model: each chat twice in one batch, sampled.</summary>
     static async Task<List<PairItem>> SamplePairs(List<PromptItem> prompts, ITextGenerator policy, Config config, CancellationToken ct)
     {

@@ -63,6 +63,13 @@ public static class StageBackends
         catch (JsonException) { return null; }
     }
 
+    /// <summary>Checks a model value before anything is loaded: an http(s) URL, or a folder with genai_config.json; a <see cref="UserError"/> otherwise.</summary>
+    public static void CheckModel(string model, string source, string field)
+    {
+        if (IsUrl(model)) Server(model, null, source, field);
+        else CheckFolder(model, source, field);
+    }
+
     static OpenAIOptions Server(string url, string? name, string source, string field)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
