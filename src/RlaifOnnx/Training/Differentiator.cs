@@ -327,11 +327,20 @@ sealed class Differentiator(GraphBuilder g, DataType floatType)
                 if (axis == 0)
                     To(0, () =>
                     {
-                        // Embedding rows: ScatterND with reduction="add" (opset 18), indices made non-negative first.
-                        var rows = g.Gather(g.Shape(In(0)), g.Int64Scalar(0));
+                        // Embedding rows: dy's rows added into the rows they were read from, as ScatterElements with
+                        // reduction="add" over data viewed as [rows, R] (indices made non-negative first). Not ScatterND:
+                        // ONNX Runtime runs ScatterND's reduction on several threads without atomics, so repeated ids
+                        // (every batch has them) lose updates at random (microsoft/onnxruntime#23396); its
+                        // ScatterElements adds in index order on one thread, exact and the same on every run.
+                        var shape = g.Shape(In(0));
+                        var rows = g.Gather(shape, g.Int64Scalar(0));
                         var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));
                         idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, rows), idx);
-                        return g.Op("ScatterND", [ZerosLike(In(0)), g.Unsqueeze(idx, -1), Dy(0)], ("reduction", "add"));
+                        var zeros = g.Reshape(ZerosLike(In(0)), 0, -1);                                  // [rows, R]
+                        var updates = g.Reshape(Dy(0), g.Concat(0, g.Int64s(-1), g.Shape(zeros, 1, 2))); // [N, R]
+                        var indices = g.Expand(g.Reshape(idx, -1, 1), g.Shape(updates));                 // [N, R]
+                        var summed = g.Op("ScatterElements", [zeros, indices, updates], ("axis", 0L), ("reduction", "add"));
+                        return g.Reshape(summed, shape);
                     });
                 else
                     To(0, () =>
