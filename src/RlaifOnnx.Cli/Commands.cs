@@ -18,6 +18,7 @@ public static class Commands
         root.Subcommands.Add(PpoCommand.Create());
         root.Subcommands.Add(SftCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
         return root;
     }
 }

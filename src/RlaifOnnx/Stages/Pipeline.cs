@@ -1,0 +1,147 @@
+using System.Globalization;
+using RlaifOnnx.Data;
+
+namespace RlaifOnnx.Stages;
+
+/// <summary>
+/// `rlaif run --config PIPELINE.yaml`: the pipeline's stages in order, each from its own stage config.
+/// Everything is checked before anything runs: the pipeline file (unknown keys, stage kinds, duplicate
+/// names, `only`/`from`), that every stage config exists, and that every stage config loads — so a typo
+/// in the fifth stage fails before the first one starts. A stage runs exactly as its own command runs it
+/// (the same library call). There is no pipeline state file: every stage resumes and skips finished work
+/// by itself, so a rerun reruns each stage, which is quick when its outputs are complete.
+/// </summary>
+public static class Pipeline
+{
+    /// <summary>A pipeline: stages in order, optionally a subset to run. Stage kinds: revise, sft, label, mix, pmp-data, pm, ppo, evaluate.</summary>
+    public sealed record Config : IValidatableConfig
+    {
+        /// <summary>The stages in the order they run: each {name, stage, config}.</summary>
+        public required IReadOnlyList<StageEntry> Stages { get; init; }
+        /// <summary>Run only the stages with these names, in pipeline order (null: all).</summary>
+        public IReadOnlyList<string>? Only { get; init; }
+        /// <summary>Start at the stage with this name and run it and every stage after it (null: from the first).</summary>
+        public string? From { get; init; }
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (Stages.Count == 0) yield return new("stages", "lists no stages");
+            var firstIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var i = 0; i < Stages.Count; i++)
+            {
+                if (firstIndex.TryGetValue(Stages[i].Name, out var first))
+                    yield return new("stages", $"duplicate stage name '{Stages[i].Name}' (stages[{first}] and stages[{i}])");
+                else firstIndex[Stages[i].Name] = i;
+            }
+            foreach (var name in Only ?? [])
+                if (!firstIndex.ContainsKey(name)) yield return new("only", NoSuchStage(name, firstIndex.Keys));
+            if (From is not null && !firstIndex.ContainsKey(From)) yield return new("from", NoSuchStage(From, firstIndex.Keys));
+            if (Only is not null && From is not null) yield return new("from", "give only or from, not both");
+        }
+    }
+
+    /// <summary>One stage of a pipeline.</summary>
+    public sealed record StageEntry : IValidatableConfig
+    {
+        /// <summary>The stage's name, unique in the pipeline (used by only and from, and printed as "== name (stage)").</summary>
+        public required string Name { get; init; }
+        /// <summary>The stage kind: revise, sft, label, mix, pmp-data, pm, ppo or evaluate (the command that runs it alone).</summary>
+        public required string Stage { get; init; }
+        /// <summary>The stage's config file (relative to the pipeline file); the same file `rlaif STAGE --config` reads.</summary>
+        [ConfigPath] public required string Config { get; init; }
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (string.IsNullOrWhiteSpace(Name)) yield return new("name", "must not be empty");
+            if (KindOf(Stage) is null)
+            {
+                var names = Kinds.Select(k => k.Name).ToList();
+                var hint = StageConfig.Nearest(Stage, names) is { } near ? $"did you mean '{near}'?" : $"expected one of {string.Join(", ", names)}";
+                yield return new("stage", $"unknown stage kind '{Stage}'; {hint}");
+            }
+            if (!File.Exists(Config)) yield return new("config", $"config file '{Config}' not found");
+        }
+    }
+
+    /// <summary>
+    /// A stage kind: its name (the CLI command), its config record type, how to load that config and how
+    /// to run it — the library call its command makes — returning a short summary of what it wrote.
+    /// </summary>
+    public sealed record StageKind(string Name, Type ConfigType, Func<string, object> Load, Func<object, string, Action<string>?, CancellationToken, Task<string>> Run)
+    {
+        static StageKind Of<T>(string name, Func<T, string, Action<string>?, CancellationToken, Task<string>> run) where T : class =>
+            new(name, typeof(T), StageConfig.Load<T>, (config, path, log, ct) => run((T)config, path, log, ct));
+
+        internal static readonly IReadOnlyList<StageKind> All =
+        [
+            Of<Revise.Config>("revise", async (c, path, _, ct) => $"wrote {await Revise.Run(c, ct, path)} and the SFT exports beside it"),
+            Of<Sft.Config>("sft", async (c, path, log, ct) =>
+            {
+                var s = await Sft.Run(c, log, ct, path);
+                return $"examples: {s.RevisionExamples} revision, {s.HelpfulnessExamples} helpfulness; final loss {s.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)} at step {s.Steps}; model: {s.Model}";
+            }),
+            Of<Label.Config>("label", async (c, path, _, ct) => $"wrote {await Label.Run(c, ct, path)}\n{Label.Describe(Label.ReadMetrics(c.OutputDir)).TrimEnd()}"),
+            Of<PreferenceMix.Config>("mix", (c, path, _, _) => Task.FromResult($"wrote {PreferenceMix.Run(c, path)}")),
+            Of<StackExchange.Config>("pmp-data", (c, path, _, ct) =>
+            {
+                var stats = StackExchange.Run(c, ct, path);
+                return Task.FromResult($"wrote {Path.Combine(c.OutputDir, StackExchange.TrainFile)}, {StackExchange.EvalFile}, {StackExchange.StatsFile}\n{StackExchange.Describe(stats).TrimEnd()}");
+            }),
+            Of<TrainPreferenceModel.Config>("pm", (c, path, log, ct) => Task.FromResult($"wrote {TrainPreferenceModel.Run(c, log, ct, path)}")),
+            Of<TrainPolicy.Config>("ppo", async (c, path, log, ct) =>
+            {
+                var s = await TrainPolicy.Run(c, log, ct, path);
+                return $"wrote {s.Model} and {s.ValueModel}";
+            }),
+            Of<Evaluate.Config>("evaluate", async (c, path, log, ct) =>
+            {
+                var report = await Evaluate.Run(c, log, ct, path);
+                return $"wrote {Path.Combine(c.OutputDir, Evaluate.ReportFile)} and {Evaluate.ReportMarkdownFile}\n{Evaluate.Describe(report).TrimEnd()}";
+            }),
+        ];
+    }
+
+    /// <summary>The stage kinds in pipeline order.</summary>
+    public static IReadOnlyList<StageKind> Kinds => StageKind.All;
+
+    /// <summary>The kind with this name (revise, sft, label, mix, pmp-data, pm, ppo, evaluate), or null.</summary>
+    public static StageKind? KindOf(string name) => Kinds.FirstOrDefault(k => k.Name == name);
+
+    /// <summary>A stage ready to run: its entry, its kind and its loaded config.</summary>
+    public sealed record PlannedStage(StageEntry Entry, StageKind Kind, object StageConfig);
+
+    /// <summary>
+    /// Loads the pipeline file and every stage config it lists (a bad one is a <see cref="UserError"/>
+    /// naming its file and line), then returns the stages that `only`/`from` select, in order.
+    /// </summary>
+    public static IReadOnlyList<PlannedStage> Plan(string pipelinePath)
+    {
+        var config = StageConfig.Load<Config>(pipelinePath);
+        // All of them, selected or not: the pipeline file is checked as a whole.
+        var loaded = config.Stages.Select(s => new PlannedStage(s, KindOf(s.Stage)!, KindOf(s.Stage)!.Load(s.Config))).ToList();
+        if (config.Only is { } only) return loaded.Where(p => only.Contains(p.Entry.Name)).ToList();
+        if (config.From is { } from) return loaded.SkipWhile(p => p.Entry.Name != from).ToList();
+        return loaded;
+    }
+
+    /// <summary>
+    /// Plans, then runs the selected stages in order; <paramref name="log"/> gets "== name (stage)" before
+    /// each, the stages' own progress lines and each stage's summary. The first failing stage stops the
+    /// run with its error. Returns the names of the stages that ran.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> Run(string pipelinePath, Action<string>? log = null, CancellationToken cancellationToken = default)
+    {
+        var stages = Plan(pipelinePath);
+        foreach (var stage in stages)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            log?.Invoke($"== {stage.Entry.Name} ({stage.Kind.Name})");
+            var summary = await stage.Kind.Run(stage.StageConfig, stage.Entry.Config, log, cancellationToken);
+            log?.Invoke(summary);
+        }
+        return stages.Select(s => s.Entry.Name).ToList();
+    }
+
+    static string NoSuchStage(string name, IEnumerable<string> names) =>
+        StageConfig.Nearest(name, names.ToList()) is { } near ? $"no stage named '{name}'; did you mean '{near}'?" : $"no stage named '{name}'";
+}
