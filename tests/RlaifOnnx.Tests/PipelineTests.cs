@@ -159,6 +159,42 @@ public class PipelineTests
     }
 
     [Fact]
+    public void AFailingStageStopsTheRunWithItsError()
+    {
+        using var dir = new TempDir();
+        var pipeline = ThreeMixStages(dir, "");
+        // b's config loads, but its input does not exist when the stage runs.
+        File.WriteAllText(dir.File("b.yaml"), "ai_comparisons: missing.jsonl\nhuman_comparisons: pairs.jsonl\nai_fraction: 0\noutput_dir: out/b\n");
+        var result = CliProcess.Run("run", "--config", pipeline);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("== a (mix)", result.Stdout);
+        Assert.Contains("== b (mix)", result.Stdout);
+        Assert.DoesNotContain("== c", result.Stdout);
+        var error = Assert.Single(result.Stderr.Trim().Split('\n'));
+        Assert.StartsWith("error: ", error);
+        Assert.Contains("missing.jsonl", error);
+        Assert.Equal(["a"], Written(dir));
+    }
+
+    [Fact]
+    public void ShippedPipelineListsTheShippedStageConfigs()
+    {
+        var path = Path.Combine(Repo(), "configs", "stages", "pipeline.yaml");
+        var stages = Pipeline.Plan(path);
+        Assert.Equal(["revise", "sl-cai", "ai-labels", "pmp-data", "pmp", "pm-mix", "pm", "rl-cai", "evaluate"], stages.Select(s => s.Entry.Name));
+        Assert.Equal(["revise", "sft", "label", "pmp-data", "pm", "mix", "pm", "ppo", "evaluate"], stages.Select(s => s.Kind.Name));
+        // The PM fine-tuning starts from the PMP phase's model, and PPO from the SL-CAI model.
+        var pmp = (TrainPreferenceModel.Config)stages.Single(s => s.Entry.Name == "pmp").StageConfig;
+        var pm = (TrainPreferenceModel.Config)stages.Single(s => s.Entry.Name == "pm").StageConfig;
+        Assert.Equal(Path.Combine(pmp.OutputDir, "model"), pm.Model);
+        var sft = (Sft.Config)stages.Single(s => s.Entry.Name == "sl-cai").StageConfig;
+        Assert.Equal(Path.Combine(sft.OutputDir, "train", "model"), ((TrainPolicy.Config)stages.Single(s => s.Entry.Name == "rl-cai").StageConfig).PolicyModel);
+    }
+
+    static string Repo([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
+        Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "..", ".."));
+
+    [Fact]
     public void HelpConfigListsTheKeysAndStageKinds()
     {
         var help = CliProcess.Run("run", "--help-config");
