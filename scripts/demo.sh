@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: the constitutional pipeline on the embedded default — built-in red-team prompts, the
 # embedded constitution, and small models the demo makes itself — from scratch into runs/demo.
-# Stages that exist run; the ones still to come are named at the end.
 set -euo pipefail
 config=${1:-Release}
 cd "$(dirname "$0")/.."
@@ -60,4 +59,3 @@ rlaif evaluate --config configs/demo/07_evaluate.yaml
 
 step "done"
 echo "runs/demo holds: $(ls runs/demo | tr '\n' ' ')"
-echo "Not built yet: \`rlaif run\` (one config for all stages)."
