@@ -144,7 +144,7 @@ public class PipelineTests
         using var dir = new TempDir();
         var pipeline = ThreeMixStages(dir, "");
         File.WriteAllText(dir.File("c.yaml"), "ai_comparisons: empty.jsonl\nhuman_comparisons: pairs.jsonl\nai_fractoin: 0\noutput_dir: out/c\n");
-        AssertRefused(pipeline, $"{dir.File("c.yaml")}:3: ai_fractoin: unknown key; did you mean 'ai_fraction'?");
+        AssertRefused(pipeline, $"{dir.File("c.yaml")}:3: ai_fractoin: unknown key; did you mean 'ai_fraction'? (pipeline stage 'c' reads it as a mix config)");
         Assert.Empty(Written(dir));
         Assert.False(Directory.Exists(dir.File("out")));
     }

@@ -118,7 +118,7 @@ public static class Pipeline
     {
         var config = StageConfig.Load<Config>(pipelinePath);
         // All of them, selected or not: the pipeline file is checked as a whole.
-        var loaded = config.Stages.Select(s => new PlannedStage(s, KindOf(s.Stage)!, KindOf(s.Stage)!.Load(s.Config))).ToList();
+        var loaded = config.Stages.Select(s => new PlannedStage(s, KindOf(s.Stage)!, LoadStageConfig(s))).ToList();
         if (config.Only is { } only) return loaded.Where(p => only.Contains(p.Entry.Name)).ToList();
         if (config.From is { } from) return loaded.SkipWhile(p => p.Entry.Name != from).ToList();
         return loaded;
@@ -140,6 +140,13 @@ public static class Pipeline
             log?.Invoke(summary);
         }
         return stages.Select(s => s.Entry.Name).ToList();
+    }
+
+    /// <summary>The entry's stage config; its errors also name the pipeline stage, since a config of another kind fails on its first key.</summary>
+    static object LoadStageConfig(StageEntry entry)
+    {
+        try { return KindOf(entry.Stage)!.Load(entry.Config); }
+        catch (UserError e) { throw new UserError($"{e.Message} (pipeline stage '{entry.Name}' reads it as a {entry.Stage} config)", e); }
     }
 
     static string NoSuchStage(string name, IEnumerable<string> names) =>
