@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -201,83 +200,20 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
             Content = JsonContent.Create(body, options: OpenAIJson.Options),
         }, cancellationToken);
 
-    /// <summary>One request with retries: 429/5xx, timeouts and connection failures back off and try again.</summary>
+    /// <summary>One request with retries (<see cref="HttpRetry"/>), at most as many at once as the options allow.</summary>
     async Task<TResponse> SendAsync<TResponse>(Func<HttpRequestMessage> makeRequest, CancellationToken cancellationToken)
     {
         await concurrency.WaitAsync(cancellationToken);
         try
         {
-            for (var attempt = 0; ; attempt++)
-            {
-                using var request = makeRequest();
-                using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                attemptTimeout.CancelAfter(options.Timeout);
-                string failure;
-                TimeSpan? retryAfter = null;
-                try
-                {
-                    using var response = await http.SendAsync(request, attemptTimeout.Token);
-                    var body = await response.Content.ReadAsStringAsync(attemptTimeout.Token);
-                    if (response.IsSuccessStatusCode)
-                    {
-                        try
-                        {
-                            return JsonSerializer.Deserialize<TResponse>(body, OpenAIJson.Options)
-                                ?? throw new HttpRequestException($"{request.RequestUri} answered with an empty body");
-                        }
-                        catch (JsonException e)
-                        {
-                            throw new HttpRequestException($"{request.RequestUri} answered with malformed JSON: {e.Message}");
-                        }
-                    }
-                    var status = (int)response.StatusCode;
-                    failure = $"{request.RequestUri} answered {status} {response.ReasonPhrase}: {Shorten(body)}";
-                    if (!IsRetryable(response.StatusCode))
-                    {
-                        if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
-                            throw new UserError($"{failure} (the API key is read from ${options.ApiKeyEnvironmentVariable})");
-                        throw new UserError(failure);
-                    }
-                    retryAfter = RetryAfter(response.Headers.RetryAfter, DateTimeOffset.UtcNow);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    failure = $"{request.RequestUri} did not answer within {options.Timeout.TotalSeconds:0.#} s";
-                }
-                catch (HttpRequestException e) when (e.StatusCode is null && e.InnerException is not null)
-                {
-                    failure = $"{request.RequestUri}: {e.Message}";   // connection refused, reset, DNS
-                }
-                if (attempt >= options.MaxRetries)
-                    throw new HttpRequestException($"{failure} (gave up after {attempt + 1} attempts)");
-                var delay = retryAfter ?? Backoff(attempt, options.InitialBackoff, options.MaxBackoff, Random.Shared.NextDouble());
-                await Task.Delay(delay, cancellationToken);
-            }
+            return await HttpRetry.SendAsync(http, makeRequest,
+                new RetryPolicy(options.Timeout, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable),
+                body => JsonSerializer.Deserialize<TResponse>(body, OpenAIJson.Options), Shorten, cancellationToken);
         }
         finally
         {
             concurrency.Release();
         }
-    }
-
-    static bool IsRetryable(HttpStatusCode status) => status == HttpStatusCode.TooManyRequests || (int)status >= 500;
-
-    /// <summary>
-    /// Exponential backoff with "equal jitter": the capped delay initial·2^attempt, of which half is
-    /// fixed and half random (<paramref name="random01"/> in [0, 1)), so retries of many clients spread out.
-    /// </summary>
-    internal static TimeSpan Backoff(int attempt, TimeSpan initial, TimeSpan max, double random01)
-    {
-        var capped = Math.Min(max.TotalMilliseconds, initial.TotalMilliseconds * Math.Pow(2, attempt));
-        return TimeSpan.FromMilliseconds(capped / 2 + capped / 2 * random01);
-    }
-
-    /// <summary>Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3); never negative.</summary>
-    internal static TimeSpan? RetryAfter(RetryConditionHeaderValue? header, DateTimeOffset now)
-    {
-        if (header?.Delta is { } delta) return delta < TimeSpan.Zero ? TimeSpan.Zero : delta;
-        if (header?.Date is { } date) return date > now ? date - now : TimeSpan.Zero;
-        return null;
     }
 
     static string Shorten(string s)

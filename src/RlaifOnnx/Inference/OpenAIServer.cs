@@ -1,11 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace RlaifOnnx.Inference;
 
@@ -46,7 +41,7 @@ public sealed class OpenAIServer : IAsyncDisposable
     /// <summary>Loads the model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
     public static async Task<OpenAIServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null, CancellationToken cancellationToken = default)
     {
-        if (port is < 0 or > 65535) throw UserError.At("serve", null, "port", $"must be 0 (any free port) to 65535, got {port}");
+        LocalHttpHost.CheckPort(port);
         var generator = new GenAIGenerator(modelDir, options);
         // Log-probs need our inference graph (rlaif.json says its shape); a folder GenAI runs but we did
         // not write (an exported model) is served for generation only.
@@ -57,23 +52,10 @@ public sealed class OpenAIServer : IAsyncDisposable
             catch { generator.Dispose(); throw; }
         }
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        var app = builder.Build();
+        var app = LocalHttpHost.Create(port);
         var server = new OpenAIServer(app, generator, scorer, modelName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/')));
         server.MapRoutes();
-        try
-        {
-            await app.StartAsync(cancellationToken);
-        }
-        catch (IOException e)
-        {
-            await server.DisposeAsync();
-            throw UserError.At("serve", null, "port", $"cannot listen on 127.0.0.1:{port}: {e.Message}");
-        }
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        server.Port = new Uri(address).Port;
+        server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
         return server;
     }
 
@@ -81,12 +63,7 @@ public sealed class OpenAIServer : IAsyncDisposable
     /// Runs until <paramref name="cancellationToken"/> is cancelled or the host is asked to stop (its
     /// console lifetime turns Ctrl+C and SIGTERM into that).
     /// </summary>
-    public async Task WaitAsync(CancellationToken cancellationToken)
-    {
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
-        try { await Task.Delay(Timeout.Infinite, either.Token); }
-        catch (OperationCanceledException) { }
-    }
+    public Task WaitAsync(CancellationToken cancellationToken) => LocalHttpHost.WaitAsync(app, cancellationToken);
 
     void MapRoutes()
     {

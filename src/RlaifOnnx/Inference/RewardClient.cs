@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -95,53 +94,14 @@ public sealed class RewardClient : IRewardModel
         return root.ToJsonString();
     }
 
-    /// <summary>One POST with retries: 429/5xx, timeouts and connection failures back off and try again.</summary>
-    async Task<RewardResponse> SendAsync(string body, CancellationToken cancellationToken)
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Post, rewardsUrl) { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
-            using var attemptTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            attemptTimeout.CancelAfter(options.Timeout);
-            string failure;
-            TimeSpan? retryAfter = null;
-            try
-            {
-                using var response = await http.SendAsync(request, attemptTimeout.Token);
-                var text = await response.Content.ReadAsStringAsync(attemptTimeout.Token);
-                if (response.IsSuccessStatusCode)
-                {
-                    try
-                    {
-                        return JsonSerializer.Deserialize<RewardResponse>(text, OpenAIJson.Options) is { Data: not null } parsed ? parsed
-                            : throw new HttpRequestException($"{rewardsUrl} answered without a data list");
-                    }
-                    catch (JsonException e) { throw new HttpRequestException($"{rewardsUrl} answered with malformed JSON: {e.Message}"); }
-                }
-                failure = $"{rewardsUrl} answered {(int)response.StatusCode} {response.ReasonPhrase}: {ErrorMessage(text)}";
-                if (!IsRetryable(response.StatusCode))
-                {
-                    if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
-                        throw new UserError($"{failure} (the key is read from ${options.ApiKeyEnvironmentVariable ?? "(no variable given)"})");
-                    throw new UserError(failure);
-                }
-                retryAfter = OpenAIBackend.RetryAfter(response.Headers.RetryAfter, DateTimeOffset.UtcNow);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                failure = $"{rewardsUrl} did not answer within {options.Timeout.TotalSeconds:0.#} s";
-            }
-            catch (HttpRequestException e) when (e.StatusCode is null && e.InnerException is not null)
-            {
-                failure = $"{rewardsUrl}: {e.Message}";   // connection refused, reset, DNS
-            }
-            if (attempt >= options.MaxRetries)
-                throw new HttpRequestException($"{failure} (gave up after {attempt + 1} attempts)");
-            await Task.Delay(retryAfter ?? OpenAIBackend.Backoff(attempt, options.InitialBackoff, options.MaxBackoff, Random.Shared.NextDouble()), cancellationToken);
-        }
-    }
-
-    static bool IsRetryable(HttpStatusCode status) => status == HttpStatusCode.TooManyRequests || (int)status >= 500;
+    /// <summary>One POST with retries (<see cref="HttpRetry"/>).</summary>
+    Task<RewardResponse> SendAsync(string body, CancellationToken cancellationToken) =>
+        HttpRetry.SendAsync(http,
+            () => new HttpRequestMessage(HttpMethod.Post, rewardsUrl) { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") },
+            new RetryPolicy(options.Timeout, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable),
+            text => JsonSerializer.Deserialize<RewardResponse>(text, OpenAIJson.Options) is { Data: not null } parsed ? parsed
+                : throw new HttpRequestException($"{rewardsUrl} answered without a data list"),
+            ErrorMessage, cancellationToken);
 
     /// <summary>The error's message from an OpenAI-shaped error body, else the body itself (shortened).</summary>
     static string ErrorMessage(string body)

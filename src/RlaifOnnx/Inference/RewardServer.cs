@@ -1,11 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace RlaifOnnx.Inference;
 
@@ -44,36 +39,18 @@ public sealed class RewardServer : IAsyncDisposable
     /// <summary>Loads the preference model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
     public static async Task<RewardServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null, CancellationToken cancellationToken = default)
     {
-        if (port is < 0 or > 65535) throw UserError.At("serve", null, "port", $"must be 0 (any free port) to 65535, got {port}");
+        LocalHttpHost.CheckPort(port);
         var scorer = new RewardScorer(modelDir, options);
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        var app = builder.Build();
+        var app = LocalHttpHost.Create(port);
         var server = new RewardServer(app, scorer, modelName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/')));
         server.MapRoutes();
-        try
-        {
-            await app.StartAsync(cancellationToken);
-        }
-        catch (IOException e)
-        {
-            await server.DisposeAsync();
-            throw UserError.At("serve", null, "port", $"cannot listen on 127.0.0.1:{port}: {e.Message}");
-        }
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        server.Port = new Uri(address).Port;
+        server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
         return server;
     }
 
     /// <summary>Runs until <paramref name="cancellationToken"/> is cancelled or the host is asked to stop (Ctrl+C, SIGTERM).</summary>
-    public async Task WaitAsync(CancellationToken cancellationToken)
-    {
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
-        try { await Task.Delay(Timeout.Infinite, either.Token); }
-        catch (OperationCanceledException) { }
-    }
+    public Task WaitAsync(CancellationToken cancellationToken) => LocalHttpHost.WaitAsync(app, cancellationToken);
 
     void MapRoutes()
     {

@@ -56,20 +56,20 @@ public class InferenceMathTests
     {
         var initial = TimeSpan.FromMilliseconds(100);
         var max = TimeSpan.FromMilliseconds(1000);
-        Assert.Equal(50, OpenAIBackend.Backoff(0, initial, max, 0.0).TotalMilliseconds, 9);
-        Assert.Equal(100, OpenAIBackend.Backoff(0, initial, max, 1.0).TotalMilliseconds, 9);
-        Assert.Equal(300, OpenAIBackend.Backoff(2, initial, max, 0.5).TotalMilliseconds, 9);   // 400 → 200 fixed + 200·0.5
-        Assert.Equal(500, OpenAIBackend.Backoff(10, initial, max, 0.0).TotalMilliseconds, 9);  // capped at 1000
+        Assert.Equal(50, HttpRetry.Backoff(0, initial, max, 0.0).TotalMilliseconds, 9);
+        Assert.Equal(100, HttpRetry.Backoff(0, initial, max, 1.0).TotalMilliseconds, 9);
+        Assert.Equal(300, HttpRetry.Backoff(2, initial, max, 0.5).TotalMilliseconds, 9);   // 400 → 200 fixed + 200·0.5
+        Assert.Equal(500, HttpRetry.Backoff(10, initial, max, 0.0).TotalMilliseconds, 9);  // capped at 1000
     }
 
     [Fact]
     public void RetryAfter_reads_seconds_and_dates()
     {
         var now = new DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero);
-        Assert.Equal(TimeSpan.FromSeconds(3), OpenAIBackend.RetryAfter(new RetryConditionHeaderValue(TimeSpan.FromSeconds(3)), now));
-        Assert.Equal(TimeSpan.FromSeconds(7), OpenAIBackend.RetryAfter(new RetryConditionHeaderValue(now.AddSeconds(7)), now));
-        Assert.Equal(TimeSpan.Zero, OpenAIBackend.RetryAfter(new RetryConditionHeaderValue(now.AddSeconds(-7)), now));
-        Assert.Null(OpenAIBackend.RetryAfter(null, now));
+        Assert.Equal(TimeSpan.FromSeconds(3), HttpRetry.RetryAfter(new RetryConditionHeaderValue(TimeSpan.FromSeconds(3)), now));
+        Assert.Equal(TimeSpan.FromSeconds(7), HttpRetry.RetryAfter(new RetryConditionHeaderValue(now.AddSeconds(7)), now));
+        Assert.Equal(TimeSpan.Zero, HttpRetry.RetryAfter(new RetryConditionHeaderValue(now.AddSeconds(-7)), now));
+        Assert.Null(HttpRetry.RetryAfter(null, now));
     }
 
     [Fact]
