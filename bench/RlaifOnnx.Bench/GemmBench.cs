@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Bench;
 

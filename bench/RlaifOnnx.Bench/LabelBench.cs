@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Stages;

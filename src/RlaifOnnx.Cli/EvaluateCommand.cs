@@ -1,5 +1,6 @@
 using System.CommandLine;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Cli;

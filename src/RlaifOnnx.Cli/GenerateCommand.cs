@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Cli;
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Cli;

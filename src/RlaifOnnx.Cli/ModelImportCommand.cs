@@ -1,5 +1,6 @@
 using System.CommandLine;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 
 namespace RlaifOnnx.Cli;
 

@@ -1,5 +1,7 @@
 using System.CommandLine;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
+using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Cli;
 

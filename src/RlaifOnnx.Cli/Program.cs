@@ -1,6 +1,6 @@
 using System.CommandLine;
-using RlaifOnnx;
 using RlaifOnnx.Cli;
+using RlaifOnnx.Core;
 
 // The `rlaif` command: maps commands to library calls and draws progress; no logic of its own.
 // Bad input (UserError, or arguments that do not parse) prints one line and exits 2.

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
+using RlaifOnnx.Serving;
 
 namespace RlaifOnnx.Cli;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.CommandLine;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Cli;

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using RlaifOnnx.Training;
+using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Cli;
 

@@ -1,4 +1,5 @@
 using RlaifOnnx.Constitution;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Tests;
 

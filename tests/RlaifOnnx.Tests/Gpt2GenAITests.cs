@@ -1,5 +1,5 @@
 using Microsoft.ML.OnnxRuntimeGenAI;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 using RlaifOnnx.Onnx;
 

@@ -1,8 +1,8 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
-using RlaifOnnx.Models;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Tests;
 

@@ -2,9 +2,10 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Onnx;
 using RlaifOnnx.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Tests;
 

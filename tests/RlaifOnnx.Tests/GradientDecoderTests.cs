@@ -1,8 +1,8 @@
+using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Models;
 using RlaifOnnx.Onnx;
 using RlaifOnnx.Training;
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Tests;
 

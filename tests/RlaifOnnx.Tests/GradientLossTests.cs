@@ -1,6 +1,6 @@
+using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Onnx;
 using RlaifOnnx.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Tests;
 

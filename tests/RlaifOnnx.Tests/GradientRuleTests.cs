@@ -1,5 +1,7 @@
-using RlaifOnnx.Training;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
+using RlaifOnnx.Training;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Tests;
 

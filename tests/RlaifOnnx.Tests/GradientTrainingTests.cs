@@ -1,8 +1,9 @@
 using Microsoft.ML.OnnxRuntime;
-using RlaifOnnx.Training;
 using DataType = Onnx.TensorProto.Types.DataType;
 // Microsoft.ML.OnnxRuntime still ships a (retired) TrainingSession type of its own.
 using TrainingSession = RlaifOnnx.Training.TrainingSession;
+using RlaifOnnx.Training;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,4 +1,6 @@
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,5 +1,5 @@
 using System.Text;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,6 +1,6 @@
 using System.IO.Compression;
 using System.Text;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Tests;
 

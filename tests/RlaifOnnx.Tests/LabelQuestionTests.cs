@@ -1,6 +1,7 @@
+using RlaifOnnx.Configuration;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
+using RlaifOnnx.Records;
 using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Tests;

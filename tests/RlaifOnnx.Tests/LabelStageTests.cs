@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Stages;
 

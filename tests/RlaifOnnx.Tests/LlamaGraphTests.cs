@@ -1,5 +1,5 @@
-using RlaifOnnx.Models;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 
 namespace RlaifOnnx.Tests;
 

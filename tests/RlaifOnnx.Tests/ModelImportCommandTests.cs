@@ -1,6 +1,7 @@
 using Google.Protobuf;
 using Onnx;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Tests;

@@ -1,7 +1,8 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Tests;
 

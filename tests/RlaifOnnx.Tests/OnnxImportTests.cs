@@ -1,7 +1,9 @@
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Tests;

@@ -1,3 +1,4 @@
+using RlaifOnnx.Core;
 using RlaifOnnx.Training;
 
 namespace RlaifOnnx.Tests;

@@ -1,6 +1,7 @@
+using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Models;
 using RlaifOnnx.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Tests;
 

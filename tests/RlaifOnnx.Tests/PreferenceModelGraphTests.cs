@@ -1,6 +1,7 @@
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 using RlaifOnnx.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,4 +1,4 @@
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;

@@ -1,5 +1,5 @@
-using RlaifOnnx.Data;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Tests;
 

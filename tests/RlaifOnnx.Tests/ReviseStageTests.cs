@@ -1,6 +1,6 @@
 using System.Text.Json;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Stages;
 

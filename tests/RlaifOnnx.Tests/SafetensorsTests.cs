@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 
 namespace RlaifOnnx.Tests;
 

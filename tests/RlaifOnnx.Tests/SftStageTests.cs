@@ -1,7 +1,9 @@
 using System.Text.Json;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
+using RlaifOnnx.Records;
 using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Tests;

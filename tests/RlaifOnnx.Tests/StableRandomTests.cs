@@ -1,4 +1,4 @@
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Tests;
 

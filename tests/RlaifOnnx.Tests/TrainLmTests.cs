@@ -1,6 +1,6 @@
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
-using RlaifOnnx.Training;
+using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,7 +1,8 @@
 using Microsoft.ML.OnnxRuntimeGenAI;
-using RlaifOnnx.Models;
-using RlaifOnnx.Training;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Models;
+using RlaifOnnx.Stages;
+using RlaifOnnx.Training;
 
 namespace RlaifOnnx.Tests;
 

@@ -1,4 +1,4 @@
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Constitution;
 

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using RlaifOnnx.Data;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Constitution;
 

@@ -1,7 +1,6 @@
-using RlaifOnnx.Data;
-using RlaifOnnx.Inference;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Constitution;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Inference;
 

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Inference;

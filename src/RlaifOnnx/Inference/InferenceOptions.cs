@@ -1,3 +1,5 @@
+using RlaifOnnx.Core;
+
 namespace RlaifOnnx.Inference;
 
 /// <summary>

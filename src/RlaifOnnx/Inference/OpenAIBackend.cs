@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Inference;
 
@@ -31,7 +32,7 @@ public sealed record OpenAIOptions
 
 /// <summary>
 /// An OpenAI-compatible HTTP server as a generator and scorer (vLLM, llama.cpp's server, Ollama, hosted
-/// APIs, or our own <see cref="OpenAIServer"/>). Chats go to /v1/chat/completions, raw prompts to
+/// APIs, or our own `rlaif serve` (Serving.OpenAIServer)). Chats go to /v1/chat/completions, raw prompts to
 /// /v1/completions. Scoring sends prompt+continuation to /v1/completions with echo=true and logprobs=1
 /// and sums the log-probs of the echoed tokens that reach past the prompt's end (by text_offset) — the
 /// tokens that overlap the continuation, matching the local scorer's longest-common-prefix rule.

@@ -1,6 +1,7 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Inference;

@@ -1,6 +1,7 @@
 using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Inference;
 
@@ -25,7 +26,7 @@ public sealed record RewardClientOptions
 }
 
 /// <summary>
-/// A preference model served by <see cref="RewardServer"/> (`rlaif serve --model PM_DIR`), as an
+/// A preference model served by `rlaif serve --model PM_DIR` (Serving.RewardServer), as an
 /// <see cref="IRewardModel"/>: the same rewards as a local <see cref="RewardScorer"/> over the same folder.
 /// Failures with status 429 or 5xx, timeouts and refused connections are retried with
 /// <see cref="OpenAIBackend"/>'s exponential backoff and jitter, honouring Retry-After; other statuses

@@ -1,3 +1,5 @@
+using RlaifOnnx.Core;
+
 namespace RlaifOnnx.Inference;
 
 // The wire format of the reward API that RewardServer answers and RewardClient sends (POST /v1/rewards,

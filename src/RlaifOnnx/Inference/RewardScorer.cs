@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Inference;

@@ -1,7 +1,8 @@
 using System.Text.Json.Nodes;
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;
 

@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;
 

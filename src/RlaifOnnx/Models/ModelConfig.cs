@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Models;
 

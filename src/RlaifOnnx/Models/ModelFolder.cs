@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;

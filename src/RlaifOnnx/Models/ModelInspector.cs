@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using RlaifOnnx.Core;
+using RlaifOnnx.Models.Import;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;

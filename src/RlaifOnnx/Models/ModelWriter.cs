@@ -1,5 +1,5 @@
 using System.Text.Json;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;

@@ -1,3 +1,4 @@
+using RlaifOnnx.Core;
 using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;

@@ -1,6 +1,6 @@
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Models;
 

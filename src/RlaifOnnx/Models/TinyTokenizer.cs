@@ -3,7 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Models;
 

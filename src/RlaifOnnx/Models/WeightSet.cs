@@ -1,3 +1,5 @@
+using RlaifOnnx.Core;
+
 namespace RlaifOnnx.Models;
 
 /// <summary>One weight: its shape and float32 values in row-major order.</summary>

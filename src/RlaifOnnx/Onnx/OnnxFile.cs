@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Onnx;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Onnx;
 

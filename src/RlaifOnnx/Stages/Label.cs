@@ -3,9 +3,11 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
+using RlaifOnnx.Configuration;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;

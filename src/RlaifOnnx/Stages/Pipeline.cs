@@ -1,5 +1,6 @@
 using System.Globalization;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 
 namespace RlaifOnnx.Stages;
 

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
-using RlaifOnnx.Data;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Stages;
 

@@ -1,6 +1,8 @@
+using RlaifOnnx.Configuration;
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;

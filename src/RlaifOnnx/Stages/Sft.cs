@@ -1,6 +1,8 @@
 using System.Text.Json;
-using RlaifOnnx.Data;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Stages;

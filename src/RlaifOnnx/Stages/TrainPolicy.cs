@@ -4,12 +4,14 @@ using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntime;
 using Google.Protobuf;
 using Onnx;
-using RlaifOnnx.Data;
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
+using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Stages;
 

@@ -1,13 +1,14 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using RlaifOnnx.Data;
+using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
-using Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Stages;
 

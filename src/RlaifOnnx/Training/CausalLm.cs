@@ -1,6 +1,7 @@
 using Onnx;
-using RlaifOnnx.Models;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Models;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Training;
 

@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
+using RlaifOnnx.Models.Import;
 
 namespace RlaifOnnx.Training;
 

@@ -1,7 +1,8 @@
 using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 using RlaifOnnx.Onnx;
-using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace RlaifOnnx.Training;
 

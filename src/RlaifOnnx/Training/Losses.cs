@@ -1,6 +1,6 @@
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Training;
 
@@ -10,7 +10,7 @@ public sealed record PpoPolicyTerms(string Loss, string ClipFraction, string App
 /// <summary>
 /// Losses as ONNX subgraphs appended to a forward graph: each takes and returns value names of a
 /// <see cref="GraphBuilder"/>, so a stage composes them (e.g. PPO = policy loss + c·value loss − β·entropy)
-/// and then hands the graph to <see cref="GradientBuilder"/>. Masks may be any numeric type (cast to the
+/// and then hands the graph to <see cref="Autodiff.GradientBuilder"/>. Masks may be any numeric type (cast to the
 /// graph's float type); a mask of 1 selects a position. Means over masks divide by max(Σmask, 1) so an
 /// all-zero mask gives 0, not NaN.
 /// </summary>

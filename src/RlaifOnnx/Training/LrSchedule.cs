@@ -1,3 +1,5 @@
+using RlaifOnnx.Core;
+
 namespace RlaifOnnx.Training;
 
 public enum ScheduleKind { Constant, Linear, Cosine }

@@ -1,6 +1,6 @@
 using Onnx;
-using RlaifOnnx.Models;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Training;
 

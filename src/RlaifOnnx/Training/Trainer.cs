@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using RlaifOnnx.Models;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Training;
 

@@ -2,6 +2,7 @@ using System.Numerics.Tensors;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Training.Autodiff;
 
 namespace RlaifOnnx.Training;
 

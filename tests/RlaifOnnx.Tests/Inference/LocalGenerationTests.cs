@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Tests.Inference;

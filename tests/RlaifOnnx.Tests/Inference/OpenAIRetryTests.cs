@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Tests.Inference;

@@ -1,6 +1,8 @@
 using System.Net.Http.Json;
 using System.Text.Json;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Serving;
 
 namespace RlaifOnnx.Tests.Inference;
 

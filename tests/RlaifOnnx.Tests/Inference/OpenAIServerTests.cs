@@ -1,4 +1,6 @@
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Serving;
 
 namespace RlaifOnnx.Tests.Inference;
 

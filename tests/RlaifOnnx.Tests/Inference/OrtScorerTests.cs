@@ -1,3 +1,4 @@
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Tests.Inference;

@@ -1,4 +1,5 @@
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
+using RlaifOnnx.Stages;
 
 namespace RlaifOnnx.Tests.Inference;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Tests.Inference;

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntimeGenAI;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 

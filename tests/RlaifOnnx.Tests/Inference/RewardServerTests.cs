@@ -1,7 +1,9 @@
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Serving;
 
 namespace RlaifOnnx.Tests.Inference;
 

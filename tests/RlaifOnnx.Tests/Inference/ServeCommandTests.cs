@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
 namespace RlaifOnnx.Tests.Inference;

@@ -1,5 +1,5 @@
 using RlaifOnnx.Constitution;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Stages;

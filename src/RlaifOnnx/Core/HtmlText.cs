@@ -2,7 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Core;
 
 /// <summary>Stack Exchange post bodies (HTML) as the plain text a preference model reads.</summary>
 public static partial class HtmlText

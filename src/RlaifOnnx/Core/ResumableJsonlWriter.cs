@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Core;
 
 /// <summary>
 /// Append-only JSONL output that a stage can stop and resume: the file itself is the index of finished

@@ -2,12 +2,13 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.OnnxRuntimeGenAI;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
+using RlaifOnnx.Training;
 
-namespace RlaifOnnx.Training;
+namespace RlaifOnnx.Stages;
 
 /// <summary>
 /// Plain causal-LM training of a model folder on JSONL text — the primitive SL-CAI fine-tuning uses, and a

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Models;
+namespace RlaifOnnx.Models.Import;
 
 /// <summary>
 /// `rlaif model build`: a Hugging Face checkpoint folder → a model folder. Loads and checks everything

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Models;
+namespace RlaifOnnx.Models.Import;
 
 /// <summary>What a Hugging Face config.json says, in our terms, plus what did not fit <see cref="ModelConfig"/>.</summary>
 /// <param name="Config">The validated model config.</param>

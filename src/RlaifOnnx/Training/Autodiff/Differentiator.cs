@@ -1,8 +1,8 @@
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
-namespace RlaifOnnx.Training;
+namespace RlaifOnnx.Training.Autodiff;
 
 /// <summary>
 /// The backward pass over one graph: which values require gradients, and one gradient rule per

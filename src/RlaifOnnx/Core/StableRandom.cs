@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Core;
 
 /// <summary>
 /// Randomness that depends only on (run seed, item id), never on how many items came before: a stage

@@ -8,8 +8,9 @@ using System.Text.RegularExpressions;
 using System.Xml.Linq;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Configuration;
 
 /// <summary>
 /// Marks a string (or list of strings) property of a config record as a file or folder path: <see

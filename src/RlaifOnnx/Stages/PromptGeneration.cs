@@ -1,8 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
+using RlaifOnnx.Inference;
 
-namespace RlaifOnnx.Inference;
+namespace RlaifOnnx.Stages;
 
 /// <summary>One prompt of a prompts file: raw text or a conversation, with the line it came from.</summary>
 public sealed record PromptEntry(int Line, string? Prompt, IReadOnlyList<ChatMessage>? Messages);

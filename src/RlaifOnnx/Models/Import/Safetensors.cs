@@ -3,9 +3,9 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
-using RlaifOnnx.Data;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Models;
+namespace RlaifOnnx.Models.Import;
 
 /// <summary>One tensor's entry in a safetensors header: dtype, shape and byte range within the data section.</summary>
 public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End)

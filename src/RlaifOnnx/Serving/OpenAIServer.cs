@@ -1,8 +1,10 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using RlaifOnnx.Core;
+using RlaifOnnx.Inference;
 
-namespace RlaifOnnx.Inference;
+namespace RlaifOnnx.Serving;
 
 /// <summary>
 /// An OpenAI-compatible HTTP server over a model folder, bound to 127.0.0.1: GET /v1/models,

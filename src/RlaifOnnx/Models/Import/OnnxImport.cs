@@ -2,9 +2,10 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Onnx;
+using RlaifOnnx.Core;
 using RlaifOnnx.Onnx;
 
-namespace RlaifOnnx.Models;
+namespace RlaifOnnx.Models.Import;
 
 /// <summary>
 /// Reads an existing ONNX export of a GPT-2 model — an ONNX Runtime GenAI folder (genai_config.json) or an

@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Core;
 
 /// <summary>One record read from a JSONL file, with its 1-based line number for error messages.</summary>
 public sealed record JsonlLine<T>(int LineNumber, T Value);

@@ -1,7 +1,7 @@
 using System.Text;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Records;
 
 /// <summary>
 /// The hh-rlhf transcript format: "\n\nHuman: …\n\nAssistant: …" repeated. Turns map to chat messages

@@ -1,8 +1,10 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using RlaifOnnx.Core;
+using RlaifOnnx.Inference;
 
-namespace RlaifOnnx.Inference;
+namespace RlaifOnnx.Serving;
 
 /// <summary>
 /// A preference model folder behind a reward API on 127.0.0.1 — how `rlaif serve` deploys a PM, so a

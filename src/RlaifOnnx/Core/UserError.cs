@@ -1,4 +1,4 @@
-namespace RlaifOnnx;
+namespace RlaifOnnx.Core;
 
 /// <summary>
 /// Bad input from the user: a malformed file, config or argument. The CLI prints the message on one

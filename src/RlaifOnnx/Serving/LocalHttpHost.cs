@@ -4,8 +4,9 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Inference;
+namespace RlaifOnnx.Serving;
 
 /// <summary>The hosting both servers share (<see cref="OpenAIServer"/>, <see cref="RewardServer"/>): a slim ASP.NET Core app on 127.0.0.1.</summary>
 internal static class LocalHttpHost

@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Xml;
-using RlaifOnnx.Inference;
-using RlaifOnnx.Stages;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Stages;
 
 /// <summary>One answer as the dump gives it: net vote Score, whether the asker accepted it, the body as plain text.</summary>
 public sealed record StackExchangeAnswer(int Id, int Score, bool Accepted, string Text)

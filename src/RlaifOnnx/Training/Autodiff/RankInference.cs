@@ -1,6 +1,6 @@
 using Onnx;
 
-namespace RlaifOnnx.Training;
+namespace RlaifOnnx.Training.Autodiff;
 
 /// <summary>
 /// Static ranks of a graph's values (and the lengths of 1-D integer tensors such as shapes), enough for

@@ -1,4 +1,4 @@
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Core;
 
 /// <summary>Whole-file writes that never leave a half-written file: write a temp file beside the target, then rename.</summary>
 public static class AtomicFile

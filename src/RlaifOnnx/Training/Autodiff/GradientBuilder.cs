@@ -1,8 +1,8 @@
 using Onnx;
-using RlaifOnnx.Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Onnx;
 
-namespace RlaifOnnx.Training;
+namespace RlaifOnnx.Training.Autodiff;
 
 /// <summary>
 /// The two graphs a training run needs, built from one forward graph: <see cref="Training"/> outputs the

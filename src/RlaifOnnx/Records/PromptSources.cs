@@ -2,9 +2,9 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using RlaifOnnx.Inference;
+using RlaifOnnx.Core;
 
-namespace RlaifOnnx.Data;
+namespace RlaifOnnx.Records;
 
 /// <summary>A prompt for the revise stage or for sampling: the conversation the assistant answers next.</summary>
 public sealed record PromptItem(string Id, IReadOnlyList<ChatMessage> Messages)
@@ -257,7 +257,7 @@ public static class PromptSources
         if (source.StartsWith(BuiltinPrefix, StringComparison.Ordinal))
         {
             var name = source[BuiltinPrefix.Length..];
-            var stream = typeof(PromptSources).Assembly.GetManifestResourceStream($"RlaifOnnx.Data.Prompts.{name}.jsonl")
+            var stream = typeof(PromptSources).Assembly.GetManifestResourceStream($"RlaifOnnx.Records.Prompts.{name}.jsonl")
                 ?? throw UserError.At(source, null, null, $"no built-in prompt set '{name}' (known: {string.Join(", ", BuiltinSets)})");
             return new StreamReader(stream);
         }
