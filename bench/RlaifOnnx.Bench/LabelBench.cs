@@ -5,6 +5,7 @@ using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Bench;
 

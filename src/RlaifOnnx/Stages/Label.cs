@@ -1,8 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using System.Text.RegularExpressions;
 using RlaifOnnx.Configuration;
 using RlaifOnnx.Constitution;
 using RlaifOnnx.Core;
@@ -11,45 +9,6 @@ using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;
-
-/// <summary>One principle's label: p_a from each order shown (a first, b first) and their combination.</summary>
-public sealed record PrincipleLabel(
-    string PrincipleId,
-    [property: JsonPropertyName("p_a")] double PA,
-    [property: JsonPropertyName("p_a_order_ab")] double PAOrderAb,
-    [property: JsonPropertyName("p_a_order_ba")] double? PAOrderBa = null,
-    string? ReasoningAb = null,
-    string? ReasoningBa = null);
-
-/// <summary>One line of comparisons.jsonl: a conversation, two answers, and the feedback model's soft label p_a.</summary>
-public sealed record ComparisonRecord(
-    string Id,
-    string Prompt,
-    IReadOnlyList<ChatMessage> Messages,
-    string ResponseA,
-    string ResponseB,
-    [property: JsonPropertyName("p_a")] double PA,
-    IReadOnlyList<string> PrincipleIds,
-    IReadOnlyList<PrincipleLabel> PerPrinciple,
-    bool Truncated,
-    int CotUnparsed,
-    string? HumanPreferred = null);
-
-/// <summary>TRL-style preference export: the label's choice as chosen/rejected, with |2·p_a − 1| as the margin.</summary>
-public sealed record PreferenceRecord(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Chosen, IReadOnlyList<ChatMessage> Rejected, double Margin);
-
-/// <summary>metrics.json of the label stage. Human-agreement figures are null when no input carried a human preference.</summary>
-public sealed record LabelMetrics(
-    int Comparisons,
-    int WithHumanPreference,
-    double? Agreement,
-    double? PositionConsistency,
-    double? ExpectedCalibrationError,
-    IReadOnlyList<CalibrationBin>? CalibrationBins,
-    int Truncated,
-    int CotUnparsed,
-    int LabelledThisRun,
-    double LabelsPerSecond);
 
 /// <summary>
 /// Stage 03, AI feedback labels (Constitutional AI paper §4.1).
@@ -408,104 +367,6 @@ public static partial class Label
         return records;
     }
 
-    /// <summary>The multiple-choice question (paper §4.1 format), ending where the answer goes.</summary>
-    public static string Question(IReadOnlyList<ChatMessage> context, string principle, string first, string second, bool chainOfThought) =>
-        QuestionPrefix(context) + QuestionSuffix(principle, first, second, chainOfThought);
-
-    /// <summary>The part of a question every principle and order shares: the header and the conversation.</summary>
-    public static string QuestionPrefix(IReadOnlyList<ChatMessage> context) => Header + Transcript.Render(context) + "\n\n";
-
-    /// <summary>The part after the conversation: the principle, the options in the order shown, and the answer cue.</summary>
-    public static string QuestionSuffix(string principle, string first, string second, bool chainOfThought)
-    {
-        var sb = new StringBuilder();
-        sb.Append(principle.Trim()).Append("\nOptions:\n(A) ").Append(first.Trim()).Append("\n(B) ").Append(second.Trim()).Append('\n');
-        sb.Append(chainOfThought ? ThinkStepByStep : "The answer is:");
-        return sb.ToString();
-    }
-
-    /// <summary>
-    /// Few-shot labelling examples, each a full question followed by its answer (and reasoning in
-    /// chain-of-thought mode). An example without its own principle is shown with <paramref name="current"/>
-    /// (the comparison's first principle), so the examples are the same for every question of a comparison
-    /// and belong to the shared prefix.
-    /// </summary>
-    public static string FewShotPrefix(IReadOnlyList<FeedbackExample> examples, FeedbackPrinciple current, ConstitutionSet constitution, bool chainOfThought)
-    {
-        if (examples.Count == 0) return "";
-        var sb = new StringBuilder();
-        foreach (var e in examples)
-        {
-            var principle = e.PrincipleId is null ? current.Text : constitution.Feedback(e.PrincipleId, constitution.Name).Text;
-            sb.Append(Question(e.Conversation, principle, e.ResponseA, e.ResponseB, chainOfThought && e.Reasoning is not null));
-            if (chainOfThought && e.Reasoning is not null) sb.Append(' ').Append(e.Reasoning.Trim()).Append("\nSo the answer is:");
-            sb.Append(" (").Append(e.Answer).Append(")\n\n");
-        }
-        return sb.ToString();
-    }
-
-    /// <summary>
-    /// Keeps the reasoning up to its stated answer and reads that answer: the last "answer is (X)", else the
-    /// last "option (X)"/"(X) is better|best". Null when there is none: the caller falls back to log-probs.
-    /// </summary>
-    public static (string Reasoning, char? Answer) ParseReasoning(string generated)
-    {
-        var text = generated.Trim();
-        var cut = text.IndexOf("\n\n\n", StringComparison.Ordinal);
-        if (cut >= 0) text = text[..cut].Trim();
-        var matches = StatedAnswerRegex().Matches(text);
-        if (matches.Count == 0) return (text, null);
-        var last = matches[^1];
-        var answer = (last.Groups["a"].Success ? last.Groups["a"] : last.Groups["b"]).Value[0];
-        return (text[..(last.Index + last.Length)].Trim(), char.ToUpperInvariant(answer));
-    }
-
-    [GeneratedRegex(@"answer is:?\s*\(?(?<a>[AB])\b\)?|(?:option|response)\s*\(?(?<b>[AB])\)?\s+is\s+(?:the\s+)?(?:better|best)", RegexOptions.IgnoreCase)]
-    private static partial Regex StatedAnswerRegex();
-
-    /// <summary>
-    /// Fits one comparison's question into the token budget: first drops the oldest turns of the
-    /// conversation (keeping the last human turn), then cuts the start of what remains, then cuts the
-    /// answers' tails. Returns the inputs to use and whether anything was cut.
-    /// </summary>
-    public static (IReadOnlyList<ChatMessage> Context, string A, string B, bool Truncated) FitQuestion(
-        PairItem pair, Func<string, int> tokensOf, string principle, bool chainOfThought, int maxTokens)
-    {
-        bool Fits(IReadOnlyList<ChatMessage> c, string a, string b) => tokensOf(Question(c, principle, a, b, chainOfThought)) <= maxTokens;
-        var context = pair.Context.ToList();
-        string a = pair.ResponseA, b = pair.ResponseB;
-        if (Fits(context, a, b)) return (context, a, b, false);
-
-        // 1. whole turns from the left
-        while (context.Count > 1 && !Fits(context, a, b)) context.RemoveAt(0);
-        if (Fits(context, a, b)) return (context, a, b, true);
-
-        // 2. characters from the left of the remaining turn (binary search on how much to keep)
-        var only = context[0];
-        var keep = LargestFitting(only.Content.Length, n => Fits([only with { Content = "…" + only.Content[^n..] }], a, b));
-        context = [only with { Content = "…" + only.Content[^keep..] }];
-        if (keep > 0) return (context, a, b, true);
-
-        // 3. the answers' tails, both cut to the same length
-        var longest = Math.Max(a.Length, b.Length);
-        var cap = LargestFitting(longest, n => Fits(context, Cap(a, n), Cap(b, n)));
-        return (context, Cap(a, cap), Cap(b, cap), true);
-    }
-
-    static string Cap(string text, int n) => text.Length <= n ? text : text[..n] + "…";
-
-    /// <summary>The largest n in [0, max] with fits(n), assuming fits is monotone (fits(0) is taken as true).</summary>
-    static int LargestFitting(int max, Func<int, bool> fits)
-    {
-        int lo = 0, hi = max;
-        while (lo < hi)
-        {
-            var mid = (lo + hi + 1) / 2;
-            if (fits(mid)) lo = mid; else hi = mid - 1;
-        }
-        return lo;
-    }
-
     static PreferenceRecord ToPreference(ComparisonRecord r)
     {
         var aWins = r.PA >= 0.5;
@@ -515,48 +376,4 @@ public static partial class Label
             Math.Abs(2 * r.PA - 1));
     }
 
-    /// <summary>Agreement, position consistency and calibration over the records that carry a human preference.</summary>
-    public static LabelMetrics ComputeMetrics(IReadOnlyList<ComparisonRecord> records, bool bothOrders, int bins, int labelledThisRun, double labelsPerSecond)
-    {
-        var human = records.Where(r => r.HumanPreferred is not null).ToList();
-        var pA = human.Select(r => r.PA).ToList();
-        var choseA = human.Select(r => r.HumanPreferred == "a").ToList();
-        double? agreement = human.Count > 0 ? LabelMath.Agreement(pA, choseA) : null;
-        Calibration? calibration = human.Count > 0 ? LabelMath.Calibrate(pA, choseA, bins) : null;
-        double? consistency = null;
-        if (bothOrders && records.Count > 0)
-            consistency = LabelMath.PositionConsistency(
-                records.Select(r => LabelMath.Ensemble(r.PerPrinciple.Select(l => l.PAOrderAb).ToList())).ToList(),
-                records.Select(r => LabelMath.Ensemble(r.PerPrinciple.Select(l => l.PAOrderBa ?? l.PAOrderAb).ToList())).ToList());
-        return new LabelMetrics(records.Count, human.Count, agreement, consistency, calibration?.ExpectedCalibrationError, calibration?.Bins,
-            records.Count(r => r.Truncated), records.Sum(r => r.CotUnparsed), labelledThisRun, labelsPerSecond);
-    }
-
-    static IEnumerable<KeyValuePair<string, double>> MetricValues(LabelMetrics m)
-    {
-        yield return new("comparisons", m.Comparisons);
-        if (m.Agreement is { } a) yield return new("agreement", a);
-        if (m.PositionConsistency is { } c) yield return new("position_consistency", c);
-        if (m.ExpectedCalibrationError is { } e) yield return new("expected_calibration_error", e);
-        yield return new("truncated", m.Truncated);
-        yield return new("cot_unparsed", m.CotUnparsed);
-        yield return new("labels_per_second", m.LabelsPerSecond);
-    }
-
-    /// <summary>The metrics as the lines the CLI prints.</summary>
-    public static string Describe(LabelMetrics m)
-    {
-        static string Pct(double? x) => x is { } v ? $"{100 * v:F1} %" : "n/a";
-        var sb = new StringBuilder();
-        sb.AppendLine($"comparisons: {m.Comparisons} ({m.LabelledThisRun} labelled this run, {m.LabelsPerSecond:F1} labels/s)");
-        sb.AppendLine($"with a human preference: {m.WithHumanPreference}");
-        sb.AppendLine($"agreement with people: {Pct(m.Agreement)}");
-        sb.AppendLine($"position consistency: {Pct(m.PositionConsistency)}");
-        sb.AppendLine($"expected calibration error: {(m.ExpectedCalibrationError is { } e ? e.ToString("F3") : "n/a")}");
-        if (m.CalibrationBins is { } bins)
-            foreach (var b in bins.Where(b => b.Count > 0))
-                sb.AppendLine($"  p_a in [{b.Low:F1}, {b.High:F1}): n={b.Count}, mean p_a={b.MeanPredicted:F3}, people chose a={b.FractionChoseA:F3}");
-        sb.AppendLine($"truncated inputs: {m.Truncated}; chain-of-thought answers not parsed: {m.CotUnparsed}");
-        return sb.ToString();
-    }
 }

@@ -1,5 +1,7 @@
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
+using RlaifOnnx.Tests.Models;
+
 
 namespace RlaifOnnx.Tests.Inference;
 

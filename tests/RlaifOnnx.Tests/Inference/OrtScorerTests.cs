@@ -1,6 +1,7 @@
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
+
 namespace RlaifOnnx.Tests.Inference;
 
 /// <summary>The ONNX Runtime scorer against the float64 reference forward, and shared-prefix scoring against scoring from scratch.</summary>

@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Tests.Serving;
 
 namespace RlaifOnnx.Tests.Inference;
 

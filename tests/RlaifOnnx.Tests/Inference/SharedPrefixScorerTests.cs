@@ -3,6 +3,9 @@ using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Tests.Models;
+using RlaifOnnx.Records;
+
 
 namespace RlaifOnnx.Tests.Inference;
 

@@ -1,0 +1,14 @@
+using System.Text.Json.Serialization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using System.Text;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Constitution;
+using RlaifOnnx.Core;
+using RlaifOnnx.Records;
+using RlaifOnnx.Reporting;
+
+namespace RlaifOnnx.Records;
+
+/// <summary>TRL-style preference export: the label's choice as chosen/rejected, with |2·p_a − 1| as the margin.</summary>
+public sealed record PreferenceRecord(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Chosen, IReadOnlyList<ChatMessage> Rejected, double Margin);

@@ -1,0 +1,63 @@
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
+using RlaifOnnx.Onnx;
+
+namespace RlaifOnnx.Tests.Onnx;
+
+public class OnnxFileTests
+{
+    [Fact]
+    public void BuiltGraphWithExternalDataRoundTripsAndRuns()
+    {
+        using var dir = new TempDir();
+        var g = new GraphBuilder("affine");
+        var x = g.Input("x", DataType.Float, "batch", 300);
+        var weights = Enumerable.Range(0, 300 * 2).Select(i => (float)(i % 7) / 7f).ToArray();
+        var w = g.Initializer(OnnxFile.FloatTensor("w", weights, 300, 2));
+        g.OutputAs(g.Add(g.MatMul(x, w), g.Scalar(1.5)), "y", DataType.Float, "batch", 2);
+        var path = Path.Combine(dir.Path, "m.onnx");
+        OnnxFile.Save(g.ToModel(), path, "m.onnx.data");
+
+        Assert.True(new FileInfo(Path.Combine(dir.Path, "m.onnx.data")).Length >= 300 * 2 * 4);
+        var reloaded = OnnxFile.Load(path);
+        Assert.Equal(weights, OnnxFile.ToFloats(reloaded.Graph.Initializer.Single(t => t.Name == "w")));
+
+        using var session = new InferenceSession(path);
+        var input = new DenseTensor<float>(Enumerable.Repeat(1f, 300).ToArray(), [1, 300]);
+        using var results = session.Run([NamedOnnxValue.CreateFromTensor("x", input)]);
+        var y = results.Single().AsEnumerable<float>().ToArray();
+        Assert.Equal(weights.Where((_, i) => i % 2 == 0).Sum() + 1.5f, y[0], 3);
+    }
+
+    [Fact]
+    public void ExternalDataOutsideTheFolderIsRefused()
+    {
+        using var dir = new TempDir();
+        var g = new GraphBuilder("escape");
+        var x = g.Input("x", DataType.Float, 300);
+        var w = g.Initializer(OnnxFile.FloatTensor("w", new float[300], 300));
+        g.OutputAs(g.Add(x, w), "y", DataType.Float, 300);
+        var path = Path.Combine(dir.Path, "m.onnx");
+        OnnxFile.Save(g.ToModel(), path, "m.onnx.data");
+        var model = OnnxFile.Load(path, loadExternalData: false);
+        var entry = model.Graph.Initializer[0].ExternalData.Single(e => e.Key == "location");
+        entry.Value = "../secret.bin";
+        using (var s = File.Create(path)) Google.Protobuf.MessageExtensions.WriteTo(model, s);
+
+        var error = Assert.Throws<UserError>(() => OnnxFile.Load(path));
+        Assert.Contains("escapes the model folder", error.Message);
+        Assert.Contains("m.onnx", error.Message);
+    }
+
+    [Fact]
+    public void CorruptFileIsAUserError()
+    {
+        using var dir = new TempDir();
+        var path = Path.Combine(dir.Path, "bad.onnx");
+        File.WriteAllBytes(path, [0xff, 0xff, 0xff, 0x01, 0x02]);
+        var error = Assert.Throws<UserError>(() => OnnxFile.Load(path));
+        Assert.StartsWith(path, error.Message);
+    }
+}

@@ -1,0 +1,272 @@
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
+using RlaifOnnx.Inference;
+using RlaifOnnx.Models;
+using RlaifOnnx.Reporting;
+using RlaifOnnx.Stages;
+using RlaifOnnx.Training;
+
+
+namespace RlaifOnnx.Tests.Stages;
+
+/// <summary>
+/// The ppo stage end to end on tiny models: rollouts, scores, updates and exports with finite metrics; the
+/// first update's ratio is 1; a resumed run reproduces the uninterrupted one; PPO raises the score of a
+/// preference model built to reward one class of tokens, and a huge KL coefficient keeps the policy near the
+/// reference; bad configs are refused with one line.
+/// </summary>
+public class PpoStageTests
+{
+    static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    static readonly string[] Questions = ["hi", "how are you?", "tell me a joke", "what is two plus two?", "name a colour", "say something", "good morning", "why?"];
+
+    static string Prompts(TempDir temp)
+    {
+        var path = temp.File("prompts.jsonl");
+        File.WriteAllLines(path, Questions.Select(q => $"{{\"prompt\": \"{q}\"}}"));
+        return path;
+    }
+
+    /// <summary>A preference model from the tiny LM's weights with a random head (rewards are arbitrary but fixed).</summary>
+    static string RandomPm(string lm, string dir)
+    {
+        var config = TinyModels.Config;
+        PreferenceModelFolder.Write(dir, config, PreferenceModelGraphs.FromLanguageModel(config, ModelFolder.ReadWeights(lm), seed: 7), lm,
+            [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
+        return dir;
+    }
+
+    /// <summary>
+    /// +1 for the tokens the policy can make more likely together — those whose LM-head column has a positive entry
+    /// in hidden dimension 0, so moving the final hidden state along that dimension raises all of them at once —
+    /// −1 for the others, and 0 (neutral) for tokens that do not come back as themselves when their text is encoded
+    /// again (partial UTF-8 bytes, special tokens): the PM reads the response as text, re-tokenised. The tokens of
+    /// the rendered conversation around the response are neutral too, so the score varies with the response only.
+    /// </summary>
+    static int[] TokenClasses(string lm, string prompt)
+    {
+        var head = ModelFolder.ReadWeights(lm)["lm_head.weight"];                           // [h, V]
+        var vocab = (int)head.Shape[1];
+        using var tokenizer = RewardScorer.OpenTokenizer(lm);
+        bool RoundTrips(int id)
+        {
+            var text = tokenizer.Decode([id]);
+            if (text.Length == 0 || text.Contains('\uFFFD')) return false;
+            using var again = tokenizer.Encode(text);
+            return again[0].Length == 1 && again[0][0] == id;
+        }
+        var template = ChatTemplate.FromFolder(lm)!;
+        using var around = tokenizer.Encode(RewardScorer.RenderPair(template, tokenizer, [new ChatMessage("user", prompt)], ""));
+        var context = around[0].ToArray().ToHashSet();
+        return Enumerable.Range(0, vocab).Select(id => context.Contains(id) || !RoundTrips(id) ? 0 : head.Data[id] > 0 ? 1 : -1).ToArray();
+    }
+
+    /// <summary>
+    /// A preference model built by hand whose reward grows with the share of rewarded tokens in the text. Embeddings
+    /// carry ±1 in dimension 0 (+1 for a rewarded token) and 1 in dimension 2; layer 0's attention has zero queries and
+    /// keys, so every position attends uniformly to the tokens so far, and its value/output projections copy the mean of
+    /// dimension 0 into dimension 1; every other block adds nothing (zero output projections). The head reads
+    /// dimension 1 of the last token's normed state: reward ≈ √h·m/(4·√(2 + m²/16)), m the mean of ±1 over the sequence.
+    /// </summary>
+    static string ClassPm(string lm, string dir, int[] classes)
+    {
+        var config = TinyModels.Config;
+        var weights = PreferenceModelGraphs.FromLanguageModel(config, ModelFolder.ReadWeights(lm), seed: 7);
+        var h = config.HiddenSize;
+        var set = new WeightSet();
+        foreach (var (name, w) in weights)
+        {
+            var data = new float[w.Data.Length];
+            if (name.Contains("norm")) Array.Fill(data, 1f);
+            set[name] = new WeightTensor(w.Shape, data);
+        }
+        var embed = set["model.embed_tokens.weight"].Data;
+        for (var id = 0; id < config.VocabSize; id++)
+        {
+            embed[id * h] = classes[id];
+            embed[id * h + 2] = 1f;
+        }
+        var kvWidth = (int)set["model.layers.0.self_attn.v_proj.weight"].Shape[1];
+        set["model.layers.0.self_attn.v_proj.weight"].Data[0 * kvWidth + 0] = 1f;       // input dim 0 → kv head 0, dim 0
+        set["model.layers.0.self_attn.o_proj.weight"].Data[0 * h + 1] = 0.25f;          // head 0's dim 0 → residual dim 1
+        set[PreferenceModelGraphs.HeadWeight].Data[1] = 1f;
+        PreferenceModelFolder.Write(dir, config, set, lm, [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
+        return dir;
+    }
+
+    static TrainPolicy.Config Config(string policy, string pm, string prompts, string output) => new()
+    {
+        PolicyModel = policy, RewardModel = pm, Prompts = prompts, OutputDir = output, Iterations = 3, RolloutBatchSize = 8, MiniBatchSize = 4,
+        PpoEpochs = 2, PolicyLearningRate = 1e-3, ValueLearningRate = 1e-3, ResponseMaxNewTokens = 8, Temperature = 1.0, SaveEvery = 1, Seed = 3,
+        MaxPromptTokens = 64,
+    };
+
+    static List<MetricsEntry> Metrics(string output) => MetricsLog.Read(Path.Combine(output, TrainPolicy.MetricsFile));
+
+    [Fact]
+    public async Task Runs_iterations_with_lora_exports_both_models_and_the_first_ratio_is_one()
+    {
+        using var temp = new TempDir();
+        var lm = TinyModels.Folder(temp.File("lm"), seed: 2);
+        var pm = RandomPm(lm, temp.File("pm"));
+        var output = temp.File("ppo");
+        var summary = await TrainPolicy.Run(Config(lm, pm, Prompts(temp), output) with { Iterations = 2, LoraRank = 4, MissingEosPenalty = 1 }, null, Ct);
+
+        var metrics = Metrics(output);
+        Assert.Equal([1L, 2L], metrics.Select(m => m.Step));
+        foreach (var m in metrics)
+        {
+            foreach (var key in new[] { "score", "kl", "non_score_reward", "beta", "policy_loss", "value_loss", "clip_fraction", "approx_kl", "entropy", "response_length", "eos_fraction" })
+                Assert.True(double.IsFinite(m.Values[key]), $"{key} = {m.Values[key]}");
+            // Old log-probs come from the same weights the first step trains: ratio 1 on every token.
+            Assert.Equal(0, m.Values["first_clip_fraction"]);
+            Assert.True(Math.Abs(m.Values["first_approx_kl"]) < 1e-5, $"first approx_kl {m.Values["first_approx_kl"]}");
+            Assert.InRange(m.Values["response_length"], 1, 9);
+        }
+        Assert.Equal(0, metrics[0].Values["kl"], 6);   // the policy starts as the reference
+        Assert.Equal(0.05, metrics[0].Values["beta"]);
+
+        // Both folders: the policy an LM folder whose weights moved, the value model a PM folder whose weights moved.
+        Assert.Equal("policy", ModelFolder.ReadMetadata(summary.Model).Role);
+        Assert.Equal("ppo", ModelFolder.ReadMetadata(summary.Model).Lineage[^1].Step);
+        var before = ModelFolder.ReadWeights(lm);
+        var after = ModelFolder.ReadWeights(summary.Model);
+        Assert.False(before["model.layers.0.self_attn.q_proj.weight"].Data.SequenceEqual(after["model.layers.0.self_attn.q_proj.weight"].Data));
+        Assert.True(before["model.layers.0.mlp.up_proj.weight"].Data.SequenceEqual(after["model.layers.0.mlp.up_proj.weight"].Data), "LoRA leaves untargeted weights alone");
+        Assert.True(PreferenceModelFolder.IsPreferenceModel(summary.ValueModel));
+        var pmBefore = PreferenceModelFolder.ReadWeights(pm);
+        var pmAfter = PreferenceModelFolder.ReadWeights(summary.ValueModel);
+        Assert.False(pmBefore[PreferenceModelGraphs.HeadWeight].Data.SequenceEqual(pmAfter[PreferenceModelGraphs.HeadWeight].Data));
+        Assert.True(Directory.Exists(Path.Combine(output, TrainPolicy.RolloutPolicySubdir)));
+    }
+
+    [Fact]
+    public async Task A_resumed_run_reproduces_the_uninterrupted_one()
+    {
+        using var temp = new TempDir();
+        var lm = TinyModels.Folder(temp.File("lm"), seed: 2);
+        var pm = RandomPm(lm, temp.File("pm"));
+        var output = temp.File("ppo");
+        var config = Config(lm, pm, Prompts(temp), output) with { KlTarget = 0.5, KlHorizon = 100 };
+        await TrainPolicy.Run(config, null, Ct);
+        var whole = Metrics(output);
+        byte[] Bytes(string sub) => File.ReadAllBytes(Path.Combine(output, sub, ModelFolder.DataFile));
+        var (policyBytes, valueBytes) = (Bytes(TrainPolicy.ModelSubdir), Bytes(TrainPolicy.ValueModelSubdir));
+
+        // Remove the last iteration's value checkpoint (as a crash between the two saves would) and the exports: the
+        // policy checkpoint left without its partner is dropped, and the rerun continues from iteration 2.
+        Directory.Delete(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))!, recursive: true);
+        Directory.Delete(Path.Combine(output, TrainPolicy.ModelSubdir), recursive: true);
+        Directory.Delete(Path.Combine(output, TrainPolicy.ValueModelSubdir), recursive: true);
+        await TrainPolicy.Run(config, null, Ct);
+
+        var resumed = Metrics(output);
+        Assert.Equal(4, resumed.Count);   // iteration 3 written again
+        Assert.Equal(Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "policy"))), Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))));
+        var (first, again) = (whole[^1], resumed[^1]);
+        Assert.Equal(3, again.Step);
+        foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds"))
+            Assert.True(value.Equals(again.Values[key]), $"{key}: {value} vs {again.Values[key]}");
+        Assert.NotEqual(whole[0].Values["beta"], whole[2].Values["beta"]);   // the adaptive β moved, and was restored
+        Assert.Equal(policyBytes, Bytes(TrainPolicy.ModelSubdir));
+        Assert.Equal(valueBytes, Bytes(TrainPolicy.ValueModelSubdir));
+
+        // Other settings under the same checkpoints are refused.
+        var error = await Assert.ThrowsAsync<UserError>(() => TrainPolicy.Run(config with { Seed = 4 }, null, Ct));
+        Assert.Contains("settings", error.Message);
+        // Rows that could not fit the models' context are refused before anything runs.
+        var tooLong = await Assert.ThrowsAsync<UserError>(() => TrainPolicy.Run(config with { MaxPromptTokens = 4000, OutputDir = temp.File("other") }, null, Ct));
+        Assert.Contains("max_prompt_tokens", tooLong.Message);
+    }
+
+    /// <summary>
+    /// The tiny LM with its LM head scaled up: a sharper next-token distribution (entropy ≈ 2 nats instead of ≈ 5.8 of a
+    /// near-uniform 400-token vocabulary), so a few rollouts sample the same tokens often enough to learn from.
+    /// </summary>
+    static string SharpLm(TempDir temp)
+    {
+        var source = TinyModels.Folder(temp.File("lm-source"), seed: 2);
+        var weights = ModelFolder.ReadWeights(source);
+        foreach (ref var w in weights["lm_head.weight"].Data.AsSpan()) w *= 6;
+        var dir = temp.File("lm");
+        ModelWriter.Write(dir, TinyModels.Config, weights, source, "sl-cai", [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
+        return dir;
+    }
+
+    [Fact]
+    public async Task Ppo_raises_the_score_and_a_huge_kl_coefficient_keeps_the_policy_at_the_reference()
+    {
+        using var temp = new TempDir();
+        var lm = SharpLm(temp);
+        var pm = ClassPm(lm, temp.File("pm"), TokenClasses(lm, "hi"));
+        var prompts = temp.File("hi.jsonl");
+        File.WriteAllText(prompts, "{\"prompt\": \"hi\"}\n");
+        var config = Config(lm, pm, prompts, temp.File("free")) with
+        {
+            Iterations = 6, PpoEpochs = 4, PolicyLearningRate = 1e-3, ValueLearningRate = 1e-3, KlCoef = 0.01, ResponseMaxNewTokens = 12, SaveEvery = 100,
+        };
+        await TrainPolicy.Run(config, null, Ct);
+        var free = Metrics(config.OutputDir);
+        await TrainPolicy.Run(config with { OutputDir = temp.File("held"), KlCoef = 1000 }, null, Ct);
+        var held = Metrics(temp.File("held"));
+
+        string Line(List<MetricsEntry> m, string key) => string.Join(", ", m.Select(e => e.Values[key].ToString("F3")));
+        var report = $"β 0.01: score {Line(free, "score")}; kl {Line(free, "kl")} — β 1000: score {Line(held, "score")}; kl {Line(held, "kl")}";
+        TestContext.Current.TestOutputHelper?.WriteLine(report);
+        // The rewarded tokens take over: the score ends far above the first iteration's (the PM's range is about ±2.3).
+        Assert.True(free.TakeLast(2).Average(m => m.Values["score"]) > free[0].Values["score"] + 1.0, report);
+        // The first update is the same in both runs (the KL is 0 before it, so β does not enter); afterwards the huge β
+        // holds the policy: its KL to the reference and its score stay well below the free run's.
+        Assert.Equal(free[1].Values["kl"], held[1].Values["kl"]);
+        Assert.True(held[^1].Values["kl"] < 0.75 * free[^1].Values["kl"], report);
+        Assert.True(held[^1].Values["score"] < free[^1].Values["score"] - 0.3, report);
+
+        // Started away from the reference (the free run's policy), a huge β pulls the policy back towards it. λ = 0 makes each
+        // token's advantage its own KL penalty (with λ = 0.95 it is the sum over the rest of the response, whose noise
+        // over 8 rollouts hides the pull for a few iterations).
+        var back = temp.File("back");
+        await TrainPolicy.Run(config with { PolicyModel = Path.Combine(config.OutputDir, TrainPolicy.ModelSubdir), ReferenceModel = lm, OutputDir = back, KlCoef = 1000, Iterations = 5, Lam = 0 }, null, Ct);
+        var pulled = Metrics(back);
+        var pulledReport = $"from the trained policy, β 1000: kl {Line(pulled, "kl")}; score {Line(pulled, "score")}";
+        TestContext.Current.TestOutputHelper?.WriteLine(pulledReport);
+        Assert.True(pulled[^1].Values["kl"] < 0.5 * pulled[0].Values["kl"], pulledReport);
+    }
+
+    [Fact]
+    public void Bad_configs_are_refused_naming_the_key()
+    {
+        const string required = "policy_model: p\nreward_model: r\nprompts: builtin:red-team-train\noutput_dir: o\n";
+        void Refused(string extra, string key)
+        {
+            var e = Assert.Throws<UserError>(() => StageConfig.Parse<TrainPolicy.Config>(required + extra, "ppo.yaml"));
+            Assert.Contains(key, e.Message);
+        }
+        Refused("mini_batch_size: 3\nrollout_batch_size: 8\n", "mini_batch_size");
+        Refused("temperature: 0\n", "temperature");
+        Refused("kl_target: -1\n", "kl_target");
+        Refused("kl_estimator: k2\n", "kl_estimator");
+        Refused("lam: 1.5\n", "lam");
+        Refused("ppo_epochs: 0\n", "ppo_epochs");
+        Refused("missing_eos_penalty: -1\n", "missing_eos_penalty");
+        Refused("wisper: 1\n", "wisper");
+        Assert.Equal(KlEstimator.K3, StageConfig.Parse<TrainPolicy.Config>(required + "kl_estimator: k3\n", "ppo.yaml").KlEstimator);
+    }
+
+    [Fact]
+    public void The_cli_exits_2_with_one_line_on_an_unknown_key_and_lists_the_keys()
+    {
+        using var temp = new TempDir();
+        var yaml = temp.File("ppo.yaml");
+        File.WriteAllText(yaml, "policy_model: p\nreward_model: r\nprompts: builtin:red-team-train\noutput_dir: o\nkl_coeff: 0.1\n");
+        var bad = CliProcess.Run(["ppo", "--config", yaml]);
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("kl_coef", bad.Stderr);
+        Assert.Single(bad.Stderr.Trim().Split('\n'));
+
+        var help = CliProcess.Run(["ppo", "--help-config"]);
+        Assert.Equal(0, help.ExitCode);
+        Assert.Contains("rollout_batch_size", help.Stdout);
+        Assert.Contains("kl_estimator", help.Stdout);
+    }
+}

@@ -1,0 +1,24 @@
+using RlaifOnnx.Models;
+
+
+namespace RlaifOnnx.Tests;
+
+/// <summary>
+/// Tiny Llama model folders for the data-stage tests: 2 layers, hidden 32, a 400-token byte-level BPE
+/// tokenizer made by the project, and a context long enough for hh-rlhf questions (2,048 positions).
+/// Weights are random (<see cref="TinyLlama.Weights"/>), so the models are real but know nothing.
+/// </summary>
+public static class TinyModels
+{
+    const int Vocab = 400;
+    static readonly Lazy<TinyTokenizer> Tokenizer = new(() => TinyTokenizer.Train(Vocab));
+
+    public static ModelConfig Config { get; } = TinyLlama.Config("gqa-untied", Vocab) with { MaxPositions = 2048 };
+
+    /// <summary>Writes a model folder at <paramref name="dir"/> and returns its path.</summary>
+    public static string Folder(string dir, int seed = 1)
+    {
+        ModelWriter.Write(dir, Config, TinyLlama.Weights(Config, seed), Tokenizer.Value, "feedback", [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
+        return dir;
+    }
+}
