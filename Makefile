@@ -17,7 +17,7 @@ build: restore
 test: build
 	bash scripts/run-tests.sh $(CONFIG)
 
-# Runs the pipeline on the embedded default (configs/demo.yaml) into runs/demo.
+# Runs the pipeline on the embedded default (configs/demo/) into runs/demo.
 demo: build
 	bash scripts/demo.sh $(CONFIG)
 

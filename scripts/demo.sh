@@ -13,7 +13,7 @@ rlaif model create --arch llama --out runs/demo/models/random --vocab-size 1024 
   --heads 4 --kv-heads 2 --max-positions 1024 --seed 1
 rlaif constitution show --yaml > runs/demo/constitution.yaml
 rlaif train-lm --model runs/demo/models/random --data configs/demo/pretrain.jsonl --out runs/demo/00_pretrain \
-  --steps 60 --lr 3e-3 --batch-size 8 --seq-len 128 --warmup 5 --seed 1
+  --steps 60 --optimizer-learning-rate 3e-3 --batch-size 8 --max-length 128 --optimizer-warmup 5 --seed 1
 ln -s ../00_pretrain/model runs/demo/models/base
 
 step "01 revise: answer red-team prompts, then critique and revise under sampled principles (4 rounds)"

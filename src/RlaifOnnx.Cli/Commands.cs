@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace RlaifOnnx.Cli;
 
-/// <summary>The command tree. Each command file adds itself here.</summary>
+/// <summary>The command tree: model, generate, serve, constitution, one command per stage kind, run.</summary>
 public static class Commands
 {
     public static RootCommand Build()
@@ -11,13 +11,8 @@ public static class Commands
         root.Subcommands.Add(ModelCommands.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
-        foreach (var command in ConstitutionCommand.DataStageCommands()) root.Subcommands.Add(command);
-        root.Subcommands.Add(TrainLmCommand.Build());
-        root.Subcommands.Add(PmpDataCommand.Create());
-        root.Subcommands.Add(PmCommand.Create());
-        root.Subcommands.Add(PpoCommand.Create());
-        root.Subcommands.Add(SftCommand.Create());
-        root.Subcommands.Add(EvaluateCommand.Create());
+        root.Subcommands.Add(ConstitutionCommand.Create());
+        foreach (var command in StageCommands.Create()) root.Subcommands.Add(command);
         root.Subcommands.Add(RunCommand.Create());
         return root;
     }

@@ -7,9 +7,6 @@ namespace RlaifOnnx.Cli;
 public static class ConstitutionCommand
 {
     /// <summary>The constitutional data commands: constitution, revise, label, mix.</summary>
-    public static IEnumerable<Command> DataStageCommands() =>
-        [Create(), ReviseCommand.Create(), LabelCommand.Create(), LabelCommand.CreateMix()];
-
     public static Command Create()
     {
         var command = new Command("constitution", "Show, validate or import a constitution (critique/revision pairs, feedback principles, few-shot examples)");

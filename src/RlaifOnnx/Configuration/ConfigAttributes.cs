@@ -31,3 +31,15 @@ public interface IValidatableConfig
 {
     IEnumerable<ConfigProblem> Problems();
 }
+
+/// <summary>
+/// A key of this config record that an earlier release spelled otherwise (for renames particular to one
+/// stage; <see cref="StageConfig.RenamedKeys"/> holds the ones shared by every stage). The old key is
+/// refused with the new name.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = true)]
+public sealed class ConfigRenamedAttribute(string oldKey, string newKey) : Attribute
+{
+    public string OldKey { get; } = oldKey;
+    public string NewKey { get; } = newKey;
+}

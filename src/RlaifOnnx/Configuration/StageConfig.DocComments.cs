@@ -1,9 +1,7 @@
-using System.Globalization;
 using System.Reflection;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
-using YamlDotNet.RepresentationModel;
 
 namespace RlaifOnnx.Configuration;
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
@@ -27,6 +26,50 @@ public static partial class StageConfig
         if (!File.Exists(yamlPath)) throw UserError.At(yamlPath, null, null, "config file not found");
         var folder = Path.GetDirectoryName(Path.GetFullPath(yamlPath))!;
         return Parse<T>(File.ReadAllText(yamlPath), yamlPath, folder);
+    }
+
+    /// <summary>
+    /// Loads a stage config from its YAML file (or from nothing when <paramref name="yamlPath"/> is null)
+    /// with top-level keys replaced by command-line values, e.g. ("steps", "5") from <c>--steps 5</c>. A value
+    /// is read as YAML would read it; an error in one names its flag. Relative paths given on the command
+    /// line resolve against the current folder.
+    /// </summary>
+    public static T LoadWithOverrides<T>(string? yamlPath, IReadOnlyList<(string Key, string Flag, string Value)> overrides) where T : class
+    {
+        if (yamlPath is not null && !File.Exists(yamlPath)) throw UserError.At(yamlPath, null, null, "config file not found");
+        var sourceName = yamlPath ?? "command line";
+        var root = yamlPath is null ? null : ReadRoot(File.ReadAllText(yamlPath), yamlPath);
+        if (root is not null && root is not YamlMappingNode) throw UserError.At(sourceName, null, null, "expected a mapping (key: value lines)");
+        var mapping = (YamlMappingNode?)root ?? new YamlMappingNode();
+        var origins = new Dictionary<YamlNode, string>(ReferenceEqualityComparer.Instance);
+        foreach (var (key, flag, value) in overrides)
+        {
+            var valueNode = ReadRoot(value, flag) ?? new YamlScalarNode("");
+            // "optimizer.learning_rate": into the section's mapping, made when the file has none.
+            var parts = key.Split('.');
+            var target = mapping;
+            foreach (var section in parts[..^1])
+            {
+                var sectionKey = target.Children.Keys.FirstOrDefault(k => k is YamlScalarNode { Value: { } v } && v == section);
+                if (sectionKey is not null && target.Children[sectionKey] is YamlMappingNode inner) target = inner;
+                else
+                {
+                    if (sectionKey is not null) target.Children.Remove(sectionKey);
+                    var made = new YamlMappingNode();
+                    target.Children.Add(new YamlScalarNode(section), made);
+                    target = made;
+                }
+            }
+            var existing = target.Children.Keys.FirstOrDefault(k => k is YamlScalarNode { Value: { } v } && v == parts[^1]);
+            if (existing is not null) target.Children.Remove(existing);
+            var keyNode = new YamlScalarNode(parts[^1]);
+            target.Children.Add(keyNode, valueNode);
+            origins[keyNode] = flag;
+            origins[valueNode] = flag;
+        }
+        var folder = yamlPath is null ? Directory.GetCurrentDirectory() : Path.GetDirectoryName(Path.GetFullPath(yamlPath))!;
+        var config = (T)new Binder(sourceName, folder, origins).BindRecord(mapping, typeof(T), keyPath: "", whole: null);
+        return config;
     }
 
     /// <summary>Binds YAML text; <paramref name="sourceName"/> names it in error messages. Paths stay as written.</summary>
@@ -63,6 +106,21 @@ public static partial class StageConfig
     // "http://", "https://", "builtin:" …; one letter is a Windows drive ("C:\"), which is a path.
     [GeneratedRegex(@"^[A-Za-z][A-Za-z0-9+.\-]+:")]
     private static partial Regex HasScheme();
+
+    /// <summary>
+    /// Checks a config record built in code (from command-line flags, say) as loading checks one from YAML:
+    /// the first problem is a <see cref="UserError"/> naming <paramref name="source"/> and the key.
+    /// </summary>
+    public static void Check(IValidatableConfig config, string source)
+    {
+        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
+    }
+
+    /// <summary>A config record as JSON with its YAML keys (for the settings a checkpoint records).</summary>
+    public static System.Text.Json.Nodes.JsonObject ToJson(object record) =>
+        (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(record, record.GetType(), SnakeCase)!;
+
+    static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, IgnoreReadOnlyProperties = true };
 
     /// <summary>The YAML key of a property: its snake_case name.</summary>
     public static string KeyOf(PropertyInfo property) => JsonNamingPolicy.SnakeCaseLower.ConvertName(property.Name);
@@ -181,10 +239,28 @@ public static partial class StageConfig
     /// <summary>"unknown key; did you mean 'temperature'?" — or the list of valid keys when none is close.</summary>
     internal static string UnknownKeyProblem(string key, IEnumerable<string> validKeys)
     {
+        if (RenamedKeys.TryGetValue(key, out var renamed)) return $"this key is now '{renamed}'";
         var keys = validKeys.ToList();
-        if (Nearest(key, keys) is { } nearest) return $"unknown key; did you mean '{nearest}'?";
+        // A misspelt old key ("learning_rat") points at its new name ("optimizer.learning_rate").
+        var candidates = keys.Concat(RenamedKeys.Keys.Where(k => RenamedKeys[k].Contains('.') && keys.Contains(RenamedKeys[k].Split('.')[0]))).ToList();
+        if (Nearest(key, candidates) is { } nearest) return $"unknown key; did you mean '{(keys.Contains(nearest) ? nearest : RenamedKeys[nearest])}'?";
         return keys.Count == 0 ? "unknown key; this section takes no keys" : $"unknown key; valid keys: {string.Join(", ", keys)}";
     }
+
+    /// <summary>
+    /// Keys that an earlier release spelled otherwise, with their name now: one name per setting across
+    /// every stage. An old key is refused with its new name rather than silently ignored.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> RenamedKeys = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["sample_temperature"] = "sampling.temperature", ["sample_top_p"] = "sampling.top_p", ["sample_max_new_tokens"] = "sampling.max_new_tokens",
+        ["sample_batch_size"] = "generation_batch_size", ["temperature"] = "sampling.temperature", ["top_p"] = "sampling.top_p",
+        ["max_new_tokens"] = "sampling.max_new_tokens", ["response_max_new_tokens"] = "sampling.max_new_tokens",
+        ["lora_rank"] = "lora.rank", ["lora_alpha"] = "lora.alpha", ["lora_targets"] = "lora.targets", ["lora_dropout"] = "lora.dropout",
+        ["learning_rate"] = "optimizer.learning_rate", ["policy_learning_rate"] = "optimizer.learning_rate", ["warmup"] = "optimizer.warmup",
+        ["schedule"] = "optimizer.schedule", ["weight_decay"] = "optimizer.weight_decay", ["max_grad_norm"] = "optimizer.max_grad_norm",
+        ["seq_len"] = "max_length", ["out"] = "output_dir", ["server_model"] = "helpful_server_model",
+    };
 
     /// <summary>The valid key closest to <paramref name="key"/> by edit distance, if it is close enough to be a typo.</summary>
     public static string? Nearest(string key, IReadOnlyCollection<string> validKeys)
@@ -220,5 +296,4 @@ public static partial class StageConfig
         }
         return previous[b.Length];
     }
-
 }

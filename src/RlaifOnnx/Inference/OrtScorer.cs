@@ -6,9 +6,6 @@ using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Inference;
 
-/// <summary>One token's log-probability and the most likely alternatives at its position.</summary>
-public sealed record TokenLogProb(int Id, double LogProb, IReadOnlyList<(int Id, double LogProb)> Top);
-
 /// <summary>
 /// Log-probabilities from ONNX Runtime sessions over a model folder's inference graph (model.onnx:
 /// inputs input_ids [B,S], attention_mask [B,P+S], position_ids [B,S], past_key_values.{i}.key/.value
@@ -26,7 +23,7 @@ public sealed record TokenLogProb(int Id, double LogProb, IReadOnlyList<(int Id,
 /// Batches are right-padded: padding sits after every real token, and its attention-mask entry is 0,
 /// so no real position attends to it (causal) and its outputs are ignored.
 /// </summary>
-public sealed class OrtScorer : IScorer
+public sealed partial class OrtScorer : IScorer
 {
     readonly InferenceSession session;
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
@@ -314,73 +311,6 @@ public sealed class OrtScorer : IScorer
     }
 
     /// <summary>
-    /// The key/value cache of a prompt prefix run alone (batch 1). When a kept prefix shares its first
-    /// tokens, only the tokens after them run, continuing from the kept cache cut to that length: a
-    /// position's keys and values depend only on the tokens up to it, so the cache is the one a full pass
-    /// would give. The result is kept for later prompts (<see cref="InferenceOptions.PrefixCacheBytes"/>).
-    /// </summary>
-    PastCache RunPrefix(int[] ids)
-    {
-        var (reused, from) = LongestKeptPrefix(ids);
-        PastCache cache;
-        if (from == ids.Length) cache = reused!;
-        else
-        {
-            using var output = Forward(reused is null ? null : [reused], [ids[from..]]);
-            cache = output.TakePresent(ids.Length);
-        }
-        Keep(ids, cache);
-        Interlocked.Add(ref prefixTokensReused, from);
-        return cache;
-    }
-
-    // Caches of recent prefixes, least recently used first; kept across calls, guarded by keptLock.
-    readonly List<(int[] Ids, PastCache Cache)> kept = [];
-    readonly Lock keptLock = new();
-    long prefixTokensReused;
-
-    /// <summary>Prompt tokens whose keys and values came from a kept prefix instead of a forward pass (since the scorer opened).</summary>
-    public long PrefixTokensReused => Interlocked.Read(ref prefixTokensReused);
-
-    /// <summary>Drops every kept prefix cache (later prompts run from their first token until new prefixes are kept).</summary>
-    public void ClearPrefixCache()
-    {
-        lock (keptLock) kept.Clear();
-    }
-
-    /// <summary>The kept cache sharing the most leading tokens with <paramref name="ids"/>, cut to them, and how many (0: none).</summary>
-    (PastCache? Cache, int Length) LongestKeptPrefix(int[] ids)
-    {
-        lock (keptLock)
-        {
-            var (best, length) = (-1, 0);
-            for (var i = 0; i < kept.Count; i++)
-            {
-                var n = CommonPrefixLength(kept[i].Ids, ids);
-                if (n > length) (best, length) = (i, n);
-            }
-            if (best < 0) return (null, 0);
-            var entry = kept[best];
-            kept.RemoveAt(best);
-            kept.Add(entry);
-            return (entry.Cache.Take(length, headDim), length);
-        }
-    }
-
-    /// <summary>Keeps a prefix's cache, dropping kept prefixes it extends and the least recently used beyond the memory budget.</summary>
-    void Keep(int[] ids, PastCache cache)
-    {
-        var budget = options.PrefixCacheBytes;
-        if (cache.Bytes > budget) return;
-        lock (keptLock)
-        {
-            kept.RemoveAll(e => e.Ids.Length <= ids.Length && CommonPrefixLength(e.Ids, ids) == e.Ids.Length);
-            kept.Add((ids, cache));
-            while (kept.Sum(e => e.Cache.Bytes) > budget) kept.RemoveAt(0);
-        }
-    }
-
-    /// <summary>
     /// One forward pass: rows right-padded to the longest, each after its own cache (or none). The caches
     /// are stacked into one past of the longest cache's length P; a shorter cache is padded at its end
     /// with attention-mask 0 there, and its row's position ids continue from its own length, so every row
@@ -456,35 +386,6 @@ public sealed class OrtScorer : IScorer
                         stacked, ((k * batch + b) * kvHeads + h) * length * headDim, past.Length * headDim);
         }
         return stacked;
-    }
-
-    /// <summary>log softmax(row)[token], in float64: row[token] − logsumexp(row).</summary>
-    internal static double LogSoftmaxAt(ReadOnlySpan<float> row, int token) => row[token] - LogSumExp(row);
-
-    internal static double LogSumExp(ReadOnlySpan<float> row)
-    {
-        double max = double.NegativeInfinity;
-        foreach (var x in row) if (x > max) max = x;
-        double sum = 0;
-        foreach (var x in row) sum += Math.Exp(x - max);
-        return max + Math.Log(sum);
-    }
-
-    /// <summary>The <paramref name="k"/> largest log-probabilities of a logits row, most likely first (ties: lower id first).</summary>
-    internal static IReadOnlyList<(int Id, double LogProb)> TopLogProbs(ReadOnlySpan<float> row, int k)
-    {
-        if (k <= 0) return [];
-        var lse = LogSumExp(row);
-        var best = new List<(int Id, double LogProb)>(k + 1);
-        for (var v = 0; v < row.Length; v++)
-        {
-            var lp = row[v] - lse;
-            if (best.Count == k && lp <= best[^1].LogProb) continue;
-            var at = best.FindIndex(e => lp > e.LogProb);
-            best.Insert(at < 0 ? best.Count : at, (v, lp));
-            if (best.Count > k) best.RemoveAt(k);
-        }
-        return best;
     }
 
     public void Dispose()

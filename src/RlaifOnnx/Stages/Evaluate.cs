@@ -117,10 +117,8 @@ public static class Evaluate
         public int FewShot { get; init; } = 1;
         /// <summary>Token budget of one question (null: the feedback model's context length less 8; 4096 for a server).</summary>
         public int? MaxQuestionTokens { get; init; }
-        /// <summary>Sampling temperature of the policies' answers; 0 is greedy.</summary>
-        public double Temperature { get; init; } = 1.0;
-        /// <summary>New tokens per answer.</summary>
-        public int MaxNewTokens { get; init; } = 128;
+        /// <summary>How answers are sampled: temperature, top_p, max_new_tokens.</summary>
+        public SamplingConfig Sampling { get; init; } = new();
         /// <summary>Seed of the sampling and the principle and example draws.</summary>
         public int Seed { get; init; }
         /// <summary>Prompts per generation batch; also answers per reward batch and pairs per judgment batch.</summary>
@@ -142,8 +140,6 @@ public static class Evaluate
             if (Principles < 1) yield return new("principles", $"must be at least 1, got {Principles}");
             if (FewShot < 0) yield return new("few_shot", $"must be 0 or more, got {FewShot}");
             if (MaxQuestionTokens is < 16) yield return new("max_question_tokens", $"must be at least 16, got {MaxQuestionTokens}");
-            if (Temperature < 0) yield return new("temperature", $"must be 0 or more, got {Temperature}");
-            if (MaxNewTokens < 1) yield return new("max_new_tokens", $"must be at least 1, got {MaxNewTokens}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (!(EloPrior >= 0)) yield return new("elo_prior", $"must be 0 or more, got {EloPrior}");
         }
@@ -229,7 +225,7 @@ public static class Evaluate
     {
         using var output = ResumableJsonlWriter<EvaluationGeneration>.Open(Path.Combine(config.OutputDir, GenerationsFile), g => g.Id);
         if (output.ResumedCount > 0) log($"{GenerationsFile}: {output.ResumedCount} answers from an earlier run");
-        var sampling = new SamplingOptions { MaxNewTokens = config.MaxNewTokens, Temperature = config.Temperature };
+        var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature };
         var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
         for (var i = 0; i < config.Policies.Count; i++)
         {
@@ -239,7 +235,7 @@ public static class Evaluate
             if (batches.Count == 0) continue;
             using var generator = StageBackends.OpenGenerator(policy.Model, policy.ServerModel, options, source, $"policies[{i}].model");
             var countTokens = StageBackends.ChatTokenCounter(generator);
-            var budget = (StageBackends.ContextLength(policy.Model) ?? int.MaxValue) - config.MaxNewTokens;
+            var budget = (StageBackends.ContextLength(policy.Model) ?? int.MaxValue) - config.Sampling.MaxNewTokens;
             using var progress = new Progress($"evaluate: {policy.Name} answers", batches.Sum(b => b.Batch.Length));
             foreach (var (set, batch) in batches)
             {

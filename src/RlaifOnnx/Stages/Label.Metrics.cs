@@ -1,10 +1,4 @@
-using System.Text.Json.Serialization;
-using System.Text.Json;
-using System.Text.RegularExpressions;
 using System.Text;
-using RlaifOnnx.Constitution;
-using RlaifOnnx.Core;
-using RlaifOnnx.Inference;
 using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Stages;

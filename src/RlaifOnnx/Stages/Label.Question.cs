@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Text;
 using RlaifOnnx.Constitution;

@@ -64,10 +64,8 @@ public static partial class Label
         [ConfigPath] public string? PolicyModel { get; init; }
         /// <summary>Model name to send to a policy server (null: its first model).</summary>
         public string? PolicyServerModel { get; init; }
-        /// <summary>Sampling temperature for the two answers.</summary>
-        public double SampleTemperature { get; init; } = 1.0;
-        /// <summary>New tokens per sampled answer.</summary>
-        public int SampleMaxNewTokens { get; init; } = 128;
+        /// <summary>How answers are sampled: temperature, top_p, max_new_tokens.</summary>
+        public SamplingConfig Sampling { get; init; } = new();
         /// <summary>The feedback model that reads the multiple-choice questions: a model folder or an OpenAI-compatible URL (with echo log-probs).</summary>
         [ConfigPath] public required string FeedbackModel { get; init; }
         /// <summary>Model name to send to a feedback server (null: its first model).</summary>
@@ -117,7 +115,6 @@ public static partial class Label
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
             if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
-            if (SampleTemperature < 0) yield return new("sample_temperature", $"must be 0 or more, got {SampleTemperature}");
         }
     }
 
@@ -234,8 +231,8 @@ public static partial class Label
         var chats = prompts.SelectMany(p => new[] { p.Messages, p.Messages }).ToList();
         var sampling = new SamplingOptions
         {
-            MaxNewTokens = config.SampleMaxNewTokens,
-            Temperature = config.SampleTemperature,
+            MaxNewTokens = config.Sampling.MaxNewTokens,
+            Temperature = config.Sampling.Temperature,
             Seed = StableRandom.SeedFor(config.Seed, prompts[0].Id),
         };
         var answers = await policy.ChatAsync(chats, sampling, ct);
@@ -375,5 +372,4 @@ public static partial class Label
             [new ChatMessage("assistant", aWins ? r.ResponseB : r.ResponseA)],
             Math.Abs(2 * r.PA - 1));
     }
-
 }

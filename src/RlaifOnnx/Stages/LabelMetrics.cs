@@ -1,12 +1,3 @@
-using System.Text.Json.Serialization;
-using System.Text.Json;
-using System.Text.RegularExpressions;
-using System.Text;
-using RlaifOnnx.Configuration;
-using RlaifOnnx.Constitution;
-using RlaifOnnx.Core;
-using RlaifOnnx.Inference;
-using RlaifOnnx.Records;
 using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;

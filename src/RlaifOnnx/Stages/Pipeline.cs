@@ -14,7 +14,7 @@ namespace RlaifOnnx.Stages;
 /// </summary>
 public static class Pipeline
 {
-    /// <summary>A pipeline: stages in order, optionally a subset to run. Stage kinds: revise, sft, label, mix, pmp-data, pm, ppo, evaluate.</summary>
+    /// <summary>A pipeline: stages in order, optionally a subset to run. Stage kinds: train-lm, revise, sft, label, mix, pmp-data, pm, ppo, evaluate.</summary>
     public sealed record Config : IValidatableConfig
     {
         /// <summary>The stages in the order they run: each {name, stage, config}.</summary>
@@ -46,7 +46,7 @@ public static class Pipeline
     {
         /// <summary>The stage's name, unique in the pipeline (used by only and from, and printed as "== name (stage)").</summary>
         public required string Name { get; init; }
-        /// <summary>The stage kind: revise, sft, label, mix, pmp-data, pm, ppo or evaluate (the command that runs it alone).</summary>
+        /// <summary>The stage kind: train-lm, revise, sft, label, mix, pmp-data, pm, ppo or evaluate (the command that runs it alone).</summary>
         public required string Stage { get; init; }
         /// <summary>The stage's config file (relative to the pipeline file); the same file `rlaif STAGE --config` reads.</summary>
         [ConfigPath] public required string Config { get; init; }
@@ -65,36 +65,48 @@ public static class Pipeline
     }
 
     /// <summary>
-    /// A stage kind: its name (the CLI command), its config record type, how to load that config and how
-    /// to run it — the library call its command makes — returning a short summary of what it wrote.
+    /// A stage kind: its name (the CLI command), what it does (the command's help), its config record type,
+    /// how to load that config and how to run it, returning a short summary of what it wrote. The CLI makes
+    /// one command per row (`rlaif NAME --config FILE`), so a new stage is one row here.
     /// </summary>
-    public sealed record StageKind(string Name, Type ConfigType, Func<string, object> Load, Func<object, string, Action<string>?, CancellationToken, Task<string>> Run)
+    public sealed record StageKind(string Name, string Description, Type ConfigType,
+        Func<string?, IReadOnlyList<(string Key, string Flag, string Value)>, object> Load,
+        Func<object, string, Action<string>?, CancellationToken, Task<string>> Run)
     {
-        static StageKind Of<T>(string name, Func<T, string, Action<string>?, CancellationToken, Task<string>> run) where T : class =>
-            new(name, typeof(T), StageConfig.Load<T>, (config, path, log, ct) => run((T)config, path, log, ct));
+        static StageKind Of<T>(string name, string description, Func<T, string, Action<string>?, CancellationToken, Task<string>> run) where T : class =>
+            new(name, description, typeof(T), StageConfig.LoadWithOverrides<T>, (config, path, log, ct) => run((T)config, path, log, ct));
 
         internal static readonly IReadOnlyList<StageKind> All =
         [
-            Of<Revise.Config>("revise", async (c, path, _, ct) => $"wrote {await Revise.Run(c, ct, path)} and the SFT exports beside it"),
-            Of<Sft.Config>("sft", async (c, path, log, ct) =>
+            Of<TrainLm.Config>("train-lm", "Train a model folder as a causal LM on JSONL text or prompt/completion pairs; resumable; exports a model folder (writes model/, metrics.jsonl, checkpoints/)",
+                (c, _, log, ct) => Task.FromResult($"wrote {TrainLm.Run(c, log, ct)}")),
+            Of<Revise.Config>("revise", "Answer prompts, then critique and revise the answers against the constitution (writes revisions.jsonl and SFT exports)",
+                async (c, path, _, ct) => $"wrote {await Revise.Run(c, ct, path)} and the SFT exports beside it"),
+            Of<Sft.Config>("sft", "Fine-tune the pretrained model on the final revisions mixed with helpfulness data (writes sft_mix.jsonl and train/model)", async (c, path, log, ct) =>
             {
                 var s = await Sft.Run(c, log, ct, path);
                 return $"examples: {s.RevisionExamples} revision, {s.HelpfulnessExamples} helpfulness; final loss {s.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)} at step {s.Steps}; model: {s.Model}";
             }),
-            Of<Label.Config>("label", async (c, path, _, ct) => $"wrote {await Label.Run(c, ct, path)}\n{Label.Describe(Label.ReadMetrics(c.OutputDir)).TrimEnd()}"),
-            Of<PreferenceMix.Config>("mix", (c, path, _, _) => Task.FromResult($"wrote {PreferenceMix.Run(c, path)}")),
-            Of<StackExchange.Config>("pmp-data", (c, path, _, ct) =>
+            Of<Label.Config>("label", "Label pairs of answers with the feedback model's multiple-choice probabilities (writes comparisons.jsonl, preferences.jsonl, metrics.json)",
+                async (c, path, _, ct) => $"wrote {await Label.Run(c, ct, path)}\n{Label.Describe(Label.ReadMetrics(c.OutputDir)).TrimEnd()}"),
+            Of<PreferenceMix.Config>("mix", "Build the preference-model training set from AI and human comparisons in set proportions (writes mixed_comparisons.jsonl)",
+                (c, path, _, _) => Task.FromResult($"wrote {PreferenceMix.Run(c, path)}")),
+            Of<PmpData.Config>("pmp-data", "Preference-model pretraining pairs from Stack Exchange Posts.xml dumps (writes pmp_train.jsonl, pmp_eval.jsonl, stats.json)", (c, path, _, ct) =>
             {
-                var stats = StackExchange.Run(c, ct, path);
-                return Task.FromResult($"wrote {Path.Combine(c.OutputDir, StackExchange.TrainFile)}, {StackExchange.EvalFile}, {StackExchange.StatsFile}\n{StackExchange.Describe(stats).TrimEnd()}");
+                var stats = PmpData.Run(c, ct, path);
+                return Task.FromResult($"wrote {Path.Combine(c.OutputDir, PmpData.TrainFile)}, {PmpData.EvalFile}, {PmpData.StatsFile}\n{PmpData.Describe(stats).TrimEnd()}");
             }),
-            Of<TrainPreferenceModel.Config>("pm", (c, path, log, ct) => Task.FromResult($"wrote {TrainPreferenceModel.Run(c, log, ct, path)}")),
-            Of<TrainPolicy.Config>("ppo", async (c, path, log, ct) =>
+            Of<TrainPreferenceModel.Config>("pm", "Train a preference model (language model + scalar head) on comparisons; writes model/, metrics.jsonl, checkpoints/ and eval.json",
+                (c, path, log, ct) => Task.FromResult($"wrote {TrainPreferenceModel.Run(c, log, ct, path)}")),
+            Of<TrainPolicy.Config>("ppo", "PPO of a policy against a preference model (KL penalty to a reference, value model from the PM); writes model/, value_model/, metrics.jsonl and checkpoints/", async (c, path, log, ct) =>
             {
                 var s = await TrainPolicy.Run(c, log, ct, path);
-                return $"wrote {s.Model} and {s.ValueModel}";
+                var last = s.LastMetrics.TryGetValue("score", out var score)
+                    ? $"last iteration: score {score:F4}, kl {s.LastMetrics["kl"]:F4}, β {s.LastMetrics["beta"]:G4}\n"
+                    : "";
+                return $"{last}wrote {s.Model} and {s.ValueModel}";
             }),
-            Of<Evaluate.Config>("evaluate", async (c, path, log, ct) =>
+            Of<Evaluate.Config>("evaluate", "Compare policies on prompt sets: generations.jsonl, PM rewards, feedback-model judgments, win rates and Elo scores (report.json, report.md)", async (c, path, log, ct) =>
             {
                 var report = await Evaluate.Run(c, log, ct, path);
                 return $"wrote {Path.Combine(c.OutputDir, Evaluate.ReportFile)} and {Evaluate.ReportMarkdownFile}\n{Evaluate.Describe(report).TrimEnd()}";
@@ -105,7 +117,7 @@ public static class Pipeline
     /// <summary>The stage kinds in pipeline order.</summary>
     public static IReadOnlyList<StageKind> Kinds => StageKind.All;
 
-    /// <summary>The kind with this name (revise, sft, label, mix, pmp-data, pm, ppo, evaluate), or null.</summary>
+    /// <summary>The kind with this name, or null.</summary>
     public static StageKind? KindOf(string name) => Kinds.FirstOrDefault(k => k.Name == name);
 
     /// <summary>A stage ready to run: its entry, its kind and its loaded config.</summary>
@@ -146,7 +158,7 @@ public static class Pipeline
     /// <summary>The entry's stage config; its errors also name the pipeline stage, since a config of another kind fails on its first key.</summary>
     static object LoadStageConfig(StageEntry entry)
     {
-        try { return KindOf(entry.Stage)!.Load(entry.Config); }
+        try { return KindOf(entry.Stage)!.Load(entry.Config, []); }
         catch (UserError e) { throw new UserError($"{e.Message} (pipeline stage '{entry.Name}' reads it as a {entry.Stage} config)", e); }
     }
 

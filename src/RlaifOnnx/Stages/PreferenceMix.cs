@@ -1,18 +1,8 @@
-using System.Text.Json.Serialization;
 using RlaifOnnx.Configuration;
 using RlaifOnnx.Core;
 using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Stages;
-
-/// <summary>One preference-model training comparison: p_a is the soft label (AI) or 1/0 (human).</summary>
-public sealed record MixedComparison(
-    string Id,
-    string Source,
-    IReadOnlyList<ChatMessage> Messages,
-    string ResponseA,
-    string ResponseB,
-    [property: JsonPropertyName("p_a")] double PA);
 
 /// <summary>
 /// The preference model's training set (paper §4.1: the PM is trained on AI-labelled harmlessness

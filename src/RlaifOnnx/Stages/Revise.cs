@@ -7,25 +7,6 @@ using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;
 
-/// <summary>One critique → revision round: which principle, what it asked, what the model answered.</summary>
-public sealed record RevisionRound(string PrincipleId, string CritiqueRequest, string Critique, string RevisionRequest, string Revision);
-
-/// <summary>One line of revisions.jsonl: a prompt, the helpful model's first answer, every round, the final answer.</summary>
-public sealed record RevisionRecord(
-    string Id,
-    string Prompt,
-    IReadOnlyList<ChatMessage> Messages,
-    string InitialResponse,
-    IReadOnlyList<RevisionRound> Rounds,
-    string FinalResponse,
-    bool Truncated = false);
-
-/// <summary>SFT export, TRL's conversational prompt/completion form.</summary>
-public sealed record SftPromptCompletion(string Id, IReadOnlyList<ChatMessage> Prompt, IReadOnlyList<ChatMessage> Completion);
-
-/// <summary>SFT export, TRL's conversational "messages" form (the prompt turns plus the revised answer).</summary>
-public sealed record SftMessages(string Id, IReadOnlyList<ChatMessage> Messages);
-
 /// <summary>
 /// Stage 01, supervised critique → revision (Constitutional AI paper §3.1).
 ///
@@ -46,6 +27,7 @@ public static class Revise
     public const string SftMessagesFile = "sft_messages.jsonl";
 
     /// <summary>Configuration of the revise stage.</summary>
+    [ConfigRenamed("model", "helpful_model")]
     public sealed record Config : IValidatableConfig
     {
         /// <summary>Prompts: a .jsonl/.jsonl.gz file (prompt, messages, or hh-rlhf transcripts), a text file (one per line), or builtin:NAME (red-team-train, red-team-eval, helpful-train, helpful-eval).</summary>
@@ -53,9 +35,9 @@ public static class Revise
         /// <summary>For hh-rlhf transcripts: use only the first human turn (first_turn) or every turn before the last answer (full_context).</summary>
         public TranscriptPrompt TranscriptPrompt { get; init; } = TranscriptPrompt.FirstTurn;
         /// <summary>The helpful model: a model folder, or the base URL of an OpenAI-compatible server.</summary>
-        [ConfigPath] public required string Model { get; init; }
+        [ConfigPath] public required string HelpfulModel { get; init; }
         /// <summary>Model name to send to a server (null: the server's first model).</summary>
-        public string? ServerModel { get; init; }
+        public string? HelpfulServerModel { get; init; }
         /// <summary>The constitution: "default" (embedded) or a YAML file.</summary>
         [ConfigPath] public string Constitution { get; init; } = "default";
         /// <summary>Folder for revisions.jsonl and the SFT exports.</summary>
@@ -66,12 +48,8 @@ public static class Revise
         public int FewShot { get; init; } = 1;
         /// <summary>Seed for the principle and example draws (stable per prompt, so a resumed run draws the same) and for sampling.</summary>
         public int Seed { get; init; }
-        /// <summary>Sampling temperature for every generation; 0 is greedy.</summary>
-        public double Temperature { get; init; }
-        /// <summary>Nucleus sampling threshold (1 = off).</summary>
-        public double TopP { get; init; } = 1.0;
-        /// <summary>New tokens per answer, critique and revision.</summary>
-        public int MaxNewTokens { get; init; } = 128;
+        /// <summary>How answers are sampled: temperature, top_p, max_new_tokens.</summary>
+        public SamplingConfig Sampling { get; init; } = new() { Temperature = 0 };
         /// <summary>Prompts per generation batch.</summary>
         public int BatchSize { get; init; } = 8;
         /// <summary>Use only the first N prompts (null: all).</summary>
@@ -85,9 +63,6 @@ public static class Revise
         {
             if (Rounds < 1) yield return new("rounds", $"must be at least 1, got {Rounds}");
             if (FewShot < 0) yield return new("few_shot", $"must be 0 or more, got {FewShot}");
-            if (Temperature < 0) yield return new("temperature", $"must be 0 or more, got {Temperature}");
-            if (TopP is <= 0 or > 1) yield return new("top_p", $"must be in (0, 1], got {TopP}");
-            if (MaxNewTokens < 1) yield return new("max_new_tokens", $"must be at least 1, got {MaxNewTokens}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
         }
@@ -101,8 +76,8 @@ public static class Revise
     {
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var (constitution, prompts) = ReadInputs(config, source);
-        using var generator = StageBackends.OpenGenerator(config.Model, config.ServerModel,
-            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize }, source, "model");
+        using var generator = StageBackends.OpenGenerator(config.HelpfulModel, config.HelpfulServerModel,
+            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize }, source, "helpful_model");
         return await Run(config, constitution, prompts, generator, cancellationToken);
     }
 
@@ -134,9 +109,9 @@ public static class Revise
             var todo = prompts.Where(p => !output.IsDone(p.Id)).ToList();
             // A local model's context bounds every chat: over-long ones are fitted (see Fit) and the record marked.
             var countTokens = StageBackends.ChatTokenCounter(generator);
-            var budget = (StageBackends.ContextLength(config.Model) ?? int.MaxValue) - config.MaxNewTokens;
+            var budget = (StageBackends.ContextLength(config.HelpfulModel) ?? int.MaxValue) - config.Sampling.MaxNewTokens;
             using var progress = new Progress("revise", todo.Count);
-            var sampling = new SamplingOptions { MaxNewTokens = config.MaxNewTokens, Temperature = config.Temperature, TopP = config.TopP, Seed = config.Seed };
+            var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature, TopP = config.Sampling.TopP, Seed = config.Seed };
             for (var start = 0; start < todo.Count; start += config.BatchSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();

@@ -8,12 +8,6 @@ using RlaifOnnx.Training;
 
 namespace RlaifOnnx.Stages;
 
-/// <summary>One line of helpfulness_samples.jsonl: a helpfulness prompt's turns followed by the helpful model's answer.</summary>
-public sealed record HelpfulnessSample(string Id, IReadOnlyList<ChatMessage> Messages, bool Truncated = false);
-
-/// <summary>One line of sft_mix.jsonl: a conversation whose final assistant turn is trained, and where it came from ("revision" or "helpfulness").</summary>
-public sealed record SftMixExample(string Id, string Source, IReadOnlyList<ChatMessage> Messages);
-
 /// <summary>
 /// Stage 02, SL-CAI supervised fine-tuning (Constitutional AI paper §3.1, "SL-CAI"): the pretrained model
 /// is fine-tuned on the final revisions of the revise stage mixed with helpfulness data — the helpful
@@ -60,14 +54,14 @@ public static class Sft
         public int? HelpfulnessLimit { get; init; }
         /// <summary>Share of helpfulness examples in the training set, in [0, 1]; 0 trains on the revisions alone.</summary>
         public double HelpfulnessFraction { get; init; } = 0.5;
-        /// <summary>Sampling temperature of the helpful model's answers; 0 is greedy.</summary>
-        public double SampleTemperature { get; init; } = 1.0;
-        /// <summary>Nucleus sampling threshold of the helpful model's answers (1 = off).</summary>
-        public double SampleTopP { get; init; } = 1.0;
-        /// <summary>New tokens per helpful answer.</summary>
-        public int SampleMaxNewTokens { get; init; } = 128;
         /// <summary>Helpfulness prompts per generation batch.</summary>
-        public int SampleBatchSize { get; init; } = 8;
+        public int GenerationBatchSize { get; init; } = 8;
+        /// <summary>How answers are sampled: temperature, top_p, max_new_tokens.</summary>
+        public SamplingConfig Sampling { get; init; } = new();
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 3e-4, Schedule = "cosine" };
+        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        public LoraConfig Lora { get; init; } = new();
         /// <summary>Execution provider for a local helpful model: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
         /// <summary>Folder for helpfulness_samples.jsonl, sft_mix.jsonl and train/ (metrics.jsonl, checkpoints/, model/).</summary>
@@ -76,30 +70,12 @@ public static class Sft
         public int Seed { get; init; } = 1;
         /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
         public int Steps { get; init; } = 100;
-        /// <summary>Peak learning rate.</summary>
-        public double LearningRate { get; init; } = 3e-4;
         /// <summary>Sequences per optimizer step.</summary>
         public int BatchSize { get; init; } = 8;
         /// <summary>Sequences per ONNX Runtime run (gradients accumulated); 0 = the whole batch.</summary>
         public int MicroBatchSize { get; init; }
         /// <summary>Longest sequence in tokens; longer examples are truncated.</summary>
-        public int SeqLen { get; init; } = 256;
-        /// <summary>LoRA rank; 0 trains every weight.</summary>
-        public int LoraRank { get; init; }
-        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
-        public double LoraAlpha { get; init; }
-        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
-        public string LoraTargets { get; init; } = "q_proj,v_proj";
-        /// <summary>Dropout on the LoRA adapters' input; 0 = off.</summary>
-        public double LoraDropout { get; init; }
-        /// <summary>Linear warm-up steps.</summary>
-        public int Warmup { get; init; }
-        /// <summary>Learning-rate schedule after warm-up: constant, linear or cosine.</summary>
-        public string Schedule { get; init; } = "cosine";
-        /// <summary>AdamW's decoupled weight decay.</summary>
-        public double WeightDecay { get; init; }
-        /// <summary>Global gradient-norm clip; 0 = off.</summary>
-        public double MaxGradNorm { get; init; } = 1.0;
+        public int MaxLength { get; init; } = 256;
         /// <summary>Write a checkpoint every this many steps (and at the end).</summary>
         public int SaveEvery { get; init; } = 50;
 
@@ -116,18 +92,11 @@ public static class Sft
             if (HelpfulnessFraction > 0 && HelpfulnessData is null && HelpfulnessPrompts is null)
                 yield return new("helpfulness_fraction", $"is {HelpfulnessFraction} but there is no helpfulness data; give helpfulness_data or helpfulness_prompts + helpful_model, or set helpfulness_fraction: 0");
             if (HelpfulnessLimit is < 1) yield return new("helpfulness_limit", $"must be at least 1, got {HelpfulnessLimit}");
-            if (SampleTemperature < 0) yield return new("sample_temperature", $"must be 0 or more, got {SampleTemperature}");
-            if (SampleTopP is <= 0 or > 1) yield return new("sample_top_p", $"must be in (0, 1], got {SampleTopP}");
-            if (SampleMaxNewTokens < 1) yield return new("sample_max_new_tokens", $"must be at least 1, got {SampleMaxNewTokens}");
-            if (SampleBatchSize < 1) yield return new("sample_batch_size", $"must be at least 1, got {SampleBatchSize}");
+            if (GenerationBatchSize < 1) yield return new("generation_batch_size", $"must be at least 1, got {GenerationBatchSize}");
             if (Steps < 1) yield return new("steps", $"must be at least 1, got {Steps}");
-            if (!(LearningRate > 0)) yield return new("learning_rate", $"must be positive, got {LearningRate}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
-            if (SeqLen < 2) yield return new("seq_len", $"must be at least 2, got {SeqLen}");
-            if (LoraRank < 0) yield return new("lora_rank", $"must be 0 or more, got {LoraRank}");
-            if (LoraDropout is < 0 or >= 1) yield return new("lora_dropout", $"must be in [0, 1), got {LoraDropout}");
-            if (Warmup < 0) yield return new("warmup", $"must be 0 or more, got {Warmup}");
+            if (MaxLength < 2) yield return new("max_length", $"must be at least 2, got {MaxLength}");
             if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
         }
     }
@@ -168,8 +137,7 @@ public static class Sft
         log ??= _ => { };
 
         // 1. Read and check every input before a model is loaded: bad input fails fast and writes nothing.
-        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
-        LrSchedule.ParseKind(config.Schedule, "schedule");
+        StageConfig.Check(config, source);
         CheckModelFolder(config.Model, source, "model");
         if (!File.Exists(config.Revisions))
             throw UserError.At(source, null, "revisions", $"file '{config.Revisions}' not found (give the revise stage's sft_messages.jsonl or sft_prompt_completion.jsonl)");
@@ -210,11 +178,9 @@ public static class Sft
         // 4. Fine-tune (TrainLm resumes from the newest checkpoint in train/checkpoints).
         var model = TrainLm.Run(new TrainLm.Config
         {
-            Model = config.Model, Data = mixPath, Out = trainDir, Steps = config.Steps, LearningRate = config.LearningRate,
-            BatchSize = config.BatchSize, MicroBatchSize = config.MicroBatchSize, SeqLen = config.SeqLen, LoraRank = config.LoraRank,
-            LoraAlpha = config.LoraAlpha, LoraTargets = config.LoraTargets, LoraDropout = config.LoraDropout, Seed = config.Seed,
-            Warmup = config.Warmup, Schedule = config.Schedule, WeightDecay = config.WeightDecay, MaxGradNorm = config.MaxGradNorm,
-            SaveEvery = config.SaveEvery,
+            Model = config.Model, Data = mixPath, OutputDir = trainDir, Steps = config.Steps, BatchSize = config.BatchSize,
+            MicroBatchSize = config.MicroBatchSize, MaxLength = config.MaxLength, Optimizer = config.Optimizer, Lora = config.Lora,
+            Seed = config.Seed, SaveEvery = config.SaveEvery,
         }, log, cancellationToken);
 
         // 5. Summary: a resumed run rewrites the steps after its checkpoint, so the last line of the last step wins.
@@ -235,18 +201,18 @@ public static class Sft
         var path = Path.Combine(config.OutputDir, HelpfulnessSamplesFile);
         using (var output = ResumableJsonlWriter<HelpfulnessSample>.Open(path, s => s.Id))
         {
-            var batches = prompts.Chunk(config.SampleBatchSize).Where(b => b.Any(p => !output.IsDone(p.Id))).ToList();
+            var batches = prompts.Chunk(config.GenerationBatchSize).Where(b => b.Any(p => !output.IsDone(p.Id))).ToList();
             if (output.ResumedCount > 0) log($"{HelpfulnessSamplesFile}: {output.ResumedCount} answers from an earlier run");
             if (batches.Count > 0)
             {
                 using var owned = helpfulModel is null
                     ? StageBackends.OpenGenerator(config.HelpfulModel!, config.HelpfulServerModel,
-                        new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.SampleBatchSize }, source, "helpful_model")
+                        new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.GenerationBatchSize }, source, "helpful_model")
                     : null;
                 var generator = helpfulModel ?? owned!;
                 var countTokens = StageBackends.ChatTokenCounter(generator);
-                var budget = (StageBackends.ContextLength(config.HelpfulModel!) ?? int.MaxValue) - config.SampleMaxNewTokens;
-                var sampling = new SamplingOptions { MaxNewTokens = config.SampleMaxNewTokens, Temperature = config.SampleTemperature, TopP = config.SampleTopP };
+                var budget = (StageBackends.ContextLength(config.HelpfulModel!) ?? int.MaxValue) - config.Sampling.MaxNewTokens;
+                var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature, TopP = config.Sampling.TopP };
                 using var progress = new Progress("sft: helpful answers", prompts.Count, alreadyDone: output.Count);
                 foreach (var batch in batches)
                 {

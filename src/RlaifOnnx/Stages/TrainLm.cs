@@ -8,6 +8,8 @@ using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
 
+using RlaifOnnx.Configuration;
+
 namespace RlaifOnnx.Stages;
 
 /// <summary>
@@ -26,44 +28,41 @@ namespace RlaifOnnx.Stages;
 /// </summary>
 public static class TrainLm
 {
-    public sealed record Config
+    public sealed record Config : IValidatableConfig
     {
         /// <summary>Model folder to start from (rlaif.json, model.onnx, tokenizer files).</summary>
-        public required string Model { get; init; }
+        [ConfigPath] public required string Model { get; init; }
         /// <summary>JSONL training data: "text", or "prompt" and "completion" (strings, or message lists rendered with the chat template), or "messages", per line.</summary>
-        public required string Data { get; init; }
+        [ConfigPath] public required string Data { get; init; }
         /// <summary>Output folder: metrics.jsonl, checkpoints/, model/.</summary>
-        public required string Out { get; init; }
+        [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
         public int Steps { get; init; } = 100;
-        /// <summary>Peak learning rate.</summary>
-        public double LearningRate { get; init; } = 3e-4;
         /// <summary>Sequences per optimizer step.</summary>
         public int BatchSize { get; init; } = 8;
         /// <summary>Sequences per ONNX Runtime run (gradients accumulated); 0 = the whole batch.</summary>
         public int MicroBatchSize { get; init; }
         /// <summary>Longest sequence in tokens; longer examples are truncated.</summary>
-        public int SeqLen { get; init; } = 256;
-        /// <summary>LoRA rank; 0 trains every weight.</summary>
-        public int LoraRank { get; init; }
-        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
-        public double LoraAlpha { get; init; }
-        /// <summary>Dropout on the LoRA adapters' input (PEFT's lora_dropout); 0 = off.</summary>
-        public double LoraDropout { get; init; }
-        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
-        public string LoraTargets { get; init; } = "q_proj,v_proj";
+        public int MaxLength { get; init; } = 256;
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 3e-4, Schedule = "cosine" };
+        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        public LoraConfig Lora { get; init; } = new();
         /// <summary>Seed of the data order and the LoRA initialisation.</summary>
         public int Seed { get; init; } = 1;
-        /// <summary>Linear warm-up steps.</summary>
-        public int Warmup { get; init; }
-        /// <summary>Learning-rate schedule after warm-up: constant, linear or cosine.</summary>
-        public string Schedule { get; init; } = "cosine";
-        /// <summary>AdamW's decoupled weight decay.</summary>
-        public double WeightDecay { get; init; }
-        /// <summary>Global gradient-norm clip; 0 = off.</summary>
-        public double MaxGradNorm { get; init; } = 1.0;
         /// <summary>Write a checkpoint every this many steps (and at the end).</summary>
         public int SaveEvery { get; init; } = 50;
+
+        public IEnumerable<ConfigProblem> Problems()
+        {
+            if (Steps < 1) yield return new("steps", $"must be at least 1, got {Steps}");
+            if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
+            if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
+            if (MaxLength < 2) yield return new("max_length", $"needs at least 2 tokens, got {MaxLength}");
+            if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
+            foreach (var p in Optimizer.Problems()) yield return p with { Key = $"optimizer.{p.Key}" };
+            foreach (var p in Lora.Problems()) yield return p with { Key = $"lora.{p.Key}" };
+        }
     }
 
     /// <summary>
@@ -77,7 +76,7 @@ public static class TrainLm
     public static string Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default)
     {
         log ??= _ => { };
-        Validate(config);
+        StageConfig.Check(config, "train-lm");
         var meta = ModelFolder.ReadMetadata(config.Model);
         var model = meta.Config;
 
@@ -87,34 +86,25 @@ public static class TrainLm
 
         // 2. The training graph, trainable and frozen weights.
         var weights = ModelFolder.ReadWeights(config.Model);
-        LoraOptions? lora = config.LoraRank > 0
-            ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
-                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), config.LoraDropout)
-            : null;
+        var lora = LoraOptions.From(config.Lora);
         var graph = CausalLm.Graph(model);
         IReadOnlyList<LoraAdapter> adapters = [];
         if (lora is not null) (graph, adapters) = Lora.Apply(graph, lora);
         IReadOnlyDictionary<string, WeightTensor> trainable = lora is null ? weights : Lora.InitialWeights(adapters, config.Seed);
         IReadOnlyDictionary<string, WeightTensor> frozen = lora is null ? new Dictionary<string, WeightTensor>() : weights;
-        var schedule = new LrSchedule(LrSchedule.ParseKind(config.Schedule, "--schedule"), config.Warmup, config.Steps);
-        using var trainer = new Trainer(graph, CausalLm.LossOutput, trainable, frozen, CausalLm.Options(new TrainerOptions
-        {
-            LearningRate = config.LearningRate,
-            AdamW = new AdamWOptions(WeightDecay: config.WeightDecay),
-            MaxGradNorm = config.MaxGradNorm,
-            Schedule = schedule,
-            MicroBatchSize = config.MicroBatchSize,
-        }));
+        var options = TrainerOptions.From(config.Optimizer, config.Steps) with { MicroBatchSize = config.MicroBatchSize };
+        var schedule = options.Schedule!;
+        using var trainer = new Trainer(graph, CausalLm.LossOutput, trainable, frozen, CausalLm.Options(options));
 
         // 3. Resume from the newest checkpoint, when there is one made with the same settings.
-        var checkpoints = Path.Combine(config.Out, "checkpoints");
+        var checkpoints = Path.Combine(config.OutputDir, "checkpoints");
         var settings = Settings(config);
         if (Checkpoint.Resume(checkpoints, trainer, settings, "--out") is { } resumed)
             log($"resuming from {resumed} (step {trainer.StepCount})");
 
         // 4. Train: batch s holds examples s·B … s·B + B − 1 of the seeded epoch orders.
         var order = new DataOrder(sequences.Count, config.Seed);
-        using var metrics = new MetricsLog(Path.Combine(config.Out, "metrics.jsonl"));
+        using var metrics = new MetricsLog(Path.Combine(config.OutputDir, "metrics.jsonl"));
         using (var progress = new Progress("train-lm", config.Steps))
         {
             progress.SetDone(trainer.StepCount);
@@ -147,34 +137,18 @@ public static class TrainLm
 
         // 5. Export the trained model folder.
         var exported = Export.Weights(model, frozen, trainer, adapters, lora?.Scale ?? 0);
-        var target = Path.Combine(config.Out, "model");
+        var target = Path.Combine(config.OutputDir, "model");
         ModelWriter.Write(target, model, exported, config.Model, meta.Role,
             [.. meta.Lineage, new LineageEntry("train-lm", Path.GetFullPath(config.Model), DateTimeOffset.UtcNow)]);
         return target;
     }
 
-    static void Validate(Config c)
-    {
-        void Positive(int value, string field)
-        {
-            if (value <= 0) throw UserError.At("train-lm", null, field, $"must be positive, got {value}");
-        }
-        Positive(c.Steps, "--steps"); Positive(c.BatchSize, "--batch-size"); Positive(c.SeqLen, "--seq-len"); Positive(c.SaveEvery, "--save-every");
-        if (c.SeqLen < 2) throw UserError.At("train-lm", null, "--seq-len", "needs at least 2 tokens");
-        if (c.MicroBatchSize < 0) throw UserError.At("train-lm", null, "--micro-batch-size", $"must be 0 or positive, got {c.MicroBatchSize}");
-        if (c.LoraRank < 0) throw UserError.At("train-lm", null, "--lora-rank", $"must be 0 or positive, got {c.LoraRank}");
-        if (c.LoraDropout is < 0 or >= 1) throw UserError.At("train-lm", null, "--lora-dropout", $"must be in [0, 1), got {c.LoraDropout}");
-        if (!(c.LearningRate > 0)) throw UserError.At("train-lm", null, "--lr", $"must be positive, got {c.LearningRate}");
-        LrSchedule.ParseKind(c.Schedule, "--schedule");
-    }
-
     /// <summary>The settings a resumed run must share with the checkpoint it continues.</summary>
     static JsonObject Settings(Config c) => new()
     {
-        ["data"] = Path.GetFullPath(c.Data), ["model"] = Path.GetFullPath(c.Model), ["steps"] = c.Steps, ["lr"] = c.LearningRate,
-        ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["seq_len"] = c.SeqLen, ["lora_rank"] = c.LoraRank,
-        ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["lora_dropout"] = c.LoraDropout, ["seed"] = c.Seed, ["warmup"] = c.Warmup,
-        ["schedule"] = c.Schedule, ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm,
+        ["data"] = Path.GetFullPath(c.Data), ["model"] = Path.GetFullPath(c.Model), ["steps"] = c.Steps,
+        ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["max_length"] = c.MaxLength, ["seed"] = c.Seed,
+        ["optimizer"] = StageConfig.ToJson(c.Optimizer), ["lora"] = StageConfig.ToJson(c.Lora),
     };
 
     /// <summary>Token ids and target masks of every usable line; a line with neither text nor a prompt/completion pair is an error naming it.</summary>
@@ -210,7 +184,7 @@ public static class TrainLm
                 ids = [.. prompt, .. completion];
                 mask = [.. prompt.Select(_ => (byte)0), .. completion.Select(_ => (byte)1)];
             }
-            if (ids.Length > config.SeqLen) { ids = ids[..config.SeqLen]; mask = mask[..config.SeqLen]; }
+            if (ids.Length > config.MaxLength) { ids = ids[..config.MaxLength]; mask = mask[..config.MaxLength]; }
             // A sequence trains only if some token after the first is a target.
             if (mask.Skip(1).Any(m => m == 1)) result.Add(new TokenSequence(ids, mask));
         }

@@ -1,9 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML.OnnxRuntime;
-using Google.Protobuf;
-using Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Configuration;
 using RlaifOnnx.Core;
@@ -50,7 +47,6 @@ public static class TrainPolicy
     public const string ValueModelSubdir = "value_model";
     public const string RolloutPolicySubdir = "rollout_policy";
     public const string MetricsFile = "metrics.jsonl";
-    const string TokenLogProbsOutput = "token_logprobs";
 
     /// <summary>Configuration of the PPO stage.</summary>
     public sealed record Config : IValidatableConfig
@@ -75,10 +71,14 @@ public static class TrainPolicy
         public int MiniBatchSize { get; init; } = 4;
         /// <summary>Rows per ONNX Runtime run within a step (gradients accumulated); 0 = the whole mini-batch.</summary>
         public int MicroBatchSize { get; init; }
+        /// <summary>Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies to the value model too).</summary>
+        public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "constant" };
+        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        public LoraConfig Lora { get; init; } = new();
+        /// <summary>How rollouts are sampled: temperature (must be positive), top_p, max_new_tokens (of a response).</summary>
+        public SamplingConfig Sampling { get; init; } = new() { Temperature = 0.7, MaxNewTokens = 53 };
         /// <summary>Passes over each rollout batch (TRL's num_ppo_epochs).</summary>
         public int PpoEpochs { get; init; } = 4;
-        /// <summary>The policy's AdamW learning rate (constant).</summary>
-        public double PolicyLearningRate { get; init; } = 1e-5;
         /// <summary>The value model's AdamW learning rate (constant).</summary>
         public double ValueLearningRate { get; init; } = 1e-5;
         /// <summary>PPO's ratio clip ε (TRL's cliprange).</summary>
@@ -102,39 +102,25 @@ public static class TrainPolicy
         public double Lam { get; init; } = PpoMath.DefaultLambda;
         /// <summary>Whiten the advantages over each rollout batch.</summary>
         public bool WhitenAdvantages { get; init; } = true;
-        /// <summary>Most new tokens per response.</summary>
-        public int ResponseMaxNewTokens { get; init; } = 53;
-        /// <summary>Sampling temperature of the rollouts (TRL's default 0.7).</summary>
-        public double Temperature { get; init; } = 0.7;
-        /// <summary>Nucleus sampling's top-p of the rollouts.</summary>
-        public double TopP { get; init; } = 1.0;
         /// <summary>Subtracted from the score of a response that did not end with the end token (TRL's missing_eos_penalty); null = none.</summary>
         public double? MissingEosPenalty { get; init; }
         /// <summary>Prompts longer than this (rendered with the chat template, in tokens) are left out.</summary>
         public int MaxPromptTokens { get; init; } = 256;
-        /// <summary>LoRA rank of the policy; 0 trains every weight.</summary>
-        public int LoraRank { get; init; }
-        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
-        public double LoraAlpha { get; init; }
-        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
-        public string LoraTargets { get; init; } = "q_proj,v_proj";
         /// <summary>Seed of the prompt order, the rollouts, the mini-batch order and the LoRA initialisation.</summary>
         public int Seed { get; init; } = 1;
         /// <summary>Write checkpoints every this many iterations (and at the end).</summary>
         public int SaveEvery { get; init; } = 5;
-        /// <summary>Global gradient-norm clip of both trainers; 0 = off.</summary>
-        public double MaxGradNorm { get; init; } = 1.0;
 
         public IEnumerable<ConfigProblem> Problems()
         {
             if (Iterations < 1) yield return new("iterations", $"must be at least 1, got {Iterations}");
+            if (!(Sampling.Temperature > 0)) yield return new("sampling", $"temperature must be positive (PPO samples), got {Sampling.Temperature}");
             if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
             if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
             else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
                 yield return new("mini_batch_size", $"{MiniBatchSize} does not divide rollout_batch_size {RolloutBatchSize}");
             if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
             if (PpoEpochs < 1) yield return new("ppo_epochs", $"must be at least 1, got {PpoEpochs}");
-            if (!(PolicyLearningRate > 0)) yield return new("policy_learning_rate", $"must be positive, got {PolicyLearningRate}");
             if (!(ValueLearningRate > 0)) yield return new("value_learning_rate", $"must be positive, got {ValueLearningRate}");
             if (!(ClipEpsilon > 0)) yield return new("clip_epsilon", $"must be positive, got {ClipEpsilon}");
             if (!(ValueClip > 0)) yield return new("value_clip", $"must be positive, got {ValueClip}");
@@ -143,14 +129,9 @@ public static class TrainPolicy
             if (!(KlHorizon > 0)) yield return new("kl_horizon", $"must be positive, got {KlHorizon}");
             if (!(Gamma is > 0 and <= 1)) yield return new("gamma", $"must be in (0, 1], got {Gamma}");
             if (!(Lam is >= 0 and <= 1)) yield return new("lam", $"must be in [0, 1], got {Lam}");
-            if (ResponseMaxNewTokens < 1) yield return new("response_max_new_tokens", $"must be at least 1, got {ResponseMaxNewTokens}");
-            if (!(Temperature > 0)) yield return new("temperature", $"must be positive (PPO samples), got {Temperature}");
-            if (!(TopP is > 0 and <= 1)) yield return new("top_p", $"must be in (0, 1], got {TopP}");
             if (MissingEosPenalty is { } penalty && !(penalty >= 0)) yield return new("missing_eos_penalty", $"must be 0 or more, got {penalty}");
             if (MaxPromptTokens < 1) yield return new("max_prompt_tokens", $"must be at least 1, got {MaxPromptTokens}");
-            if (LoraRank < 0) yield return new("lora_rank", $"must be 0 or more, got {LoraRank}");
             if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
-            if (!(MaxGradNorm >= 0)) yield return new("max_grad_norm", $"must be 0 or more, got {MaxGradNorm}");
         }
     }
 
@@ -183,9 +164,9 @@ public static class TrainPolicy
         var valueMeta = PreferenceModelFolder.RequirePreferenceModel(valueDir);
         PreferenceModelFolder.RequirePreferenceModel(config.RewardModel);
         // Every row (prompt, response, end token) must fit the policy's and the value model's context.
-        var longest = config.MaxPromptTokens + config.ResponseMaxNewTokens + 1;
+        var longest = config.MaxPromptTokens + config.Sampling.MaxNewTokens + 1;
         if (longest > model.MaxPositions || longest > valueMeta.Config.MaxPositions)
-            throw UserError.At(source, null, "max_prompt_tokens", $"{config.MaxPromptTokens} prompt tokens + {config.ResponseMaxNewTokens} new tokens + the end token exceed " +
+            throw UserError.At(source, null, "max_prompt_tokens", $"{config.MaxPromptTokens} prompt tokens + {config.Sampling.MaxNewTokens} new tokens + the end token exceed " +
                 $"the context of the policy ({model.MaxPositions}) or the value model ({valueMeta.Config.MaxPositions})");
         // The reference and the value model read the policy's token ids: they must share its tokenizer.
         SameTokenizer(config.PolicyModel, referenceDir, "reference_model", source);
@@ -196,10 +177,7 @@ public static class TrainPolicy
         log($"{prompts.Count} prompts{(dropped > 0 ? $" ({dropped} over {config.MaxPromptTokens} tokens left out)" : "")}");
 
         // The policy (optionally LoRA over a frozen base), the reference and the value model, each with its graphs.
-        LoraOptions? lora = config.LoraRank > 0
-            ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
-                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            : null;
+        var lora = LoraOptions.From(config.Lora);
         var policyWeights = ModelFolder.ReadWeights(config.PolicyModel);
         IReadOnlyList<LoraAdapter> adapters = lora is null ? [] : Lora.Apply(DecoderGraphs.Training(model, DataType.Float), lora).Adapters;
         IReadOnlyDictionary<string, WeightTensor> policyTrainable = lora is null ? policyWeights : Lora.InitialWeights(adapters, config.Seed);
@@ -210,13 +188,13 @@ public static class TrainPolicy
         var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
 
         using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon), Ppo.LossOutput, policyTrainable, policyFrozen,
-            Ppo.PolicyOptions(new TrainerOptions { LearningRate = config.PolicyLearningRate, MaxGradNorm = config.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
+            Ppo.PolicyOptions(TrainerOptions.From(config.Optimizer, config.Iterations * config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize)) with { MicroBatchSize = config.MicroBatchSize }));
         using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
-            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
+            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
-        using var policyForward = new Forward(LogProbGraph(model, lora), Union(policyFrozen, policyTrainer.TrainableWeights()), TokenLogProbsOutput);
-        using var referenceForward = new Forward(LogProbGraph(referenceConfig, null), referenceWeights, TokenLogProbsOutput);
-        using var valueForward = new Forward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
+        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
+        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null), referenceWeights, Ppo.TokenLogProbsOutput);
+        using var valueForward = new BoundForward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
         using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
 
         // Resume: both trainers from their newest common checkpoint made with the same settings.
@@ -270,7 +248,7 @@ public static class TrainPolicy
                 {
                     var sampling = new SamplingOptions
                     {
-                        MaxNewTokens = config.ResponseMaxNewTokens, Temperature = config.Temperature, TopP = config.TopP,
+                        MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature, TopP = config.Sampling.TopP,
                         Seed = StableRandom.SeedFor(config.Seed, $"ppo rollout {iteration} {c}"),
                     };
                     generations.AddRange(await generator.GenerateAsync(chunk.Select(p => p.Text).ToList(), sampling, cancellationToken));
@@ -412,24 +390,8 @@ public static class TrainPolicy
             throw UserError.At(source, null, key, $"{otherDir} has another tokenizer than policy_model (it must read the policy's token ids)");
     }
 
-    /// <summary>
-    /// The log-prob graph of the rollout: the decoder (with the policy's LoRA adapters when given) and
-    /// <see cref="Losses.ShiftedTokenLogProbs"/>, output token_logprobs [B, T−1] — the same operators the policy
-    /// loss graph runs, so the first update's ratio is 1.
-    /// </summary>
-    static ModelProto LogProbGraph(ModelConfig config, LoraOptions? lora)
-    {
-        var forward = DecoderGraphs.Training(config, DataType.Float);
-        if (lora is not null) forward = Lora.Apply(forward, lora).Graph;
-        var g = Losses.Extend(forward, "rollout/");
-        var logProbs = Losses.ShiftedTokenLogProbs(g, "logits", "input_ids");                       // [B, T−1]
-        g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
-        g.OutputAs(logProbs, TokenLogProbsOutput, DataType.Float);
-        return g.ToModel();
-    }
-
     /// <summary>A forward output per row, cut to the row's own [L−1] positions (values [B, T] drop their last column too).</summary>
-    static List<double[]> RowOutputs(Forward forward, IReadOnlyList<Rollout> rollouts, int padId, int chunkSize, CancellationToken cancellationToken)
+    static List<double[]> RowOutputs(BoundForward forward, IReadOnlyList<Rollout> rollouts, int padId, int chunkSize, CancellationToken cancellationToken)
     {
         var result = new List<double[]>();
         foreach (var chunk in rollouts.Chunk(chunkSize))
@@ -522,67 +484,11 @@ public static class TrainPolicy
         ["policy_model"] = Path.GetFullPath(c.PolicyModel), ["reference_model"] = Path.GetFullPath(c.ReferenceModel ?? c.PolicyModel),
         ["reward_model"] = Path.GetFullPath(c.RewardModel), ["value_model"] = Path.GetFullPath(c.ValueModel ?? c.RewardModel), ["prompts"] = c.Prompts,
         ["rollout_batch_size"] = c.RolloutBatchSize, ["mini_batch_size"] = c.MiniBatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["ppo_epochs"] = c.PpoEpochs,
-        ["policy_learning_rate"] = c.PolicyLearningRate, ["value_learning_rate"] = c.ValueLearningRate, ["clip_epsilon"] = c.ClipEpsilon,
+        ["optimizer"] = StageConfig.ToJson(c.Optimizer), ["value_learning_rate"] = c.ValueLearningRate, ["clip_epsilon"] = c.ClipEpsilon,
         ["value_clip"] = c.ValueClip, ["kl_coef"] = c.KlCoef, ["kl_estimator"] = StageConfig.EnumName(c.KlEstimator), ["kl_target"] = c.KlTarget,
         ["kl_horizon"] = c.KlHorizon, ["gamma"] = c.Gamma, ["lam"] = c.Lam, ["whiten_advantages"] = c.WhitenAdvantages,
-        ["response_max_new_tokens"] = c.ResponseMaxNewTokens, ["temperature"] = c.Temperature, ["top_p"] = c.TopP, ["missing_eos_penalty"] = c.MissingEosPenalty,
-        ["max_prompt_tokens"] = c.MaxPromptTokens, ["lora_rank"] = c.LoraRank, ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets,
-        ["seed"] = c.Seed, ["max_grad_norm"] = c.MaxGradNorm,
+        ["sampling"] = StageConfig.ToJson(c.Sampling), ["missing_eos_penalty"] = c.MissingEosPenalty,
+        ["max_prompt_tokens"] = c.MaxPromptTokens, ["lora"] = StageConfig.ToJson(c.Lora),
+        ["seed"] = c.Seed, 
     };
-
-    /// <summary>
-    /// One forward graph run by ONNX Runtime with its weights bound once as OrtValues over the caller's arrays —
-    /// a trainer's live arrays, so every run sees the weights as they are now, without a copy.
-    /// </summary>
-    sealed class Forward : IDisposable
-    {
-        readonly SessionOptions options = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
-        readonly InferenceSession session;
-        readonly Dictionary<string, OrtValue> weights = new(StringComparer.Ordinal);
-        readonly string output;
-
-        public Forward(ModelProto graph, IReadOnlyDictionary<string, WeightTensor> weightArrays, string output)
-        {
-            this.output = output;
-            session = new InferenceSession(graph.ToByteArray(), options);
-            foreach (var name in session.InputMetadata.Keys)
-                if (weightArrays.TryGetValue(name, out var w)) weights[name] = OrtValue.CreateTensorValueFromMemory(w.Data, w.Shape);
-        }
-
-        /// <summary>The output for the batch, [B, width] row-major.</summary>
-        public float[] Run(TrainingBatch batch, out int width)
-        {
-            var owned = new List<OrtValue>();
-            try
-            {
-                var names = new List<string>();
-                var values = new List<OrtValue>();
-                foreach (var name in session.InputMetadata.Keys)
-                {
-                    if (weights.TryGetValue(name, out var w)) { names.Add(name); values.Add(w); continue; }
-                    var t = batch[name];
-                    var v = t.Int64s is not null ? OrtValue.CreateTensorValueFromMemory(t.Int64s, t.Shape) : OrtValue.CreateTensorValueFromMemory(t.Floats!, t.Shape);
-                    owned.Add(v);
-                    names.Add(name);
-                    values.Add(v);
-                }
-                using var runOptions = new RunOptions();
-                using var results = session.Run(runOptions, names, values, [output]);
-                var shape = results[0].GetTensorTypeAndShape().Shape;
-                width = (int)shape[1];
-                return results[0].GetTensorDataAsSpan<float>().ToArray();
-            }
-            finally
-            {
-                foreach (var v in owned) v.Dispose();
-            }
-        }
-
-        public void Dispose()
-        {
-            session.Dispose();
-            foreach (var v in weights.Values) v.Dispose();
-            options.Dispose();
-        }
-    }
 }

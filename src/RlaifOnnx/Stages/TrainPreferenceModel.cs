@@ -9,6 +9,7 @@ using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Training;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Stages;
 
@@ -59,28 +60,16 @@ public static class TrainPreferenceModel
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
         public int Steps { get; init; } = 100;
-        /// <summary>Peak learning rate.</summary>
-        public double LearningRate { get; init; } = 1e-5;
         /// <summary>Comparisons per optimizer step.</summary>
         public int BatchSize { get; init; } = 8;
         /// <summary>Comparisons per ONNX Runtime run (gradients accumulated); 0 = the whole batch.</summary>
         public int MicroBatchSize { get; init; }
         /// <summary>Longest row (conversation + answer) in tokens; longer rows keep their last tokens.</summary>
         public int MaxLength { get; init; } = 512;
-        /// <summary>LoRA rank; 0 trains every weight. The scalar head is always trained in full.</summary>
-        public int LoraRank { get; init; }
-        /// <summary>LoRA alpha (scale α/r); 0 = 2·rank.</summary>
-        public double LoraAlpha { get; init; }
-        /// <summary>Projections that get LoRA adapters ("q_proj,v_proj" or "all-linear").</summary>
-        public string LoraTargets { get; init; } = "q_proj,v_proj";
-        /// <summary>Linear warm-up steps.</summary>
-        public int Warmup { get; init; }
-        /// <summary>Learning-rate schedule after warm-up: constant, linear or cosine.</summary>
-        public string Schedule { get; init; } = "linear";
-        /// <summary>AdamW's decoupled weight decay.</summary>
-        public double WeightDecay { get; init; }
-        /// <summary>Global gradient-norm clip; 0 = off.</summary>
-        public double MaxGradNorm { get; init; } = 1.0;
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        public OptimizerConfig Optimizer { get; init; } = new();
+        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        public LoraConfig Lora { get; init; } = new();
         /// <summary>Write a checkpoint every this many steps (and at the end).</summary>
         public int SaveEvery { get; init; } = 50;
         /// <summary>Seed of the data order, the head's initialisation and the LoRA initialisation.</summary>
@@ -93,12 +82,9 @@ public static class TrainPreferenceModel
         public IEnumerable<ConfigProblem> Problems()
         {
             if (Steps < 1) yield return new("steps", $"must be at least 1, got {Steps}");
-            if (!(LearningRate > 0)) yield return new("learning_rate", $"must be positive, got {LearningRate}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
             if (MaxLength < 2) yield return new("max_length", $"must be at least 2, got {MaxLength}");
-            if (LoraRank < 0) yield return new("lora_rank", $"must be 0 or more, got {LoraRank}");
-            if (Warmup < 0) yield return new("warmup", $"must be 0 or more, got {Warmup}");
             if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
             if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
@@ -117,8 +103,7 @@ public static class TrainPreferenceModel
     public static string Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default, string source = "pm config")
     {
         log ??= _ => { };
-        foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
-        LrSchedule.ParseKind(config.Schedule, "schedule");
+        StageConfig.Check(config, source);
         var meta = ModelFolder.ReadMetadata(config.Model);
         var model = meta.Config;
 
@@ -145,10 +130,7 @@ public static class TrainPreferenceModel
             : PreferenceModelFolder.ReadWeights(config.Model);
 
         // 3. The training graph: rewards of the interleaved rows, the soft-label loss of each (a, b) pair.
-        LoraOptions? lora = config.LoraRank > 0
-            ? new LoraOptions(config.LoraRank, config.LoraAlpha > 0 ? config.LoraAlpha : 2.0 * config.LoraRank,
-                config.LoraTargets.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            : null;
+        var lora = LoraOptions.From(config.Lora);
         var graph = Graph(model);
         IReadOnlyList<LoraAdapter> adapters = [];
         if (lora is not null) (graph, adapters) = Lora.Apply(graph, lora);
@@ -159,13 +141,10 @@ public static class TrainPreferenceModel
             trainable = new(Lora.InitialWeights(adapters, config.Seed), StringComparer.Ordinal) { [PreferenceModelGraphs.HeadWeight] = weights[PreferenceModelGraphs.HeadWeight] };
             frozen = weights.Where(w => w.Key != PreferenceModelGraphs.HeadWeight).ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
         }
-        var schedule = new LrSchedule(LrSchedule.ParseKind(config.Schedule, "schedule"), config.Warmup, config.Steps);
-        using var trainer = new Trainer(graph, LossOutput, trainable, frozen, new TrainerOptions
+        var options = TrainerOptions.From(config.Optimizer, config.Steps);
+        var schedule = options.Schedule!;
+        using var trainer = new Trainer(graph, LossOutput, trainable, frozen, options with
         {
-            LearningRate = config.LearningRate,
-            AdamW = new AdamWOptions(WeightDecay: config.WeightDecay),
-            MaxGradNorm = config.MaxGradNorm,
-            Schedule = schedule,
             MicroBatchSize = 2 * config.MicroBatchSize,   // rows: two per comparison
             MetricOutputs = [AccuracyOutput],
         });
@@ -363,9 +342,8 @@ public static class TrainPreferenceModel
     /// <summary>The settings a resumed run must share with the checkpoint it continues.</summary>
     static JsonObject Settings(Config c) => new()
     {
-        ["model"] = Path.GetFullPath(c.Model), ["train"] = Path.GetFullPath(c.Train), ["steps"] = c.Steps, ["learning_rate"] = c.LearningRate,
-        ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["max_length"] = c.MaxLength, ["lora_rank"] = c.LoraRank,
-        ["lora_alpha"] = c.LoraAlpha, ["lora_targets"] = c.LoraTargets, ["warmup"] = c.Warmup, ["schedule"] = c.Schedule,
-        ["weight_decay"] = c.WeightDecay, ["max_grad_norm"] = c.MaxGradNorm, ["seed"] = c.Seed, ["limit"] = c.Limit, ["eval_fraction"] = c.EvalFraction,
+        ["model"] = Path.GetFullPath(c.Model), ["train"] = Path.GetFullPath(c.Train), ["steps"] = c.Steps,
+        ["batch_size"] = c.BatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["max_length"] = c.MaxLength,
+        ["optimizer"] = StageConfig.ToJson(c.Optimizer), ["lora"] = StageConfig.ToJson(c.Lora), ["seed"] = c.Seed, ["limit"] = c.Limit, ["eval_fraction"] = c.EvalFraction,
     };
 }

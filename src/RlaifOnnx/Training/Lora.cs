@@ -1,3 +1,4 @@
+using RlaifOnnx.Configuration;
 using Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Core;
@@ -17,6 +18,9 @@ public sealed record LoraOptions(int Rank, double Alpha, IReadOnlyList<string> T
 {
     public const string AllLinear = "all-linear";
     public double Scale => Alpha / Rank;
+
+    /// <summary>The adapters a stage's `lora:` section asks for; null when rank is 0 (every weight trains).</summary>
+    public static LoraOptions? From(LoraConfig c) => c.Enabled ? new(c.Rank, c.EffectiveAlpha, c.TargetList, c.Dropout) : null;
 
     /// <summary>q_proj and v_proj, as the LoRA paper and PEFT's Llama default.</summary>
     public static LoraOptions Default(int rank) => new(rank, 2.0 * rank, ["q_proj", "v_proj"]);

@@ -31,6 +31,9 @@ public static class Ppo
     public const string OldValuesInput = "old_values";
     public const string ReturnsInput = "returns";
 
+    /// <summary>The rollout log-prob graph's output: log π(ids[t+1] | ids[..t]), [B, T−1].</summary>
+    public const string TokenLogProbsOutput = "token_logprobs";
+
     public const string LossOutput = "loss";
     /// <summary>Policy: fraction of response tokens whose ratio left [1 − ε, 1 + ε] (<see cref="Losses.PpoPolicyLoss"/>).</summary>
     public const string ClipFractionOutput = "clip_fraction";
@@ -130,5 +133,21 @@ public static class Ppo
     static void CheckClip(double clip)
     {
         if (!(clip > 0)) throw new ArgumentOutOfRangeException(nameof(clip), clip, "the PPO clip range must be positive");
+    }
+
+    /// <summary>
+    /// The log-prob graph of the rollout: the decoder (with the policy's LoRA adapters when given) and
+    /// <see cref="Losses.ShiftedTokenLogProbs"/>, output token_logprobs [B, T−1] — the same operators the policy
+    /// loss graph runs, so the first update's ratio is 1.
+    /// </summary>
+    public static ModelProto RolloutLogProbGraph(ModelConfig config, LoraOptions? lora)
+    {
+        var forward = DecoderGraphs.Training(config, DataType.Float);
+        if (lora is not null) forward = Lora.Apply(forward, lora).Graph;
+        var g = Losses.Extend(forward, "rollout/");
+        var logProbs = Losses.ShiftedTokenLogProbs(g, "logits", "input_ids");                       // [B, T−1]
+        g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
+        g.OutputAs(logProbs, TokenLogProbsOutput, DataType.Float);
+        return g.ToModel();
     }
 }

@@ -1,3 +1,4 @@
+using RlaifOnnx.Configuration;
 using System.Diagnostics;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
@@ -26,6 +27,15 @@ public sealed record TrainerOptions
     /// one batch of the same size. Null = rows (right for a mean over rows).
     /// </summary>
     public Func<TrainingBatch, double>? MicroBatchWeight { get; init; }
+    /// <summary>Options from a stage's `optimizer:` section; the schedule runs over <paramref name="totalSteps"/> updates.</summary>
+    public static TrainerOptions From(OptimizerConfig o, int totalSteps) => new()
+    {
+        LearningRate = o.LearningRate,
+        AdamW = new AdamWOptions(WeightDecay: o.WeightDecay),
+        MaxGradNorm = o.MaxGradNorm,
+        Schedule = new LrSchedule(LrSchedule.ParseKind(o.Schedule, "optimizer"), o.Warmup, totalSteps),
+    };
+
     /// <summary>ONNX Runtime intra-op threads; 0 = its default (all cores).</summary>
     public int Threads { get; init; }
     /// <summary>Write ONNX Runtime profiles (JSON, written when the trainer is disposed) with this path prefix; null = off.</summary>

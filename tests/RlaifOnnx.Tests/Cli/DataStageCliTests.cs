@@ -1,5 +1,6 @@
 using RlaifOnnx.Core;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 
 namespace RlaifOnnx.Tests.Cli;
@@ -32,7 +33,7 @@ public class DataStageCliTests
     {
         using var dir = new TempDir();
         TinyModels.Folder(dir.File("tiny"));
-        File.WriteAllText(dir.File("revise.yaml"), "prompts: builtin:helpful-eval\nmodel: tiny\noutput_dir: out/revise\nrounds: 1\nmax_new_tokens: 4\nlimit: 3\n");
+        File.WriteAllText(dir.File("revise.yaml"), "prompts: builtin:helpful-eval\nhelpful_model: tiny\noutput_dir: out/revise\nrounds: 1\nsampling: {max_new_tokens: 4}\nlimit: 3\n");
         var revise = CliProcess.Run("revise", "--config", dir.File("revise.yaml"));
         Assert.True(revise.ExitCode == 0, revise.Stderr);
         Assert.Equal(3, Jsonl.ReadAll<RevisionRecord>(dir.File("out/revise/revisions.jsonl")).Count);

@@ -1,6 +1,7 @@
 using RlaifOnnx.Configuration;
 using RlaifOnnx.Core;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 
 namespace RlaifOnnx.Tests.Records;
@@ -68,14 +69,14 @@ public class StackExchangeDumpTests
     public void RunWritesPairsOfDifferentScoresSplitByQuestion()
     {
         using var dir = new TempDir();
-        var config = new StackExchange.Config { Posts = [Beer, Coffee], OutputDir = dir.File("out"), PairsPerQuestion = 4, EvalFraction = 0.2, Seed = 5 };
-        var stats = StackExchange.Run(config, Ct);
+        var config = new PmpData.Config { Posts = [Beer, Coffee], OutputDir = dir.File("out"), PairsPerQuestion = 4, EvalFraction = 0.2, Seed = 5 };
+        var stats = PmpData.Run(config, Ct);
         Assert.Equal(888, stats.QuestionsRead);
         Assert.Equal(1899, stats.AnswersRead);
         Assert.Equal(492, stats.QuestionsWithTwoAnswers);
         Assert.Equal(1899, stats.ScoreHistogram.Values.Sum());
-        Assert.Equal(stats, StackExchange.ReadStats(config.OutputDir) with { ScoreHistogram = stats.ScoreHistogram });
-        Assert.Equal(stats.ScoreHistogram, StackExchange.ReadStats(config.OutputDir).ScoreHistogram);
+        Assert.Equal(stats, PmpData.ReadStats(config.OutputDir) with { ScoreHistogram = stats.ScoreHistogram });
+        Assert.Equal(stats.ScoreHistogram, PmpData.ReadStats(config.OutputDir).ScoreHistogram);
 
         var train = Jsonl.ReadAll<MixedComparison>(dir.File("out/pmp_train.jsonl"));
         var eval = Jsonl.ReadAll<MixedComparison>(dir.File("out/pmp_eval.jsonl"));
@@ -117,28 +118,28 @@ public class StackExchangeDumpTests
     public void RunIsDeterministicUnderASeedAndStableUnderALimit()
     {
         using var dir = new TempDir();
-        var config = new StackExchange.Config { Posts = [Beer], OutputDir = dir.File("a"), EvalFraction = 0.1, Seed = 11 };
-        StackExchange.Run(config, Ct);
-        StackExchange.Run(config with { OutputDir = dir.File("b") }, Ct);
-        StackExchange.Run(config with { OutputDir = dir.File("c"), Seed = 12 }, Ct);
-        foreach (var file in new[] { StackExchange.TrainFile, StackExchange.EvalFile, StackExchange.StatsFile })
+        var config = new PmpData.Config { Posts = [Beer], OutputDir = dir.File("a"), EvalFraction = 0.1, Seed = 11 };
+        PmpData.Run(config, Ct);
+        PmpData.Run(config with { OutputDir = dir.File("b") }, Ct);
+        PmpData.Run(config with { OutputDir = dir.File("c"), Seed = 12 }, Ct);
+        foreach (var file in new[] { PmpData.TrainFile, PmpData.EvalFile, PmpData.StatsFile })
             Assert.Equal(File.ReadAllText(dir.File($"a/{file}")), File.ReadAllText(dir.File($"b/{file}")));
-        Assert.NotEqual(File.ReadAllText(dir.File($"a/{StackExchange.TrainFile}")), File.ReadAllText(dir.File($"c/{StackExchange.TrainFile}")));
+        Assert.NotEqual(File.ReadAllText(dir.File($"a/{PmpData.TrainFile}")), File.ReadAllText(dir.File($"c/{PmpData.TrainFile}")));
 
         // The first 50 questions draw the same pairs, order and split whether or not the rest is read.
-        StackExchange.Run(config with { OutputDir = dir.File("d"), Limit = 50 }, Ct);
+        PmpData.Run(config with { OutputDir = dir.File("d"), Limit = 50 }, Ct);
         string[] Lines(string folder, string file) => File.ReadAllLines(dir.File($"{folder}/{file}"));
-        Assert.NotEmpty(Lines("d", StackExchange.TrainFile));
-        Assert.All(Lines("d", StackExchange.TrainFile), l => Assert.Contains(l, Lines("a", StackExchange.TrainFile)));
-        Assert.All(Lines("d", StackExchange.EvalFile), l => Assert.Contains(l, Lines("a", StackExchange.EvalFile)));
+        Assert.NotEmpty(Lines("d", PmpData.TrainFile));
+        Assert.All(Lines("d", PmpData.TrainFile), l => Assert.Contains(l, Lines("a", PmpData.TrainFile)));
+        Assert.All(Lines("d", PmpData.EvalFile), l => Assert.Contains(l, Lines("a", PmpData.EvalFile)));
     }
 
     [Fact]
     public void AnswerLengthBoundsDropAnswersBeforePairing()
     {
         using var dir = new TempDir();
-        var config = new StackExchange.Config { Posts = [Beer], OutputDir = dir.File("o"), EvalFraction = 0, MinAnswerChars = 200, MaxAnswerChars = 1000 };
-        var stats = StackExchange.Run(config, Ct);
+        var config = new PmpData.Config { Posts = [Beer], OutputDir = dir.File("o"), EvalFraction = 0, MinAnswerChars = 200, MaxAnswerChars = 1000 };
+        var stats = PmpData.Run(config, Ct);
         Assert.True(stats.AnswersOutsideLength > 100);
         var rows = Jsonl.ReadAll<MixedComparison>(dir.File("o/pmp_train.jsonl"));
         Assert.NotEmpty(rows);
@@ -271,8 +272,8 @@ public class StackExchangeDumpTests
         using var dir = new TempDir();
         var empty = Write(dir, Header + "</posts>\n", "empty.Posts.xml");
         Assert.Equal("cfg.yaml: posts: the files hold no questions",
-            Assert.Throws<UserError>(() => StackExchange.Run(new StackExchange.Config { Posts = [empty], OutputDir = dir.File("o") }, Ct, "cfg.yaml")).Message);
-        var twice = Assert.Throws<UserError>(() => StackExchange.Run(new StackExchange.Config { Posts = [Beer, Beer], OutputDir = dir.File("o") }, Ct, "cfg.yaml"));
+            Assert.Throws<UserError>(() => PmpData.Run(new PmpData.Config { Posts = [empty], OutputDir = dir.File("o") }, Ct, "cfg.yaml")).Message);
+        var twice = Assert.Throws<UserError>(() => PmpData.Run(new PmpData.Config { Posts = [Beer, Beer], OutputDir = dir.File("o") }, Ct, "cfg.yaml"));
         Assert.Contains("both site 'beer'", twice.Message);
         Assert.False(Directory.Exists(dir.File("o")));
     }
@@ -283,13 +284,13 @@ public class StackExchangeDumpTests
     [Fact]
     public void PostsTakesOnePathOrAList()
     {
-        var one = StageConfig.Parse<StackExchange.Config>("posts: a.Posts.xml\noutput_dir: o\n", "c.yaml", "/data");
+        var one = StageConfig.Parse<PmpData.Config>("posts: a.Posts.xml\noutput_dir: o\n", "c.yaml", "/data");
         Assert.Equal(["/data/a.Posts.xml"], one.Posts);
-        var two = StageConfig.Parse<StackExchange.Config>("posts: [a.Posts.xml, /x/b.Posts.xml]\noutput_dir: o\n", "c.yaml", "/data");
+        var two = StageConfig.Parse<PmpData.Config>("posts: [a.Posts.xml, /x/b.Posts.xml]\noutput_dir: o\n", "c.yaml", "/data");
         Assert.Equal(["/data/a.Posts.xml", "/x/b.Posts.xml"], two.Posts);
         Assert.Equal("c.yaml:3: eval_fraction: must be in [0, 1), got 1",
-            Assert.Throws<UserError>(() => StageConfig.Parse<StackExchange.Config>("posts: a\noutput_dir: o\neval_fraction: 1\n", "c.yaml")).Message);
-        var shipped = StageConfig.Load<StackExchange.Config>(System.IO.Path.Combine(Repository.Root, "configs", "stages", "pmp-data.yaml"));
+            Assert.Throws<UserError>(() => StageConfig.Parse<PmpData.Config>("posts: a\noutput_dir: o\neval_fraction: 1\n", "c.yaml")).Message);
+        var shipped = StageConfig.Load<PmpData.Config>(System.IO.Path.Combine(Repository.Root, "configs", "stages", "pmp-data.yaml"));
         Assert.Equal(2, shipped.Posts.Count);
         Assert.Empty(shipped.Problems());
     }
@@ -302,7 +303,7 @@ public class StackExchangeDumpTests
         var run = CliProcess.Run("pmp-data", "--config", dir.File("pmp.yaml"));
         Assert.True(run.ExitCode == 0, run.Stderr);
         Assert.Contains("questions: 663 read, 410 with ≥2 answers; answers: 1572 read", run.Stdout);
-        var stats = StackExchange.ReadStats(dir.File("out"));
+        var stats = PmpData.ReadStats(dir.File("out"));
         Assert.Equal(663, stats.QuestionsRead);
         Assert.Equal(stats.PairsTrain, Jsonl.ReadAll<MixedComparison>(dir.File("out/pmp_train.jsonl")).Count);
         Assert.Equal(stats.PairsEval, Jsonl.ReadAll<MixedComparison>(dir.File("out/pmp_eval.jsonl")).Count);

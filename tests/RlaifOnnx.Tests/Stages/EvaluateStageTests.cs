@@ -46,8 +46,7 @@ public class EvaluateStageTests
         FeedbackModel = judges ? m.P1 : null,
         Principles = 2,
         FewShot = 1,
-        Temperature = 1.0,
-        MaxNewTokens = 8,
+        Sampling = new() { Temperature = 1.0, MaxNewTokens = 8 },
         BatchSize = 2,
         Seed = 7,
         OutputDir = output,
@@ -262,7 +261,7 @@ public class EvaluateCliRunTests
         RlaifOnnx.Models.PreferenceModelFolder.Write(dir.File("pm"), config, RlaifOnnx.Models.PreferenceModelGraphs.FromLanguageModel(config, RlaifOnnx.Models.ModelFolder.ReadWeights(model), 5), model, []);
         File.WriteAllText(dir.File("evaluate.yaml"),
             "policies:\n  - {name: only, model: m}\nprompt_sets:\n  - {name: helpfulness, source: builtin:helpful-eval}\n"
-            + "limit: 2\nreward_model: pm\nmax_new_tokens: 4\noutput_dir: out\n");
+            + "limit: 2\nreward_model: pm\nsampling: {max_new_tokens: 4}\noutput_dir: out\n");
         var result = CliProcess.Run("evaluate", "--config", dir.File("evaluate.yaml"));
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Contains("helpfulness (2 prompts, builtin:helpful-eval)", result.Stdout);

@@ -146,7 +146,7 @@ public class StageConfigFileTests
     [Fact]
     public void MisspelledKeyNamesTheNearestOne()
     {
-        var e = Assert.Throws<UserError>(() => StageConfig.Parse<Revise.Config>("prompts: p.txt\nmodel: m\noutput_dir: o\nround: 3\n", "r.yaml"));
+        var e = Assert.Throws<UserError>(() => StageConfig.Parse<Revise.Config>("prompts: p.txt\nhelpful_model: m\noutput_dir: o\nround: 3\n", "r.yaml"));
         Assert.Contains("r.yaml:4", e.Message);
         Assert.Contains("rounds", e.Message);
     }

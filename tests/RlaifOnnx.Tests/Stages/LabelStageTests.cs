@@ -97,7 +97,7 @@ public class LabelStageTests
         var policy = TinyModels.Folder(dir.File("policy"), seed: 2);
         var prompts = dir.File("prompts.txt");
         File.WriteAllLines(prompts, ["Tell me a joke.", "How do I bake bread?", "What is a star?"]);
-        var config = Config(feedback, dir.File("out")) with { Prompts = prompts, PolicyModel = policy, SampleTemperature = 1.0, SampleMaxNewTokens = 8, Principles = 2 };
+        var config = Config(feedback, dir.File("out")) with { Prompts = prompts, PolicyModel = policy, Sampling = new() { Temperature = 1.0, MaxNewTokens = 8 }, Principles = 2 };
         var records = Jsonl.ReadAll<ComparisonRecord>(await Label.Run(config, TestContext.Current.CancellationToken));
         Assert.Equal(3, records.Count);
         Assert.All(records, r => Assert.Null(r.HumanPreferred));

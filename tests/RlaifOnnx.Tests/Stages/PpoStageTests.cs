@@ -98,7 +98,7 @@ public class PpoStageTests
     static TrainPolicy.Config Config(string policy, string pm, string prompts, string output) => new()
     {
         PolicyModel = policy, RewardModel = pm, Prompts = prompts, OutputDir = output, Iterations = 3, RolloutBatchSize = 8, MiniBatchSize = 4,
-        PpoEpochs = 2, PolicyLearningRate = 1e-3, ValueLearningRate = 1e-3, ResponseMaxNewTokens = 8, Temperature = 1.0, SaveEvery = 1, Seed = 3,
+        PpoEpochs = 2, Optimizer = new() { LearningRate = 1e-3, Schedule = "constant" }, ValueLearningRate = 1e-3, Sampling = new() { MaxNewTokens = 8, Temperature = 1.0 }, SaveEvery = 1, Seed = 3,
         MaxPromptTokens = 64,
     };
 
@@ -111,7 +111,7 @@ public class PpoStageTests
         var lm = TinyModels.Folder(temp.File("lm"), seed: 2);
         var pm = RandomPm(lm, temp.File("pm"));
         var output = temp.File("ppo");
-        var summary = await TrainPolicy.Run(Config(lm, pm, Prompts(temp), output) with { Iterations = 2, LoraRank = 4, MissingEosPenalty = 1 }, null, Ct);
+        var summary = await TrainPolicy.Run(Config(lm, pm, Prompts(temp), output) with { Iterations = 2, Lora = new() { Rank = 4 }, MissingEosPenalty = 1 }, null, Ct);
 
         var metrics = Metrics(output);
         Assert.Equal([1L, 2L], metrics.Select(m => m.Step));
@@ -204,7 +204,7 @@ public class PpoStageTests
         File.WriteAllText(prompts, "{\"prompt\": \"hi\"}\n");
         var config = Config(lm, pm, prompts, temp.File("free")) with
         {
-            Iterations = 6, PpoEpochs = 4, PolicyLearningRate = 1e-3, ValueLearningRate = 1e-3, KlCoef = 0.01, ResponseMaxNewTokens = 12, SaveEvery = 100,
+            Iterations = 6, PpoEpochs = 4, Optimizer = new() { LearningRate = 1e-3, Schedule = "constant" }, ValueLearningRate = 1e-3, KlCoef = 0.01, Sampling = new() { Temperature = 0.7, MaxNewTokens = 12 }, SaveEvery = 100,
         };
         await TrainPolicy.Run(config, null, Ct);
         var free = Metrics(config.OutputDir);
@@ -243,7 +243,7 @@ public class PpoStageTests
             Assert.Contains(key, e.Message);
         }
         Refused("mini_batch_size: 3\nrollout_batch_size: 8\n", "mini_batch_size");
-        Refused("temperature: 0\n", "temperature");
+        Refused("sampling:\n  temperature: 0\n", "temperature");
         Refused("kl_target: -1\n", "kl_target");
         Refused("kl_estimator: k2\n", "kl_estimator");
         Refused("lam: 1.5\n", "lam");

@@ -3,6 +3,7 @@ using RlaifOnnx.Inference;
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 
 namespace RlaifOnnx.Tests.Stages;
@@ -52,8 +53,8 @@ public class PreferenceModelStageTests
 
     static TrainPreferenceModel.Config Config(string model, string train, string? eval, string output) => new()
     {
-        Model = model, Train = train, Eval = eval, OutputDir = output, Steps = 40, LearningRate = 3e-3, BatchSize = 8,
-        MicroBatchSize = 4, MaxLength = 64, Warmup = 2, Schedule = "constant", SaveEvery = 10, Seed = 5,
+        Model = model, Train = train, Eval = eval, OutputDir = output, Steps = 40, BatchSize = 8,
+        MicroBatchSize = 4, MaxLength = 64, Optimizer = new() { LearningRate = 3e-3, Warmup = 2, Schedule = "constant" }, SaveEvery = 10, Seed = 5,
     };
 
     [Fact]
@@ -126,7 +127,7 @@ public class PreferenceModelStageTests
         var pretrained = TrainPreferenceModel.Run(Config(model, train, null, temp.File("pmp")) with { Steps = 30 }, null, Ct);
         var pmpFirstLoss = MetricsLog.Read(Path.Combine(temp.File("pmp"), "metrics.jsonl"))[0].Values["loss"];
 
-        var finetuned = TrainPreferenceModel.Run(Config(pretrained, eval, null, temp.File("finetune")) with { Steps = 5, LoraRank = 2, LearningRate = 1e-3 }, null, Ct);
+        var finetuned = TrainPreferenceModel.Run(Config(pretrained, eval, null, temp.File("finetune")) with { Steps = 5, Lora = new() { Rank = 2 }, Optimizer = new() { LearningRate = 1e-3 } }, null, Ct);
 
         // It started from the learned head (a fresh head would start near log 2), and LoRA merged into the export.
         var firstLoss = MetricsLog.Read(Path.Combine(temp.File("finetune"), "metrics.jsonl"))[0].Values["loss"];
@@ -175,7 +176,7 @@ public class PreferenceModelStageTests
         using var temp = new TempDir();
         var (model, train, eval) = Inputs(temp);
         var yaml = temp.File("pm.yaml");
-        File.WriteAllText(yaml, $"model: {model}\ntrain: {train}\neval: {eval}\noutput_dir: {temp.File("out")}\nsteps: 3\nbatch_size: 4\nlearning_rate: 0.001\nmax_length: 48\n");
+        File.WriteAllText(yaml, $"model: {model}\ntrain: {train}\neval: {eval}\noutput_dir: {temp.File("out")}\nsteps: 3\nbatch_size: 4\noptimizer: {{learning_rate: 0.001}}\nmax_length: 48\n");
         var run = CliProcess.Run(["pm", "--config", yaml]);
         Assert.True(run.ExitCode == 0, run.Stderr);
         Assert.Contains("held-out: 24 comparisons", run.Stderr);

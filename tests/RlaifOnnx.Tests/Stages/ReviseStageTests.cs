@@ -3,6 +3,7 @@ using RlaifOnnx.Constitution;
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 namespace RlaifOnnx.Tests.Stages;
 
@@ -19,11 +20,11 @@ public class ReviseStageTests
     static Revise.Config Config(TempDir dir, string model, string prompts, string output) => new()
     {
         Prompts = prompts,
-        Model = model,
+        HelpfulModel = model,
         OutputDir = output,
         Rounds = 2,
         FewShot = 1,
-        MaxNewTokens = 6,
+        Sampling = new() { Temperature = 0, MaxNewTokens = 6 },
         BatchSize = 2,
         Seed = 11,
     };
@@ -81,10 +82,10 @@ public class ReviseStageTests
         using var dir = new TempDir();
         var model = TinyModels.Folder(dir.File("model"));
         var prompts = WritePrompts(dir, 4);
-        var first = await Revise.Run(Config(dir, model, prompts, dir.File("a")) with { Temperature = 0.9 }, TestContext.Current.CancellationToken);
-        var second = await Revise.Run(Config(dir, model, prompts, dir.File("b")) with { Temperature = 0.9 }, TestContext.Current.CancellationToken);
+        var first = await Revise.Run(Config(dir, model, prompts, dir.File("a")) with { Sampling = Config(dir, model, prompts, "").Sampling with { Temperature = 0.9 } }, TestContext.Current.CancellationToken);
+        var second = await Revise.Run(Config(dir, model, prompts, dir.File("b")) with { Sampling = Config(dir, model, prompts, "").Sampling with { Temperature = 0.9 } }, TestContext.Current.CancellationToken);
         Assert.Equal(File.ReadAllText(first), File.ReadAllText(second));
-        var other = await Revise.Run(Config(dir, model, prompts, dir.File("c")) with { Temperature = 0.9, Seed = 12 }, TestContext.Current.CancellationToken);
+        var other = await Revise.Run(Config(dir, model, prompts, dir.File("c")) with { Sampling = Config(dir, model, prompts, "").Sampling with { Temperature = 0.9 }, Seed = 12 }, TestContext.Current.CancellationToken);
         Assert.NotEqual(File.ReadAllText(first), File.ReadAllText(other));
     }
 
@@ -132,7 +133,7 @@ public class ReviseStageTests
         using var dir = new TempDir();
         var constitution = dir.File("c.yaml");
         File.WriteAllText(constitution, "critiques:\n  - id: only\n    critique_request: What is wrong?\n");
-        var config = new Revise.Config { Prompts = WritePrompts(dir), Model = dir.File("no-model"), OutputDir = dir.File("out"), Constitution = constitution };
+        var config = new Revise.Config { Prompts = WritePrompts(dir), HelpfulModel = dir.File("no-model"), OutputDir = dir.File("out"), Constitution = constitution };
         var e = await Assert.ThrowsAsync<UserError>(() => Revise.Run(config, TestContext.Current.CancellationToken));
         Assert.Equal($"{constitution}:2: critiques[0].revision_request: is missing", e.Message);
         Assert.False(Directory.Exists(config.OutputDir));

@@ -54,16 +54,14 @@ public class SftStageTests
         HelpfulnessPrompts = null,
         OutputDir = output,
         HelpfulnessFraction = 0.5,
-        SampleTemperature = 1.0,
-        SampleMaxNewTokens = 6,
-        SampleBatchSize = 4,
+        Sampling = new() { Temperature = 1.0, MaxNewTokens = 6 },
+        GenerationBatchSize = 4,
         Seed = 3,
         Steps = 4,
-        LearningRate = 1e-2,
         BatchSize = 4,
-        SeqLen = 48,
+        MaxLength = 48,
         SaveEvery = 2,
-        Warmup = 1,
+        Optimizer = new() { LearningRate = 1e-2, Warmup = 1, Schedule = "cosine" },
     };
 
     static Sft.Config Sampled(string model, string revisions, string prompts, string output) =>
@@ -130,7 +128,7 @@ public class SftStageTests
         var model = TinyModels.Folder(dir.File("model"));
         var revisions = WriteRevisions(dir, 10);
         var prompts = WritePrompts(dir, 12);
-        Sft.Config Small(string output) => Sampled(model, revisions, prompts, dir.File(output)) with { Steps = 1, BatchSize = 2, SeqLen = 32 };
+        Sft.Config Small(string output) => Sampled(model, revisions, prompts, dir.File(output)) with { Steps = 1, BatchSize = 2, MaxLength = 32 };
         var ct = TestContext.Current.CancellationToken;
 
         var whole = Path.Combine((await Sft.Run(Small("whole"), cancellationToken: ct)).Mix);

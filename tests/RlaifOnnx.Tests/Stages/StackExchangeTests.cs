@@ -1,5 +1,6 @@
 using RlaifOnnx.Core;
 using RlaifOnnx.Stages;
+using RlaifOnnx.Records;
 
 
 namespace RlaifOnnx.Tests.Stages;
@@ -69,25 +70,25 @@ public class StackExchangeTests
     public void PairsOnlyBetweenDifferentScoresHigherPreferred()
     {
         Assert.Equal([0, 1, 2, 1, -1, 3], Answers.Select(a => a.PmpScore));
-        var pairs = StackExchange.PreferencePairs(Answers, maxPairs: 100, new Random(1));
+        var pairs = PmpData.PreferencePairs(Answers, maxPairs: 100, new Random(1));
         Assert.Equal(14, pairs.Count); // 15 pairs less (2, 4), the one with equal scores
-        Assert.Equal(14, StackExchange.CountPairsOfDifferentScore(Answers));
+        Assert.Equal(14, PmpData.CountPairsOfDifferentScore(Answers));
         Assert.All(pairs, p => Assert.True(p.Preferred.PmpScore > p.Other.PmpScore));
         Assert.DoesNotContain(pairs, p => new[] { p.Preferred.Id, p.Other.Id }.Order().SequenceEqual([2, 4]));
         Assert.Equal(14, pairs.Select(p => (Math.Min(p.Preferred.Id, p.Other.Id), Math.Max(p.Preferred.Id, p.Other.Id))).Distinct().Count());
-        Assert.Empty(StackExchange.PreferencePairs([Answer(1, 1), Answer(2, 1), Answer(3, 1)], 4, new Random(1)));
+        Assert.Empty(PmpData.PreferencePairs([Answer(1, 1), Answer(2, 1), Answer(3, 1)], 4, new Random(1)));
     }
 
     [Fact]
     public void AtMostPairsPerQuestionDrawnWithTheSeed()
     {
-        var all = StackExchange.PreferencePairs(Answers, 100, new Random(0));
-        var four = StackExchange.PreferencePairs(Answers, 4, new Random(7));
+        var all = PmpData.PreferencePairs(Answers, 100, new Random(0));
+        var four = PmpData.PreferencePairs(Answers, 4, new Random(7));
         Assert.Equal(4, four.Count);
         Assert.Equal(4, four.Distinct().Count());
         Assert.All(four, p => Assert.Contains(p, all));
-        Assert.Equal(four, StackExchange.PreferencePairs(Answers, 4, new Random(7)));
-        var draws = Enumerable.Range(0, 20).Select(s => string.Join(",", StackExchange.PreferencePairs(Answers, 4, new Random(s)).Select(p => p.Preferred.Id * 10 + p.Other.Id))).Distinct().Count();
+        Assert.Equal(four, PmpData.PreferencePairs(Answers, 4, new Random(7)));
+        var draws = Enumerable.Range(0, 20).Select(s => string.Join(",", PmpData.PreferencePairs(Answers, 4, new Random(s)).Select(p => p.Preferred.Id * 10 + p.Other.Id))).Distinct().Count();
         Assert.True(draws > 10, $"only {draws} distinct draws out of 20 seeds");
     }
 
@@ -98,9 +99,9 @@ public class StackExchangeTests
         var labels = new List<double>();
         for (var seed = 0; seed < 30; seed++)
         {
-            var comparisons = StackExchange.Comparisons(question, Answers, 3, seed);
+            var comparisons = PmpData.Comparisons(question, Answers, 3, seed);
             Assert.Equal(3, comparisons.Count);
-            Assert.Equal(comparisons.Select(Jsonl.Serialize), StackExchange.Comparisons(question, Answers, 3, seed).Select(Jsonl.Serialize));
+            Assert.Equal(comparisons.Select(Jsonl.Serialize), PmpData.Comparisons(question, Answers, 3, seed).Select(Jsonl.Serialize));
             foreach (var c in comparisons)
             {
                 Assert.Equal("stackexchange", c.Source);
@@ -123,14 +124,14 @@ public class StackExchangeTests
         var question = new StackExchangeQuestion("site", 9, "T", "B", Answers);
         var byId = new Dictionary<string, (string, string)>();
         for (var seed = 0; seed < 40; seed++)
-            foreach (var c in StackExchange.Comparisons(question, Answers, 14, seed))
+            foreach (var c in PmpData.Comparisons(question, Answers, 14, seed))
             {
                 var answers = string.CompareOrdinal(c.ResponseA, c.ResponseB) < 0 ? (c.ResponseA, c.ResponseB) : (c.ResponseB, c.ResponseA);
                 if (byId.TryGetValue(c.Id, out var seen)) Assert.Equal(seen, answers);
                 else byId[c.Id] = answers;
             }
         Assert.Equal(14, byId.Count);
-        var other = StackExchange.Comparisons(question with { Site = "other" }, Answers, 14, 0);
+        var other = PmpData.Comparisons(question with { Site = "other" }, Answers, 14, 0);
         Assert.DoesNotContain(other, c => byId.ContainsKey(c.Id));
     }
 
@@ -138,11 +139,11 @@ public class StackExchangeTests
     public void EvalDrawIsPerQuestionAndNearTheFraction()
     {
         var questions = Enumerable.Range(1, 2000).Select(i => new StackExchangeQuestion("s", i, "t", "b", [])).ToList();
-        var eval = questions.Count(q => StackExchange.IsEval(q, 0.1, 3));
+        var eval = questions.Count(q => PmpData.IsEval(q, 0.1, 3));
         Assert.InRange(eval, 150, 250);
-        Assert.Equal(eval, questions.Count(q => StackExchange.IsEval(q, 0.1, 3)));
-        Assert.Equal(0, questions.Count(q => StackExchange.IsEval(q, 0.0, 3)));
-        Assert.All(questions.Where(q => StackExchange.IsEval(q, 0.05, 3)), q => Assert.True(StackExchange.IsEval(q, 0.1, 3))); // the same draw against a larger share
+        Assert.Equal(eval, questions.Count(q => PmpData.IsEval(q, 0.1, 3)));
+        Assert.Equal(0, questions.Count(q => PmpData.IsEval(q, 0.0, 3)));
+        Assert.All(questions.Where(q => PmpData.IsEval(q, 0.05, 3)), q => Assert.True(PmpData.IsEval(q, 0.1, 3))); // the same draw against a larger share
     }
 
     [Theory]

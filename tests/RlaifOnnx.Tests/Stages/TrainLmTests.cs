@@ -26,7 +26,7 @@ public class TrainLmTests
 
     static string[] Args(string model, string data, string output, params string[] more) =>
         ["train-lm", "--model", model, "--data", data, "--out", output, "--steps", "6", "--batch-size", "4",
-         "--micro-batch-size", "2", "--seq-len", "24", "--lr", "1e-2", "--save-every", "2", "--warmup", "1", .. more];
+         "--micro-batch-size", "2", "--max-length", "24", "--optimizer-learning-rate", "1e-2", "--save-every", "2", "--optimizer-warmup", "1", .. more];
 
     [Fact]
     public void Trains_checkpoints_exports_and_resumes_exactly()
@@ -130,7 +130,7 @@ public class TrainLmTests
 
             """);
         var config = ModelFolder.ReadMetadata(model).Config;
-        var sequences = TrainLm.Tokenise(new TrainLm.Config { Model = model, Data = data, Out = temp.File("run") }, config);
+        var sequences = TrainLm.Tokenise(new TrainLm.Config { Model = model, Data = data, OutputDir = temp.File("run") }, config);
 
         Assert.Equal(2, sequences.Count);
         Assert.Equal(sequences[0].Ids, sequences[1].Ids);         // both spellings of one conversation
@@ -145,7 +145,7 @@ public class TrainLmTests
         Assert.Contains(TinyTokenizer.ImEndId, targets);
         Assert.EndsWith("assistant\n", tokenizer.Decode(context));
 
-        var run = CliProcess.Run("train-lm", "--model", model, "--data", data, "--out", temp.File("run"), "--steps", "2", "--batch-size", "2", "--seq-len", "64");
+        var run = CliProcess.Run("train-lm", "--model", model, "--data", data, "--out", temp.File("run"), "--steps", "2", "--batch-size", "2", "--max-length", "64");
         Assert.True(run.ExitCode == 0, run.Stderr);
         Assert.True(Directory.Exists(Path.Combine(temp.File("run"), "model")));
     }

@@ -1,0 +1,29 @@
+namespace RlaifOnnx.Configuration;
+
+/// <summary>
+/// AdamW and its learning-rate schedule, the `optimizer:` section of every training stage. Names follow
+/// Hugging Face TrainingArguments (learning_rate, warmup_steps as warmup, lr_scheduler_type as schedule,
+/// weight_decay, max_grad_norm).
+/// </summary>
+public sealed record OptimizerConfig : IValidatableConfig
+{
+    /// <summary>Peak learning rate (the schedule multiplies it).</summary>
+    public double LearningRate { get; init; } = 1e-5;
+    /// <summary>Linear warm-up steps from 0 to the peak.</summary>
+    public int Warmup { get; init; }
+    /// <summary>Learning-rate schedule after warm-up: constant, linear (to 0 at the last step) or cosine.</summary>
+    public string Schedule { get; init; } = "linear";
+    /// <summary>AdamW's decoupled weight decay.</summary>
+    public double WeightDecay { get; init; }
+    /// <summary>Clip gradients to this global L2 norm; 0 = off.</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+
+    public IEnumerable<ConfigProblem> Problems()
+    {
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) yield return new("learning_rate", $"must be positive, got {LearningRate}");
+        if (Warmup < 0) yield return new("warmup", $"must be 0 or more, got {Warmup}");
+        if (Schedule.ToLowerInvariant() is not ("constant" or "linear" or "cosine")) yield return new("schedule", $"'{Schedule}' is not one of constant, linear, cosine");
+        if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay)) yield return new("weight_decay", $"must be 0 or more, got {WeightDecay}");
+        if (!(MaxGradNorm >= 0) || double.IsInfinity(MaxGradNorm)) yield return new("max_grad_norm", $"must be 0 or more, got {MaxGradNorm}");
+    }
+}
