@@ -25,26 +25,16 @@ rlaif sft --config configs/demo/02_sft.yaml
 step "03 label: the SL-CAI model answers each prompt twice; the feedback model labels (A)/(B) under M principles"
 rlaif label --config configs/demo/03_label.yaml
 
-if [ -f ../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz ]; then
-  step "03 label (human pairs): agreement, position consistency and calibration on hh-rlhf"
-  rlaif label --config configs/demo/03_label_human.yaml
-fi
+step "03 label (human-style pairs from examples/data): agreement, position consistency and calibration"
+rlaif label --config configs/demo/03_label_human.yaml
 
-pm_start=runs/demo/models/base
-if [ -f ../shared/data/stackexchange/beer.Posts.xml ]; then
-  step "04 PM pretraining: the base model + a scalar head learns which Stack Exchange answer scored higher"
-  rlaif pmp-data --config configs/demo/04_pmp_data.yaml
-  rlaif pm --config configs/demo/04_pmp.yaml
-  pm_start=runs/demo/04_pmp/model
-fi
+step "04 PM pretraining: the base model + a scalar head learns which Stack Exchange answer scored higher (examples/data)"
+rlaif pmp-data --config configs/demo/04_pmp_data.yaml
+rlaif pm --config configs/demo/04_pmp.yaml
 
-step "05 PM fine-tuning: AI harmlessness labels mixed with human comparisons, soft-label loss"
-if [ -f ../shared/data/hh-rlhf/harmless-base-test.dev.jsonl.gz ]; then
-  rlaif mix --config configs/demo/05_mix.yaml
-else
-  rlaif mix --config configs/demo/05_mix_ai_only.yaml
-fi
-rlaif pm --config configs/demo/05_pm.yaml --model "$pm_start"
+step "05 PM fine-tuning: AI harmlessness labels mixed with human-style helpfulness comparisons, soft-label loss"
+rlaif mix --config configs/demo/05_mix.yaml
+rlaif pm --config configs/demo/05_pm.yaml
 
 step "06 ppo: the SL-CAI policy sampled, scored by the PM and updated by PPO (KL penalty to SL-CAI, value model from the PM)"
 rlaif ppo --config configs/demo/06_ppo.yaml

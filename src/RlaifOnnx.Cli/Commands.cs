@@ -12,6 +12,7 @@ public static class Commands
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ConstitutionCommand.Create());
+        root.Subcommands.Add(DataCommand.Create());
         foreach (var command in StageCommands.Create()) root.Subcommands.Add(command);
         root.Subcommands.Add(RunCommand.Create());
         return root;

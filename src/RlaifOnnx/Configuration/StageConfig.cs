@@ -116,6 +116,50 @@ public static partial class StageConfig
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
     }
 
+    /// <summary>
+    /// Every file or folder path a loaded config names (its <see cref="ConfigPathAttribute"/> values, in nested
+    /// sections and lists too), with its key path ("policies[1].model"); values that are not paths (a URL,
+    /// builtin:NAME, a keyword such as "default") are left out.
+    /// </summary>
+    public static IEnumerable<(string Key, string Path)> PathValues(object config, string keyPath = "")
+    {
+        foreach (var property in ConfigProperties(config.GetType()))
+        {
+            var key = keyPath.Length == 0 ? KeyOf(property) : $"{keyPath}.{KeyOf(property)}";
+            var value = property.GetValue(config);
+            if (value is null) continue;
+            if (property.GetCustomAttribute<ConfigPathAttribute>() is { } attribute)
+            {
+                var items = value is string one ? [one] : value is IEnumerable<string> many ? many.ToList() : [];
+                for (var i = 0; i < items.Count; i++)
+                    if (items[i].Length > 0 && !HasScheme().IsMatch(items[i]) && !attribute.Keywords.Contains(items[i]))
+                        yield return (value is string ? key : $"{key}[{i}]", items[i]);
+            }
+            else if (value is System.Collections.IEnumerable list and not string && ElementTypeOfList(property.PropertyType) is { } element && IsRecordType(element))
+            {
+                var i = 0;
+                foreach (var item in list)
+                    if (item is not null)
+                        foreach (var inner in PathValues(item, $"{key}[{i++}]")) yield return inner;
+            }
+            else if (IsRecordType(property.PropertyType))
+                foreach (var inner in PathValues(value, key)) yield return inner;
+        }
+    }
+
+    /// <summary>Whether a config record type has the key, top-level ("steps") or in a section ("optimizer.learning_rate").</summary>
+    public static bool HasKey(Type configType, string dottedKey)
+    {
+        var type = configType;
+        foreach (var part in dottedKey.Split('.'))
+        {
+            var property = ConfigProperties(type).FirstOrDefault(p => KeyOf(p) == part);
+            if (property is null) return false;
+            type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+        }
+        return true;
+    }
+
     /// <summary>A config record as JSON with its YAML keys (for the settings a checkpoint records).</summary>
     public static System.Text.Json.Nodes.JsonObject ToJson(object record) =>
         (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(record, record.GetType(), SnakeCase)!;

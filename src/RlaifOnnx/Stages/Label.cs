@@ -71,7 +71,7 @@ public static partial class Label
         /// <summary>Model name to send to a feedback server (null: its first model).</summary>
         public string? FeedbackServerModel { get; init; }
         /// <summary>The constitution: "default" (embedded) or a YAML file.</summary>
-        [ConfigPath] public string Constitution { get; init; } = "default";
+        [ConfigPath("default")] public string Constitution { get; init; } = "default";
         /// <summary>Folder for comparisons.jsonl, preferences.jsonl and metrics.json.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Principles per comparison (M), drawn without repetition; p_a is their mean.</summary>

@@ -127,11 +127,16 @@ public static class Pipeline
     /// Loads the pipeline file and every stage config it lists (a bad one is a <see cref="UserError"/>
     /// naming its file and line), then returns the stages that `only`/`from` select, in order.
     /// </summary>
-    public static IReadOnlyList<PlannedStage> Plan(string pipelinePath)
+    public static IReadOnlyList<PlannedStage> Plan(string pipelinePath, IReadOnlyList<(string Key, string Value)>? settings = null)
     {
         var config = StageConfig.Load<Config>(pipelinePath);
+        settings ??= [];
+        foreach (var (key, _) in settings)
+            if (!config.Stages.Any(s => KindOf(s.Stage) is { } kind && StageConfig.HasKey(kind.ConfigType, key)))
+                throw new UserError($"--set {key}: no stage of {pipelinePath} has the key '{key}'");
         // All of them, selected or not: the pipeline file is checked as a whole.
-        var loaded = config.Stages.Select(s => new PlannedStage(s, KindOf(s.Stage)!, LoadStageConfig(s))).ToList();
+        var loaded = config.Stages.Select(s => new PlannedStage(s, KindOf(s.Stage)!, LoadStageConfig(s, settings))).ToList();
+        CheckInputs(loaded);
         if (config.Only is { } only) return loaded.Where(p => only.Contains(p.Entry.Name)).ToList();
         if (config.From is { } from) return loaded.SkipWhile(p => p.Entry.Name != from).ToList();
         return loaded;
@@ -142,9 +147,10 @@ public static class Pipeline
     /// each, the stages' own progress lines and each stage's summary. The first failing stage stops the
     /// run with its error. Returns the names of the stages that ran.
     /// </summary>
-    public static async Task<IReadOnlyList<string>> Run(string pipelinePath, Action<string>? log = null, CancellationToken cancellationToken = default)
+    public static async Task<IReadOnlyList<string>> Run(string pipelinePath, Action<string>? log = null, CancellationToken cancellationToken = default,
+        IReadOnlyList<(string Key, string Value)>? settings = null)
     {
-        var stages = Plan(pipelinePath);
+        var stages = Plan(pipelinePath, settings);
         foreach (var stage in stages)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -155,10 +161,40 @@ public static class Pipeline
         return stages.Select(s => s.Entry.Name).ToList();
     }
 
-    /// <summary>The entry's stage config; its errors also name the pipeline stage, since a config of another kind fails on its first key.</summary>
-    static object LoadStageConfig(StageEntry entry)
+    /// <summary>
+    /// Before anything runs: every file or folder a stage reads exists, or lies in the output folder of a
+    /// stage before it (which will write it). The first one that does neither is a <see cref="UserError"/>
+    /// naming the stage config, the key and the path.
+    /// </summary>
+    static void CheckInputs(IReadOnlyList<PlannedStage> stages)
     {
-        try { return KindOf(entry.Stage)!.Load(entry.Config, []); }
+        var outputs = new List<string>();
+        foreach (var stage in stages)
+        {
+            string? outputDir = null;
+            foreach (var (key, path) in StageConfig.PathValues(stage.StageConfig))
+            {
+                if (key == "output_dir") { outputDir = path; continue; }
+                if (File.Exists(path) || Directory.Exists(path) || outputs.Any(o => IsInside(path, o))) continue;
+                throw UserError.At(stage.Entry.Config, null, key,
+                    $"{path} not found, and no stage before '{stage.Entry.Name}' writes it (every input is checked before the first stage runs)");
+            }
+            if (outputDir is not null) outputs.Add(outputDir);
+        }
+    }
+
+    static bool IsInside(string path, string folder)
+    {
+        var relative = Path.GetRelativePath(Path.GetFullPath(folder), Path.GetFullPath(path));
+        return relative != ".." && !relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(relative);
+    }
+
+    /// <summary>The entry's stage config; its errors also name the pipeline stage, since a config of another kind fails on its first key.</summary>
+    static object LoadStageConfig(StageEntry entry, IReadOnlyList<(string Key, string Value)> settings)
+    {
+        var kind = KindOf(entry.Stage)!;
+        var overrides = settings.Where(s => StageConfig.HasKey(kind.ConfigType, s.Key)).Select(s => (s.Key, $"--set {s.Key}={s.Value}", s.Value)).ToList();
+        try { return kind.Load(entry.Config, overrides); }
         catch (UserError e) { throw new UserError($"{e.Message} (pipeline stage '{entry.Name}' reads it as a {entry.Stage} config)", e); }
     }
 

@@ -39,7 +39,7 @@ public static class Revise
         /// <summary>Model name to send to a server (null: the server's first model).</summary>
         public string? HelpfulServerModel { get; init; }
         /// <summary>The constitution: "default" (embedded) or a YAML file.</summary>
-        [ConfigPath] public string Constitution { get; init; } = "default";
+        [ConfigPath("default")] public string Constitution { get; init; } = "default";
         /// <summary>Folder for revisions.jsonl and the SFT exports.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Critique → revision rounds per prompt (the paper uses 4).</summary>

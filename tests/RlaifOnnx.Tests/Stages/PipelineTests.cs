@@ -166,8 +166,9 @@ public class PipelineTests
     {
         using var dir = new TempDir();
         var pipeline = ThreeMixStages(dir, "");
-        // b's config loads, but its input does not exist when the stage runs.
-        File.WriteAllText(dir.File("b.yaml"), "ai_comparisons: missing.jsonl\nhuman_comparisons: pairs.jsonl\nai_fraction: 0\noutput_dir: out/b\n");
+        // b's config loads and its input exists, but the input is broken: found only when the stage reads it.
+        File.WriteAllText(dir.File("broken.jsonl"), "{not json\n");
+        File.WriteAllText(dir.File("b.yaml"), "ai_comparisons: broken.jsonl\nhuman_comparisons: pairs.jsonl\nai_fraction: 0\noutput_dir: out/b\n");
         var result = CliProcess.Run("run", "--config", pipeline);
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("== a (mix)", result.Stdout);
@@ -175,8 +176,43 @@ public class PipelineTests
         Assert.DoesNotContain("== c", result.Stdout);
         var error = Assert.Single(result.Stderr.Trim().Split('\n'));
         Assert.StartsWith("error: ", error);
-        Assert.Contains("missing.jsonl", error);
+        Assert.Contains("broken.jsonl", error);
         Assert.Equal(["a"], Written(dir));
+    }
+
+    [Fact]
+    public void A_missing_input_is_found_before_the_first_stage_runs()
+    {
+        using var dir = new TempDir();
+        var pipeline = ThreeMixStages(dir, "");
+        File.WriteAllText(dir.File("c.yaml"), "ai_comparisons: missing.jsonl\nhuman_comparisons: pairs.jsonl\nai_fraction: 0\noutput_dir: out/c\n");
+        var result = CliProcess.Run("run", "--config", pipeline);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal("", result.Stdout);
+        var error = Assert.Single(result.Stderr.Trim().Split('\n'));
+        Assert.StartsWith($"error: {dir.File("c.yaml")}: ai_comparisons: {dir.File("missing.jsonl")} not found, and no stage before 'c' writes it", error);
+        Assert.Empty(Written(dir));
+    }
+
+    [Fact]
+    public void An_input_an_earlier_stage_writes_passes_the_check()
+    {
+        using var dir = new TempDir();
+        var pipeline = ThreeMixStages(dir, "");
+        // c reads what a writes: not there yet, but a stage before c writes into out/a.
+        File.WriteAllText(dir.File("c.yaml"), "ai_comparisons: out/a/pm_mix.jsonl\nhuman_comparisons: pairs.jsonl\nai_fraction: 0\noutput_dir: out/c\n");
+        Assert.Equal(3, Pipeline.Plan(pipeline).Count);
+    }
+
+    [Fact]
+    public void Set_replaces_a_key_in_every_stage_that_has_it_and_refuses_a_key_none_has()
+    {
+        using var dir = new TempDir();
+        var pipeline = ThreeMixStages(dir, "");
+        var stages = Pipeline.Plan(pipeline, [("seed", "42")]);
+        Assert.All(stages, s => Assert.Equal(42, ((PreferenceMix.Config)s.StageConfig).Seed));
+        var e = Assert.Throws<UserError>(() => Pipeline.Plan(pipeline, [("stepz", "2")]));
+        Assert.Contains("--set stepz: no stage of", e.Message);
     }
 
     [Fact]
