@@ -7,7 +7,7 @@ using RlaifOnnx.Core;
 var parse = Commands.Build().Parse(args);
 if (parse.Errors.Count > 0)
 {
-    Console.Error.WriteLine($"error: {parse.Errors[0].Message} (see `rlaif --help`)");
+    Console.Error.WriteLine($"error: {ParseErrors.Describe(parse)}");
     return 2;
 }
 try

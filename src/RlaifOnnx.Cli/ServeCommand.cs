@@ -18,7 +18,7 @@ public static class ServeCommand
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per generation, scoring or reward batch", DefaultValueFactory = _ => 8 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads for scoring; 0 lets it choose", DefaultValueFactory = _ => 0 };
         var provider = new Option<string>("--execution-provider") { Description = "cpu or cuda (cuda needs the CUDA build)", DefaultValueFactory = _ => "cpu" };
-        var modelName = new Option<string?>("--model-name") { Description = "The name /v1/models reports (default: the folder's name)" };
+        var modelName = new Option<string?>("--model-name") { Description = "The name /v1/models reports (default: the folder's name, or the stage folder above a stage's model/, e.g. 05_pm)" };
 
         var command = new Command("serve", "Serve a model folder on 127.0.0.1: a language model with an OpenAI-compatible API (/v1/models, /v1/completions, /v1/chat/completions); a preference model with a reward API (/v1/models, /v1/rewards, /health)")
         {

@@ -15,10 +15,19 @@ public static partial class StageConfig
         /// <summary>An error at a node: file and line, or the command-line flag the node came from.</summary>
         UserError At(YamlNode node, string? field, string problem) =>
             origins is not null && origins.TryGetValue(node, out var flag)
-                ? UserError.At(flag, null, null, field is null ? problem : $"{problem} (key {field})")
+                ? UserError.At(flag, null, null, FlagWords(problem))
                 : UserError.At(source, Line(node), field, problem);
 
         readonly NullabilityInfoContext nullability = new();
+
+        /// <summary>A value problem as said of a flag: "'abc' is not a whole number" rather than "expected an integer, got 'abc'".</summary>
+        static string FlagWords(string problem)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(problem, "^expected (an integer|a number|true or false), got '(.*)'$");
+            if (!m.Success) return problem;
+            var words = m.Groups[1].Value == "an integer" ? "a whole number" : m.Groups[1].Value;
+            return $"'{m.Groups[2].Value}' is not {words}";
+        }
 
         /// <summary>
         /// Binds a mapping onto a new instance of <paramref name="type"/>, or onto <paramref name="existing"/>:
@@ -33,6 +42,7 @@ public static partial class StageConfig
             var properties = ConfigProperties(type);
             var byKey = properties.ToDictionary(KeyOf, StringComparer.Ordinal);
             var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+            var keyNodes = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
 
             if (node is not null && !IsNull(node))
             {
@@ -50,6 +60,7 @@ public static partial class StageConfig
                     if (seen.TryGetValue(key, out var firstLine))
                         throw At(keyNode, path, $"duplicate key (first given on line {firstLine})");
                     seen[key] = Line(keyNode);
+                    keyNodes[key] = keyNode;
                     var given = valueNode is YamlScalarNode && !IsNull(valueNode) && property.IsDefined(typeof(ConfigOneOrListAttribute))
                         ? new YamlSequenceNode(valueNode)
                         : valueNode;
@@ -67,6 +78,8 @@ public static partial class StageConfig
             if (instance is IValidatableConfig validatable)
                 foreach (var problem in validatable.Problems())
                 {
+                    if (keyNodes.TryGetValue(problem.Key, out var problemNode) && origins is not null && origins.ContainsKey(problemNode))
+                        throw At(problemNode, Join(keyPath, problem.Key), problem.Problem);
                     var line = seen.TryGetValue(problem.Key, out var l) ? l : node is null ? (int?)null : Line(node);
                     throw UserError.At(source, line, Join(keyPath, problem.Key), problem.Problem);
                 }

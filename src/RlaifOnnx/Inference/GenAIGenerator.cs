@@ -34,6 +34,7 @@ public sealed class GenAIGenerator : ITextGenerator
     {
         ModelDir = Path.GetFullPath(modelDir);
         this.options = options ?? new InferenceOptions();
+        ModelFolder.RequireExists(modelDir);
         var configPath = Path.Combine(ModelDir, "genai_config.json");
         if (PreferenceModelFolder.IsPreferenceModel(ModelDir))
             PreferenceModelFolder.RefuseWhereLanguageModelNeeded(ModelDir, ModelFolder.ReadMetadata(ModelDir));

@@ -41,6 +41,7 @@ public sealed partial class OrtScorer : IScorer
 
     public OrtScorer(string modelDir, InferenceOptions? options = null)
     {
+        ModelFolder.RequireExists(modelDir);
         ModelDir = Path.GetFullPath(modelDir);
         this.options = options ?? new InferenceOptions();
         var modelPath = Path.Combine(ModelDir, ModelFolder.ModelFile);

@@ -35,6 +35,7 @@ public sealed class RewardScorer : IRewardModel
 
     public RewardScorer(string modelDir, InferenceOptions? options = null)
     {
+        ModelFolder.RequireExists(modelDir);
         ModelDir = Path.GetFullPath(modelDir);
         this.options = options ?? new InferenceOptions();
         var modelPath = Path.Combine(ModelDir, ModelFolder.ModelFile);

@@ -25,6 +25,9 @@ public sealed record ModelMetadata
 /// </summary>
 public static class ModelFolder
 {
+    /// <summary>The folder a training stage exports its model to (output_dir/model).</summary>
+    public const string ModelSubfolder = "model";
+
     public const string ModelFile = "model.onnx";
     public const string DataFile = "model.onnx.data";
     public const string GenAIConfigFile = "genai_config.json";
@@ -40,8 +43,28 @@ public static class ModelFolder
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
+    /// <summary>
+    /// The name a served model goes by when none is given: the folder's name, or for the folders a stage
+    /// writes ("model", "value_model", "train") the stage's folder above it ("05_pm" for runs/x/05_pm/model).
+    /// </summary>
+    public static string ServedName(string dir)
+    {
+        var full = Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar);
+        var name = Path.GetFileName(full);
+        var parent = Path.GetFileName(Path.GetDirectoryName(full) ?? "");
+        if (name is ModelSubfolder or "value_model" && parent == "train") parent = Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(full)) ?? "");
+        return name is ModelSubfolder or "value_model" && parent.Length > 0 ? parent : name;
+    }
+
+    /// <summary>The one wording for a model folder that is not there, whichever command meets it.</summary>
+    public static void RequireExists(string dir)
+    {
+        if (!Directory.Exists(dir)) throw UserError.At(dir, null, null, "no such folder");
+    }
+
     public static ModelMetadata ReadMetadata(string dir)
     {
+        RequireExists(dir);
         var path = Path.Combine(dir, MetadataFile);
         if (!File.Exists(path)) throw UserError.At(path, null, null, "not a model folder (rlaif.json is missing; `rlaif model import` or `rlaif model build` makes one)");
         ModelMetadata? meta;

@@ -17,7 +17,7 @@ public static class ModelInspector
 {
     public static string Describe(string dir)
     {
-        if (!Directory.Exists(dir)) throw UserError.At(dir, null, null, "no such folder");
+        ModelFolder.RequireExists(dir);
         var rows = new List<(string Key, string Value)> { ("folder", Path.GetFullPath(dir)) };
         var tail = new StringBuilder();
         if (File.Exists(Path.Combine(dir, ModelFolder.MetadataFile)))
@@ -28,7 +28,7 @@ public static class ModelInspector
             var parameters = meta.Role == PreferenceModelFolder.Role
                 ? PreferenceModelGraphs.Shapes(meta.Config).Values.Sum(s => s.Aggregate(1L, (a, b) => a * b))
                 : meta.Config.ParameterCount;
-            AddConfig(rows, meta.Config, parameters);
+            AddConfig(rows, meta.Config, parameters, isPreferenceModel: meta.Role == PreferenceModelFolder.Role);
             rows.Add(("role", meta.Role));
             tail.AppendLine("lineage:");
             if (meta.Lineage.Count == 0) tail.AppendLine("  (none)");
@@ -64,7 +64,7 @@ public static class ModelInspector
         return text.ToString();
     }
 
-    static void AddConfig(List<(string, string)> rows, ModelConfig c, long? parameters)
+    static void AddConfig(List<(string, string)> rows, ModelConfig c, long? parameters, bool isPreferenceModel = false)
     {
         var inv = CultureInfo.InvariantCulture;
         rows.Add(("architecture", c.Architecture.ToString()));
@@ -79,7 +79,8 @@ public static class ModelInspector
         rows.Add(("norm eps", c.NormEps.ToString("R", inv)));
         if (c.Architecture == Architecture.Llama) rows.Add(("rope theta", c.RopeTheta.ToString("R", inv)));
         if (c.AttentionBias) rows.Add(("attention bias", "q/k/v"));
-        rows.Add(("embeddings", c.TieEmbeddings ? "tied (output projection reuses the token embedding)" : "untied (separate lm_head)"));
+        rows.Add(("embeddings", isPreferenceModel ? "scalar head score.weight (no lm_head)"
+            : c.TieEmbeddings ? "tied (output projection reuses the token embedding)" : "untied (separate lm_head)"));
         rows.Add(("special tokens", $"bos {c.BosTokenId}, eos {c.EosTokenId}, pad {c.PadTokenId}"));
         if (parameters is { } p) rows.Add(("parameters", $"{p.ToString("N0", inv)} ({Millions(p)})"));
     }

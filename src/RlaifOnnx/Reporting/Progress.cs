@@ -138,6 +138,9 @@ public sealed class Progress : IDisposable
     /// </summary>
     public static string Format(string label, long done, long total, TimeSpan elapsed, bool final, string? status = null, long baseline = 0)
     {
+        // A resumed run that found everything done says so, rather than "0 0.0/s".
+        if (final && done == baseline)
+            return baseline > 0 ? $"{label}: nothing to do ({baseline} done in an earlier run)" : $"{label}: nothing to do";
         var text = new StringBuilder(label);
         var seconds = elapsed.TotalSeconds;
         var rate = seconds > 0 ? (done - baseline) / seconds : 0;

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Serving;
 
@@ -55,7 +56,7 @@ public sealed class OpenAIServer : IAsyncDisposable
         }
 
         var app = LocalHttpHost.Create(port);
-        var server = new OpenAIServer(app, generator, scorer, modelName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/')));
+        var server = new OpenAIServer(app, generator, scorer, modelName ?? ModelFolder.ServedName(modelDir));
         server.MapRoutes();
         server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
         return server;

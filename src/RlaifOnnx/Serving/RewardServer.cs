@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
+using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Serving;
 
@@ -45,7 +46,7 @@ public sealed class RewardServer : IAsyncDisposable
         var scorer = new RewardScorer(modelDir, options);
 
         var app = LocalHttpHost.Create(port);
-        var server = new RewardServer(app, scorer, modelName ?? Path.GetFileName(Path.GetFullPath(modelDir).TrimEnd('/')));
+        var server = new RewardServer(app, scorer, modelName ?? ModelFolder.ServedName(modelDir));
         server.MapRoutes();
         server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
         return server;

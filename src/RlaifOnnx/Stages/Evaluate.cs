@@ -251,7 +251,7 @@ public static class Evaluate
                         output.Append(new EvaluationGeneration(id, set, batch[k].Id, policy.Name, batch[k].Messages, answers[k].Trim(), fitted[k].Truncated));
                     progress.Advance();
                 }
-                log($"{GenerationsFile}: {policy.Name} answered {batch.Length} prompts of {set}");
+                log($"{GenerationsFile}: {policy.Name} answered {batch.Length} prompt{(batch.Length == 1 ? "" : "s")} of {set}");
             }
         }
     }

@@ -60,7 +60,7 @@ public class GenerateCommandTests
         File.WriteAllText(prompts, "hello\n");
         var (code, _, stderr) = await CliProcess.RunAsync("generate", "--model", dir.File("no-model"), "--prompts", prompts, "--out", dir.File("o.jsonl"));
         Assert.Equal(2, code);
-        Assert.Contains("genai_config.json: is missing", stderr);
+        Assert.Contains($"{dir.File("no-model")}: no such folder", stderr);
         Assert.False(File.Exists(dir.File("o.jsonl")));
     }
 }

@@ -25,6 +25,8 @@ public class ProgressTests
         Assert.Equal("revise [####################] 100/100 2.0/s in 0:50",
             Progress.Format("revise", 100, 100, TimeSpan.FromSeconds(50), final: true));
         Assert.Equal("scan 7 0.0/s", Progress.Format("scan", 7, 0, TimeSpan.Zero, final: false));
+        Assert.Equal("revise: nothing to do (16 done in an earlier run)", Progress.Format("revise", 16, 16, TimeSpan.FromSeconds(1), final: true, baseline: 16));
+        Assert.Equal("scan: nothing to do", Progress.Format("scan", 0, 0, TimeSpan.Zero, final: true));
         Assert.Equal("x [....................] 0/10 0.0/s ETA --:--", Progress.Format("x", 0, 10, TimeSpan.FromSeconds(3), final: false));
         Assert.Equal("x [##########..........] 5/10 250/s ETA 0:00  loss 0.41", Progress.Format("x", 5, 10, TimeSpan.FromSeconds(0.02), final: false, status: "loss 0.41"));
     }
