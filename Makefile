@@ -5,13 +5,23 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: restore build test demo bench clean
+.PHONY: restore build test demo bench clean install
 
 restore:
 	$(DOTNET) restore RlaifOnnx.sln
 
 build: restore
 	$(DOTNET) build RlaifOnnx.sln -c $(CONFIG) --no-restore
+
+# Installs the `rlaif` command as a .NET tool: globally (~/.dotnet/tools, on the PATH once that folder
+# is), or into TOOL_PATH=DIR. The package holds this machine's native libraries only (RID, e.g. linux-x64).
+TOOL_PATH ?=
+RID ?= $(shell $(DOTNET) --info 2>/dev/null | awk '/ RID:/ {print $$2; exit}')
+TOOL_WHERE = $(if $(TOOL_PATH),--tool-path $(TOOL_PATH),--global)
+install: restore
+	$(DOTNET) pack src/RlaifOnnx.Cli -c $(CONFIG) -o artifacts/packages -p:RuntimeIdentifier=$(RID) -p:SelfContained=false
+	-@$(DOTNET) tool uninstall $(TOOL_WHERE) RlaifOnnx.Cli >/dev/null 2>&1
+	$(DOTNET) tool install $(TOOL_WHERE) --no-cache --add-source artifacts/packages RlaifOnnx.Cli
 
 # Runs every test; the last line is the plain "N passed, N failed" summary.
 test: build
@@ -27,4 +37,4 @@ bench: build
 
 clean:
 	$(DOTNET) clean RlaifOnnx.sln
-	rm -rf runs
+	rm -rf runs artifacts
