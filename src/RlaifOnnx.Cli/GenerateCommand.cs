@@ -49,7 +49,7 @@ public static class GenerateCommand
                 : new GenAIGenerator(target, new InferenceOptions { BatchSize = parse.GetValue(batchSize), ExecutionProvider = parse.GetValue(provider)! });
             var outPath = parse.GetValue(output)!;
             var count = await PromptGeneration.RunAsync(generator, entries, outPath, sampling, parse.GetValue(chat), cancellationToken);
-            Console.Error.WriteLine($"wrote {count} completions to {outPath}");
+            Console.Error.WriteLine($"wrote {count} completion{(count == 1 ? "" : "s")} to {outPath}");
             return 0;
         });
         return command;

@@ -24,7 +24,10 @@ public static class StageCommands
         var keyOptions = new List<(string Key, Option<string?> Option)>();
         foreach (var key in FlagKeys(kind.ConfigType))
         {
-            var option = new Option<string?>("--" + key.Replace('.', '-').Replace('_', '-')) { Description = $"Sets {key} (see --help-config)" };
+            var option = new Option<string?>("--" + key.Replace('.', '-').Replace('_', '-'))
+            {
+                Description = $"{StageConfig.DocumentationOf(kind.ConfigType, key) ?? "See --help-config."} (key {key})",
+            };
             if (key == "output_dir") option.Aliases.Add("--out");
             command.Options.Add(option);
             keyOptions.Add((key, option));

@@ -8,6 +8,20 @@ namespace RlaifOnnx.Configuration;
 /// <summary>Doc comments of config records, read from the XML documentation file.</summary>
 public static partial class StageConfig
 {
+    /// <summary>A config key's documentation: its property's doc comment (the text --help-config shows), or null.</summary>
+    public static string? DocumentationOf(Type configType, string dottedKey)
+    {
+        var type = configType;
+        PropertyInfo? property = null;
+        foreach (var part in dottedKey.Split('.'))
+        {
+            property = ConfigProperties(type).FirstOrDefault(p => KeyOf(p) == part);
+            if (property is null) return null;
+            type = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+        }
+        return property is null ? null : DocComments.For(property.DeclaringType!.Assembly).Summary(property);
+    }
+
     // ---- doc comments ----------------------------------------------------------------------------
 
     /// <summary>The summaries in an assembly's XML documentation file (beside the .dll), by member id.</summary>
