@@ -141,10 +141,18 @@ public static class PpoMath
     /// <summary>
     /// TRL's masked_whiten over a whole batch [B][T]: (x − mean)/√(var + 1e-8) with mean and unbiased
     /// variance taken over the true positions of all rows; with <paramref name="shiftMean"/> false the mean
-    /// is added back (only the scale changes — TRL whitens rewards that way). Padding positions are 0.
+    /// is added back (only the scale changes — TRL whitens rewards that way). Padding positions are 0. With
+    /// fewer than two true positions nothing is scaled: 0 each (the value itself without the shift), where
+    /// TRL's Bessel correction would divide by zero.
     /// </summary>
     public static double[][] MaskedWhiten(IReadOnlyList<double[]> x, IReadOnlyList<bool[]> mask, bool shiftMean = true)
     {
+        // Fewer than two tokens (a batch of one response that ended at once): their spread is undefined, and
+        // each token is its own mean, so whitening leaves 0 (or, without the shift, the value itself).
+        var count = 0L;
+        ForEachReal(x, mask, _ => count++);
+        if (count < 2)
+            return x.Select((row, b) => row.Select((v, t) => mask[b][t] && !shiftMean ? v : 0.0).ToArray()).ToArray();
         var mean = MaskedMean(x, mask);
         var scale = 1 / Math.Sqrt(MaskedVariance(x, mask) + WhitenEpsilon);
         var result = new double[x.Count][];

@@ -136,8 +136,9 @@ public sealed class PpoMathTests
         Near([2.5 - 1.5 * scale, 2.5 - 0.5 * scale, 0], scaled[0]);
         Near(2.5, PpoMath.MaskedMean(scaled, mask));
 
-        // One real token has no unbiased variance (TRL raises too).
-        Assert.Throws<ArgumentException>(() => PpoMath.MaskedWhiten([[1.0, 2.0]], [[true, false]]));
+        // One real token has no unbiased variance: MaskedVariance refuses it, whitening leaves it at 0.
+        Assert.Throws<ArgumentException>(() => PpoMath.MaskedVariance([[1.0, 2.0]], [[true, false]]));
+        Assert.Equal([[0.0, 0.0]], PpoMath.MaskedWhiten([[1.0, 2.0]], [[true, false]]));
     }
 
     [Fact]
@@ -167,5 +168,23 @@ public sealed class PpoMathTests
     {
         // Rows sum to 0.5 − 1.0 + 0 = −0.5 and 0.25 + 0.75 = 1.0 → mean 0.25.
         Near(0.25, PpoMath.MeanSequenceKl([[0.5, -1.0, 0], [0.25, 0.75]]));
+    }
+
+    [Fact]
+    public void Whitening_zero_or_one_token_leaves_nothing_to_scale()
+    {
+        double[][] x = [[3.0, 7.0], [5.0]];
+        // One response token in the batch: its whitened value is 0; unshifted, the value itself.
+        bool[][] one = [[false, true], [false]];
+        Assert.Equal([[0.0, 0.0], [0.0]], PpoMath.MaskedWhiten(x, one));
+        Assert.Equal([[0.0, 7.0], [0.0]], PpoMath.MaskedWhiten(x, one, shiftMean: false));
+        // No response token at all (every response empty): all 0.
+        bool[][] none = [[false, false], [false]];
+        Assert.Equal([[0.0, 0.0], [0.0]], PpoMath.MaskedWhiten(x, none));
+        // Two tokens: the usual whitening, (x − 5)/√(8 + 1e-8) with the unbiased variance (3−5)² + (7−5)² over 1.
+        bool[][] two = [[true, true], [false]];
+        var w = PpoMath.MaskedWhiten(x, two);
+        Assert.Equal(-2 / Math.Sqrt(8 + 1e-8), w[0][0], 12);
+        Assert.Equal(2 / Math.Sqrt(8 + 1e-8), w[0][1], 12);
     }
 }
