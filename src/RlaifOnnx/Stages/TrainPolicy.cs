@@ -71,8 +71,11 @@ public static class TrainPolicy
         public int MiniBatchSize { get; init; } = 4;
         /// <summary>Rows per ONNX Runtime run within a step (gradients accumulated); 0 = the whole mini-batch.</summary>
         public int MicroBatchSize { get; init; }
-        /// <summary>Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies to the value model too).</summary>
-        public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "constant" };
+        /// <summary>
+        /// Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies
+        /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
+        /// </summary>
+        public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "linear" };
         /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
         public LoraConfig Lora { get; init; } = new();
         /// <summary>How rollouts are sampled: temperature (must be positive), top_p, max_new_tokens (of a response).</summary>
@@ -115,6 +118,8 @@ public static class TrainPolicy
         {
             if (Iterations < 1) yield return new("iterations", $"must be at least 1, got {Iterations}");
             if (!(Sampling.Temperature > 0)) yield return new("sampling", $"temperature must be positive (PPO samples), got {Sampling.Temperature}");
+            // PPO trains the distribution it samples from, softmax(logits / temperature); nucleus sampling draws from another.
+            if (Sampling.TopP < 1) yield return new("sampling", $"top_p must be 1 for PPO rollouts (got {Sampling.TopP}): the policy trained is softmax(logits/temperature), which top_p < 1 does not sample");
             if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
             if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
             else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
@@ -187,13 +192,13 @@ public static class TrainPolicy
         var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
         var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
 
-        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon), Ppo.LossOutput, policyTrainable, policyFrozen,
-            Ppo.PolicyOptions(TrainerOptions.From(config.Optimizer, config.Iterations * config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize)) with { MicroBatchSize = config.MicroBatchSize }));
+        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
+            Ppo.PolicyOptions(PolicyTrainerOptions(config)));
         using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
             Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
-        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
-        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null), referenceWeights, Ppo.TokenLogProbsOutput);
+        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
+        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
         using var valueForward = new BoundForward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
         using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
 
@@ -256,7 +261,8 @@ public static class TrainPolicy
                 var rollouts = batchPrompts.Zip(generations, (p, g) =>
                 {
                     var stopped = g.FinishReason == "stop";
-                    int[] end = stopped ? [model.EosTokenId] : [];
+                    // The end token the policy sampled (a model may have several); the main one only when GenAI hid it.
+                    int[] end = stopped ? [g.EndTokenId ?? model.EosTokenId] : [];
                     return new Rollout(p.Item, [.. g.PromptIds, .. g.NewIds, .. end], g.PromptIds.Length, g.Text, stopped);
                 }).ToList();
 
@@ -491,4 +497,16 @@ public static class TrainPolicy
         ["max_prompt_tokens"] = c.MaxPromptTokens, ["lora"] = StageConfig.ToJson(c.Lora),
         ["seed"] = c.Seed, 
     };
+
+    /// <summary>
+    /// The policy trainer's options: the optimizer section with its schedule stepped once per iteration over
+    /// that iteration's ppo_epochs · rollout/mini-batch updates (warm-up counted in iterations too), as TRL steps
+    /// its scheduler once per batch of rollouts.
+    /// </summary>
+    internal static TrainerOptions PolicyTrainerOptions(Config config)
+    {
+        var options = TrainerOptions.From(config.Optimizer, config.Iterations);
+        var updatesPerIteration = config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize);
+        return options with { Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchSize };
+    }
 }

@@ -112,7 +112,7 @@ public class GradientLossTests
     public void PpoClippedSurrogate()
     {
         // Token 0: ρ = 1.5, A = 1 → max(−1.5, −1.2) = −1.2. Token 1: ρ = 0.5, A = −1 → max(0.5, 0.8) = 0.8.
-        // Token 2 is masked out. Both tokens were clipped; k3 KL = mean((ρ − 1) − log ρ).
+        // Token 2 is masked out. The clip binds on both (the clipped term is the larger); approx KL = ½·mean((log ρ)²).
         var g = new GraphBuilder("ppo", DataType.Double);
         var terms = Losses.PpoPolicyLoss(g, g.Input("lp", DataType.Double, 3), g.Input("old", DataType.Double, 3),
             g.Input("adv", DataType.Double, 3), g.Input("m", DataType.Double, 3), 0.2);
@@ -125,7 +125,7 @@ public class GradientLossTests
         var values = Evaluate(g, all, inputs);
         Assert.Equal(-0.2, values[0], 12);
         Assert.Equal(1.0, values[1], 12);
-        Assert.Equal((0.5 - Math.Log(1.5) + (-0.5 - Math.Log(0.5))) / 2, values[2], 12);
+        Assert.Equal(0.5 * (Math.Pow(Math.Log(1.5), 2) + Math.Pow(Math.Log(0.5), 2)) / 2, values[2], 12);
 
         var c = new GradientCheck();
         var logProbs = c.Param("lp", [2, 4], -0.5, 0.5);
