@@ -34,10 +34,9 @@ namespace RlaifOnnx.Stages;
 /// uninterrupted run. Output: metrics.jsonl, checkpoints/{policy,value}/, rollout_policy/, model/ (the policy,
 /// an LM folder) and value_model/ (a PM folder).
 ///
-/// Differences from TRL: the log-probs are those of the untempered policy (TRL divides the logits by the
-/// sampling temperature in both rollout and update); the score is added at the last response token
-/// (see <see cref="PpoMath"/>); the learning rates are constant; clip_fraction counts |ρ − 1| &gt; ε and
-/// approx_kl is k3 (see <see cref="Losses.PpoPolicyLoss"/>).
+/// As TRL, every log-prob is of softmax(logits / temperature) and the learning rate decays linearly per
+/// iteration; what still differs (the score at the last response token, a separate value optimizer, the
+/// rollout policy written to disk) is tabled in README's PPO section.
 ///
 /// Run: <c>rlaif ppo --config ppo.yaml</c>.
 /// </summary>
