@@ -84,7 +84,7 @@ public static class Dpo
     public enum DpoLoss { Sigmoid, Soft }
 
     /// <summary>A preference line as TRL writes it; margin is the label stage's |2·p_a − 1|.</summary>
-    public sealed record PreferenceLine(string? Id, JsonElement? Prompt, JsonElement? Chosen, JsonElement? Rejected, double? Margin);
+    public sealed record PreferenceLine(string? Id = null, JsonElement? Prompt = null, JsonElement? Chosen = null, JsonElement? Rejected = null, double? Margin = null);
 
     /// <summary>One tokenised pair: the chosen and rejected rows and the probability the chosen one is preferred.</summary>
     sealed record Pair(string Id, TokenSequence Chosen, TokenSequence Rejected, float Target);

@@ -95,9 +95,17 @@ public static class Losses
         return g.Neg(g.ReduceSum(g.Mul(g.Exp(logProbs), logProbs), [-1], keepDims: false));
     }
 
-    /// <summary>softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows.</summary>
+    /// <summary>
+    /// softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows. |x| is written
+    /// as where(x &gt; 0, x, −x) so that at x = 0 both pieces take the x ≤ 0 branch and the gradient is
+    /// softplus′(0) = ½: with Abs and Relu, each of whose gradients is 0 at 0, it came out 0 there — and a DPO
+    /// run starts exactly there (policy = reference, so every log-ratio difference is 0).
+    /// </summary>
     public static string Softplus(GraphBuilder g, string x)
-        => g.Add(g.Op("Relu", [x]), g.Log(g.Add(g.Scalar(1), g.Exp(g.Neg(g.Op("Abs", [x]))))));
+    {
+        var abs = g.Where(g.Greater(x, g.Scalar(0)), x, g.Neg(x));
+        return g.Add(g.Op("Relu", [x]), g.Log(g.Add(g.Scalar(1), g.Exp(g.Neg(abs)))));
+    }
 
     /// <summary>log σ(x) = −softplus(−x).</summary>
     public static string LogSigmoid(GraphBuilder g, string x) => g.Neg(Softplus(g, g.Neg(x)));
