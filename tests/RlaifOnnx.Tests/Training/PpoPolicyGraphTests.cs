@@ -206,7 +206,7 @@ public sealed class PpoPolicyGraphTests
         var (logProbs, _) = Reference(c, w);
         var (old, advantages) = RolloutLike(logProbs, seed: 3);
         var error = GradientCheck.CheckModel(Ppo.PolicyGraph(c, clipEpsilon: Clip, floatType: DataType.Double), Inputs(c, w, old, advantages),
-            w.Keys.ToList(), tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 8, seed: 17);
+            w.Keys.ToList(), tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 64, seed: 17);
         TestContext.Current.TestOutputHelper?.WriteLine($"max relative gradient error {error:E2}");
         Assert.True(error < 1e-5, $"max relative error {error:E2}");
     }
