@@ -28,6 +28,7 @@ public static class ModelImportCommand
             Console.WriteLine($"wrote {outDir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, " +
                 $"{config.NumHeads} heads, vocab {config.VocabSize}, {config.ParameterCount:N0} parameters (imported from {source})");
             foreach (var n in notes) Console.WriteLine($"note: {n}");
+            if (TokenizerVocabulary.MismatchWarning(outDir, config.VocabSize) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             return 0;
         });
         return command;

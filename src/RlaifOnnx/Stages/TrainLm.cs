@@ -160,7 +160,9 @@ public static class TrainLm
         int[] Encode(string text)
         {
             using var s = tokenizer.Encode(text);
-            return s[0].ToArray();
+            var ids = s[0].ToArray();
+            TokenizerVocabulary.Check(ids, model.VocabSize);
+            return ids;
         }
         var template = ChatTemplate.FromFolder(config.Model);
         var result = new List<TokenSequence>();
