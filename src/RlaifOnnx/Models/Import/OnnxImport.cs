@@ -44,6 +44,9 @@ public static class OnnxImport
         if (!SupportedModelTypes.Contains(info.ModelType))
             throw UserError.At(info.JsonPath, null, "model type", $"'{info.ModelType}' exports cannot be imported; supported: {string.Join(", ", SupportedModelTypes)}");
         var tokenizer = tokenizerDir is null ? dir : Path.GetFullPath(tokenizerDir);
+        if (Directory.Exists(tokenizer) && !File.Exists(Path.Combine(tokenizer, ModelFolder.TokenizerFile))
+            && (File.Exists(Path.Combine(tokenizer, "vocab.json")) || File.Exists(Path.Combine(tokenizer, "tokenizer.model"))))
+            tokenizer = TokenizerConversion.Prepare(tokenizer, note);
         if (!File.Exists(Path.Combine(tokenizer, ModelFolder.TokenizerFile)))
             throw UserError.At(Path.Combine(tokenizer, ModelFolder.TokenizerFile), null, null,
                 tokenizerDir is null ? "the export has no tokenizer.json (give the folder of its tokenizer with --tokenizer)" : "no tokenizer.json in the given tokenizer folder");
