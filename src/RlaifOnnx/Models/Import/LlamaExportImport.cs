@@ -38,7 +38,7 @@ static class LlamaExportImport
         eps.Add(g.FloatAttribute(first, "epsilon", 1e-5f));
 
         var attentions = g.Nodes.Where(n => Attentions.Contains(n.OpType) && n.Domain == "com.microsoft").ToList();
-        if (attentions.Count == 0) throw g.Unrecognised("no com.microsoft MultiHeadAttention or GroupQueryAttention node");
+        if (attentions.Count == 0) throw g.Unrecognised("no com.microsoft MultiHeadAttention or GroupQueryAttention node (standard-op attention, as in Optimum exports, is not supported yet)");
         int heads = 0, kvHeads = 0;
         bool? anyBias = null;
         Rope? rope = null;
