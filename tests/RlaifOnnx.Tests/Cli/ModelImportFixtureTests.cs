@@ -79,5 +79,14 @@ public sealed class ModelImportFixtureTests
         Assert.Equal(2, train.ExitCode);
         Assert.Equal("token id 22927 is past this model's vocabulary of 1000", train.Stderr.Trim().Replace("error: ", ""));
         Assert.DoesNotContain("\n", train.Stderr.Trim());
+
+        // Generation stops the same way, before anything is written.
+        var prompts = tmp.File("prompts.txt");
+        File.WriteAllText(prompts, "ab cd\n");
+        var generated = tmp.File("generated.jsonl");
+        var generate = CliProcess.Run("generate", "--model", outDir, "--prompts", prompts, "--out", generated, "--max-new-tokens", "4", "--temperature", "0");
+        Assert.Equal(2, generate.ExitCode);
+        Assert.Equal("token id 22927 is past this model's vocabulary of 1000", generate.Stderr.Trim().Replace("error: ", ""));
+        Assert.True(!File.Exists(generated) || File.ReadAllText(generated).Length == 0);
     }
 }

@@ -8,9 +8,10 @@ using RlaifOnnx.Onnx;
 namespace RlaifOnnx.Models.Import;
 
 /// <summary>
-/// Reads an existing ONNX export of a GPT-2 model — an ONNX Runtime GenAI folder (genai_config.json) or an
-/// optimum folder (config.json) — and maps its weights to the canonical set (<see cref="WeightNames"/>), so
-/// the canonical graphs can be rebuilt from them.
+/// Reads an existing ONNX export — an ONNX Runtime GenAI folder (genai_config.json) or an optimum folder
+/// (config.json) — and maps its weights to the canonical set (<see cref="WeightNames"/>), so the canonical
+/// graphs can be rebuilt from them. Llama-family exports are read by <see cref="LlamaExportImport"/>;
+/// GPT-2 exports as below. float16/bfloat16 and MatMulNBits weights become float32 (<see cref="ExportTensors"/>).
 ///
 /// Two graph shapes are recognised:
 /// 1. ONNX Runtime's fused transformer export (EmbedLayerNormalization → per layer Attention, MatMul,

@@ -40,7 +40,7 @@ public static class TokenizerConversion
         if (File.Exists(Path.Combine(dir, "tokenizer.model")))
             throw UserError.At(Path.Combine(dir, "tokenizer.model"), null, null,
                 "a SentencePiece tokenizer.model without tokenizer.json cannot be converted yet; write tokenizer.json with the Hugging Face tokenizers library (AutoTokenizer.from_pretrained(dir).save_pretrained(dir))");
-        throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "is missing, and there is no vocab.json + merges.txt to build it from");
+        throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt to build tokenizer.json from)");
     }
 
     /// <summary>The tokenizer.json of a byte-level BPE tokenizer (GPT-2, RoBERTa-style vocab.json + merges.txt).</summary>
