@@ -18,6 +18,7 @@ public static class ModelBuildCommands
             var dir = parse.GetValue(output)!;
             var config = HfModelBuilder.Build(source, dir, note => Console.Error.WriteLine($"note: {note}"));
             Console.WriteLine($"wrote {dir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, {config.ParameterCount:N0} parameters");
+            if (TokenizerVocabulary.MismatchWarning(dir, config.VocabSize) is { } warning) Console.Error.WriteLine($"warning: {warning}");
             return 0;
         });
         return command;

@@ -15,6 +15,7 @@ public static class ModelCommands
         model.Subcommands.Add(ModelBuildCommands.Build());
         model.Subcommands.Add(ModelBuildCommands.Inspect());
         model.Subcommands.Add(ModelImportCommand.Create());
+        model.Subcommands.Add(ModelExportCommand.Create());
         return model;
     }
 

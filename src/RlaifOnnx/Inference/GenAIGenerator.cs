@@ -119,6 +119,7 @@ public sealed class GenAIGenerator : ITextGenerator
         using var sequences = tokenizer.EncodeBatch(prompts);
         var promptIds = new int[prompts.Length][];
         for (var i = 0; i < prompts.Length; i++) promptIds[i] = sequences[(ulong)i].ToArray();
+        foreach (var ids in promptIds) TokenizerVocabulary.Check(ids, vocabSize);
         for (var i = 0; i < prompts.Length; i++)
             if (promptIds[i].Length == 0) throw UserError.At("generation", null, "prompt", "is empty (it has no token to continue from)");
         var longest = promptIds.Max(p => p.Length);

@@ -30,6 +30,7 @@ public static class ModelInspector
                 : meta.Config.ParameterCount;
             AddConfig(rows, meta.Config, parameters, isPreferenceModel: meta.Role == PreferenceModelFolder.Role);
             rows.Add(("role", meta.Role));
+            if (TokenizerVocabulary.MismatchWarning(dir, meta.Config.VocabSize) is { } warning) rows.Add(("warning", warning));
             tail.AppendLine("lineage:");
             if (meta.Lineage.Count == 0) tail.AppendLine("  (none)");
             foreach (var step in meta.Lineage)

@@ -22,6 +22,7 @@ public sealed class CompletionEncoder : IDisposable
     readonly Tokenizer tokenizer;
     readonly ChatTemplate? template;
     readonly int eosTokenId;
+    readonly int vocabSize;
 
     public CompletionEncoder(string modelDir, ModelConfig model)
     {
@@ -30,13 +31,16 @@ public sealed class CompletionEncoder : IDisposable
         tokenizer = new Tokenizer(genaiModel);
         template = ChatTemplate.FromFolder(modelDir);
         eosTokenId = model.EosTokenId;
+        vocabSize = model.VocabSize;
     }
 
-    /// <summary>The ids of a text, with no special token added.</summary>
+    /// <summary>The ids of a text, with no special token added; an id past the model's embedding is a <see cref="UserError"/>.</summary>
     public int[] Encode(string text)
     {
         using var s = tokenizer.Encode(text);
-        return s[0].ToArray();
+        var ids = s[0].ToArray();
+        TokenizerVocabulary.Check(ids, vocabSize);
+        return ids;
     }
 
     /// <summary>

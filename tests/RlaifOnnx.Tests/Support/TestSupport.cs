@@ -57,9 +57,11 @@ public static class SharedData
 public static class GenAI
 {
     /// <summary>Greedy continuation of <paramref name="prompt"/>, up to <paramref name="maxLength"/> tokens in all (prompt included).</summary>
-    public static int[] Greedy(string dir, int[] prompt, int maxLength)
+    public static int[] Greedy(string dir, int[] prompt, int maxLength, bool cpuOnly = false)
     {
-        using var model = new Microsoft.ML.OnnxRuntimeGenAI.Model(dir);
+        using var config = new Microsoft.ML.OnnxRuntimeGenAI.Config(dir);
+        if (cpuOnly) config.ClearProviders();
+        using var model = new Microsoft.ML.OnnxRuntimeGenAI.Model(config);
         using var parameters = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(model);
         parameters.SetSearchOption("max_length", maxLength);
         parameters.SetSearchOption("do_sample", false);

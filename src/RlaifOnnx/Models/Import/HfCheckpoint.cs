@@ -29,9 +29,10 @@ public static class HfCheckpoint
         if (!Directory.Exists(hfDir)) throw UserError.At(hfDir, null, null, "no such checkpoint folder");
         var hf = ReadConfig(Path.Combine(hfDir, ConfigFile));
         foreach (var n in hf.Notes) note?.Invoke(n);
-        CheckTokenizerFiles(hfDir);
+        var tokenizerDir = TokenizerConversion.Prepare(hfDir, note);
+        CheckTokenizerFiles(tokenizerDir);
         var weights = ReadWeights(hfDir, hf.Config);
-        return (hf.Config, weights, hfDir);
+        return (hf.Config, weights, tokenizerDir);
     }
 
     static void CheckTokenizerFiles(string hfDir)

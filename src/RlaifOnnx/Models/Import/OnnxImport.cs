@@ -8,9 +8,10 @@ using RlaifOnnx.Onnx;
 namespace RlaifOnnx.Models.Import;
 
 /// <summary>
-/// Reads an existing ONNX export of a GPT-2 model — an ONNX Runtime GenAI folder (genai_config.json) or an
-/// optimum folder (config.json) — and maps its weights to the canonical set (<see cref="WeightNames"/>), so
-/// the canonical graphs can be rebuilt from them.
+/// Reads an existing ONNX export — an ONNX Runtime GenAI folder (genai_config.json) or an optimum folder
+/// (config.json) — and maps its weights to the canonical set (<see cref="WeightNames"/>), so the canonical
+/// graphs can be rebuilt from them. Llama-family exports are read by <see cref="LlamaExportImport"/>;
+/// GPT-2 exports as below. float16/bfloat16 and MatMulNBits weights become float32 (<see cref="ExportTensors"/>).
 ///
 /// Two graph shapes are recognised:
 /// 1. ONNX Runtime's fused transformer export (EmbedLayerNormalization → per layer Attention, MatMul,
@@ -25,32 +26,46 @@ namespace RlaifOnnx.Models.Import;
 public static class OnnxImport
 {
     /// <summary>What the export's own JSON says; the graph supplies the rest.</summary>
-    sealed record ExportInfo(string OnnxPath, string JsonPath, string ModelType, int? VocabSize, int? NumHeads, int? HeadSize,
+    internal sealed record ExportInfo(string OnnxPath, string JsonPath, string ModelType, int? VocabSize, int? NumHeads, int? HeadSize,
         double? NormEps, string? HiddenAct, int? BosTokenId, int? EosTokenId, int? PadTokenId);
 
-    public static (ModelConfig Config, WeightSet Weights, string TokenizerDir) Import(string onnxDir)
+    /// <summary>Model types whose exports are read; Llama-family ones by <see cref="LlamaExportImport"/>.</summary>
+    public static readonly string[] SupportedModelTypes = ["gpt2", "llama", "qwen2", "mistral", "phi3"];
+
+    /// <param name="onnxDir">The export's folder.</param>
+    /// <param name="tokenizerDir">Where the tokenizer files are, when the export ships none (e.g. GenAI's fp16 test exports).</param>
+    /// <param name="note">Hears what was converted (float16 → float32, int4 dequantised …).</param>
+    public static (ModelConfig Config, WeightSet Weights, string TokenizerDir) Import(string onnxDir, string? tokenizerDir = null, Action<string>? note = null)
     {
         var dir = Path.GetFullPath(onnxDir);
         if (!Directory.Exists(dir)) throw UserError.At(onnxDir, null, null, "no such folder");
 
-        // 1. The export's description and its decoder graph.
+        // 1. The export's description, its tokenizer and its decoder graph.
         var info = ReadExportInfo(dir);
-        if (info.ModelType != "gpt2")
-            throw UserError.At(info.JsonPath, null, "model type", $"'{info.ModelType}' exports cannot be imported; supported: gpt2");
-        if (!File.Exists(Path.Combine(dir, ModelFolder.TokenizerFile)))
-            throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "the export has no tokenizer.json");
+        if (!SupportedModelTypes.Contains(info.ModelType))
+            throw UserError.At(info.JsonPath, null, "model type", $"'{info.ModelType}' exports cannot be imported; supported: {string.Join(", ", SupportedModelTypes)}");
+        var tokenizer = tokenizerDir is null ? dir : Path.GetFullPath(tokenizerDir);
+        if (Directory.Exists(tokenizer) && !File.Exists(Path.Combine(tokenizer, ModelFolder.TokenizerFile))
+            && (File.Exists(Path.Combine(tokenizer, "vocab.json")) || File.Exists(Path.Combine(tokenizer, "tokenizer.model"))))
+            tokenizer = TokenizerConversion.Prepare(tokenizer, note);
+        if (!File.Exists(Path.Combine(tokenizer, ModelFolder.TokenizerFile)))
+            throw UserError.At(Path.Combine(tokenizer, ModelFolder.TokenizerFile), null, null,
+                tokenizerDir is null ? "the export has no tokenizer.json (give the folder of its tokenizer with --tokenizer)" : "no tokenizer.json in the given tokenizer folder");
         var model = OnnxFile.Load(info.OnnxPath);
 
         // 2. Weights by following the graph (fused export) or by canonical name (plain export).
         var graph = new GraphIndex(model.Graph, info.OnnxPath);
-        var (config, weights) = graph.Nodes.Any(n => n.OpType == "Attention" && n.Domain == "com.microsoft")
-            ? FromFusedGraph(graph, info)
+        var (config, weights) = info.ModelType != "gpt2" ? LlamaExportImport.FromGraph(graph, info)
+            : graph.Nodes.Any(n => n.OpType == "Attention" && n.Domain == "com.microsoft") ? FromFusedGraph(graph, info)
             : FromCanonicalGraph(graph, info, dir);
+        if (info.ModelType != "gpt2") CheckAgainstInfo(config, info);
 
         // 3. The result must be a complete, consistent canonical model.
         config.Validate(info.OnnxPath);
         weights.CheckAgainst(config, info.OnnxPath);
-        return (config, weights, dir);
+        if (graph.SourceWeightTypes.Count > 0 && !graph.SourceWeightTypes.SetEquals(["float"]))
+            note?.Invoke($"source weights: {string.Join(", ", graph.SourceWeightTypes)}; converted to float32 for training");
+        return (config, weights, tokenizer);
     }
 
     // ---- export description -------------------------------------------------------------------
@@ -247,7 +262,7 @@ public static class OnnxImport
     static WeightTensor Zeros(long size) => new([size], new float[size]);
 
     /// <summary>Whether <paramref name="a"/> [H,V] is exactly <paramref name="b"/> [V,H] transposed.</summary>
-    static bool IsTranspose(WeightTensor a, WeightTensor b)
+    internal static bool IsTranspose(WeightTensor a, WeightTensor b)
     {
         if (a.Shape.Length != 2 || b.Shape.Length != 2 || a.Shape[0] != b.Shape[1] || a.Shape[1] != b.Shape[0]) return false;
         int rows = (int)b.Shape[0], cols = (int)b.Shape[1];
@@ -310,135 +325,5 @@ public static class OnnxImport
             weights[name] = g.Initializer(name);
         }
         return (config, weights);
-    }
-
-    // ---- graph walking ------------------------------------------------------------------------
-
-    /// <summary>Producers, consumers and constant tensors of a graph, for walking it from value to value.</summary>
-    sealed class GraphIndex
-    {
-        readonly string _path;
-        readonly Dictionary<string, NodeProto> _producers = new();
-        readonly Dictionary<string, List<NodeProto>> _consumers = new();
-        readonly HashSet<string> _outputs;
-        public IReadOnlyList<NodeProto> Nodes { get; }
-        public Dictionary<string, TensorProto> Initializers { get; } = new();
-
-        public GraphIndex(GraphProto graph, string path)
-        {
-            _path = path;
-            Nodes = graph.Node;
-            foreach (var t in graph.Initializer) Initializers[t.Name] = t;
-            foreach (var n in graph.Node)
-            {
-                foreach (var o in n.Output) if (o != "") _producers[o] = n;
-                foreach (var i in n.Input)
-                {
-                    if (i == "") continue;
-                    if (!_consumers.TryGetValue(i, out var list)) _consumers[i] = list = [];
-                    list.Add(n);
-                }
-                // Subgraphs (If/Loop bodies, as in optimum's merged decoders) read outer initializers by name.
-                foreach (var a in n.Attribute)
-                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
-            }
-            _outputs = graph.Output.Select(o => o.Name).ToHashSet();
-        }
-
-        readonly HashSet<string> _subgraphReads = new();
-
-        void MarkSubgraphReads(GraphProto graph)
-        {
-            foreach (var n in graph.Node)
-            {
-                foreach (var i in n.Input) if (i != "") _subgraphReads.Add(i);
-                foreach (var a in n.Attribute)
-                    foreach (var sub in a.Graphs.Append(a.G).OfType<GraphProto>()) MarkSubgraphReads(sub);
-            }
-        }
-
-        public UserError Unrecognised(string what) => UserError.At(_path, null, null, $"not a GPT-2 graph this importer recognises: {what}");
-
-        public NodeProto Single(string opType)
-        {
-            var found = Nodes.Where(n => n.OpType == opType).ToList();
-            return found.Count == 1 ? found[0] : throw Unrecognised($"{found.Count} {opType} nodes where one was expected");
-        }
-
-        public NodeProto? ConsumerOf(string value, params string[] opTypes)
-        {
-            if (value == "" || !_consumers.TryGetValue(value, out var list)) return null;
-            var matches = list.Where(n => opTypes.Contains(n.OpType)).ToList();
-            return matches.Count switch
-            {
-                0 => null,
-                1 => matches[0],
-                _ => throw Unrecognised($"{value} feeds {matches.Count} {string.Join("/", opTypes)} nodes where one was expected"),
-            };
-        }
-
-        public bool Has(NodeProto node, int input) => node.Input.Count > input && node.Input[input] != "";
-        public bool IsConsumed(string value) => _consumers.ContainsKey(value) || _subgraphReads.Contains(value);
-        public bool IsGraphOutput(string value) => _outputs.Contains(value);
-
-        /// <summary>The constant behind input <paramref name="input"/> of a node: an initializer, possibly through Identity or Constant.</summary>
-        public WeightTensor Tensor(NodeProto node, int input, string what)
-        {
-            if (!Has(node, input)) throw Unrecognised($"{node.Name} ({node.OpType}) has no {what}");
-            var value = node.Input[input];
-            for (var hops = 0; hops < 8; hops++)
-            {
-                if (Initializers.ContainsKey(value)) return Initializer(value);
-                if (!_producers.TryGetValue(value, out var producer)) break;
-                if (producer.OpType == "Identity") { value = producer.Input[0]; continue; }
-                if (producer.OpType == "Constant" && producer.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t) return Copy(t, value);
-                break;
-            }
-            throw Unrecognised($"{node.Name} ({node.OpType}): {what} '{node.Input[input]}' is not a constant tensor");
-        }
-
-        /// <summary>A fresh copy of an initializer's float values: de-duplicated tensors feed several canonical weights.</summary>
-        public WeightTensor Initializer(string name) => Copy(Initializers[name], name);
-
-        WeightTensor Copy(TensorProto t, string name)
-        {
-            if ((TensorProto.Types.DataType)t.DataType != TensorProto.Types.DataType.Float)
-                throw Unrecognised($"weight {name} is {(TensorProto.Types.DataType)t.DataType}; only float32 exports are supported");
-            var data = OnnxFile.ToFloats(t);
-            var shape = t.Dims.ToArray();
-            if (data.LongLength != shape.Aggregate(1L, (a, b) => a * b))
-                throw Unrecognised($"weight {name} holds {data.Length} values for shape [{string.Join(",", shape)}]");
-            return new WeightTensor(shape, data);
-        }
-
-        /// <summary>MatMul(x, W) with an optional Add(·, b) after it: returns (output, W, b or null).</summary>
-        public (string Output, WeightTensor Weight, WeightTensor? Bias) Linear(string x, string what)
-        {
-            var matMul = ConsumerOf(x, "MatMul") ?? throw Unrecognised($"no MatMul for {what} reads {x}");
-            if (matMul.Input[0] != x) throw Unrecognised($"{matMul.Name}: {what} multiplies from the wrong side");
-            var weight = Tensor(matMul, 1, what);
-            var output = matMul.Output[0];
-            if (ConsumerOf(output, "Add") is { } add && add.Input.Any(i => i != output && Initializers.ContainsKey(i)))
-            {
-                var bias = Tensor(add, add.Input[0] == output ? 1 : 0, $"{what} bias");
-                return (add.Output[0], weight, bias);
-            }
-            return (output, weight, null);
-        }
-
-        /// <summary>The SkipLayerNormalization adding <paramref name="x"/> to <paramref name="residual"/>.</summary>
-        public NodeProto SkipLayerNorm(string x, string residual)
-        {
-            var node = ConsumerOf(x, "SkipLayerNormalization") ?? throw Unrecognised($"no SkipLayerNormalization reads {x}");
-            if (residual == "" || !(node.Input[0] == x && node.Input[1] == residual || node.Input[1] == x && node.Input[0] == residual))
-                throw Unrecognised($"{node.Name}: does not add {x} to the residual stream");
-            return node;
-        }
-
-        public long IntAttribute(NodeProto node, string name, long fallback) =>
-            node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
-
-        public float FloatAttribute(NodeProto node, string name, float fallback) =>
-            node.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : fallback;
     }
 }

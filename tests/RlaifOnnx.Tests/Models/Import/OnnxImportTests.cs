@@ -287,8 +287,14 @@ public sealed class OnnxImportTests
     {
         using var dir = new TempDir();
         CopyOfShared(dir);
-        File.WriteAllText(dir.File("genai_config.json"), File.ReadAllText(dir.File("genai_config.json")).Replace("\"gpt2\"", "\"llama\""));
+        var original = File.ReadAllText(dir.File("genai_config.json"));
+        File.WriteAllText(dir.File("genai_config.json"), original.Replace("\"gpt2\"", "\"gemma\""));
         var e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
-        Assert.Contains("supported: gpt2", e.Message);
+        Assert.Contains("supported: gpt2, llama, qwen2, mistral, phi3", e.Message);
+
+        // A GPT-2 graph that calls itself llama is read as a Llama-family graph, and is not one.
+        File.WriteAllText(dir.File("genai_config.json"), original.Replace("\"gpt2\"", "\"llama\""));
+        e = Assert.Throws<UserError>(() => OnnxImport.Import(dir.Path));
+        Assert.Contains("not a Llama-family graph this importer recognises", e.Message);
     }
 }

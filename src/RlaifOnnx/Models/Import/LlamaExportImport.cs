@@ -1,0 +1,257 @@
+using System.Globalization;
+using Onnx;
+
+namespace RlaifOnnx.Models.Import;
+
+/// <summary>
+/// Llama-family decoders (llama, qwen2, mistral, phi3 with plain RoPE) as the ONNX Runtime GenAI model
+/// builder writes them: Gather embedding → per layer (Skip)SimplifiedLayerNormalization, q/k/v MatMul or
+/// MatMulNBits (+ bias Add for Qwen2), com.microsoft RotaryEmbedding, MultiHeadAttention or
+/// GroupQueryAttention, o_proj, SkipSimplifiedLayerNormalization, SwiGLU MLP → final norm → lm_head.
+/// Each weight is found by following the graph from the embedding, never by its initializer name.
+/// Whatever would change the math (scaled or partial RoPE, interleaved rotation, a sliding window,
+/// soft-capping, an attention scale other than 1/√d, packed gate/up projections) is refused with the reason.
+/// </summary>
+static class LlamaExportImport
+{
+    static readonly string[] Attentions = ["MultiHeadAttention", "GroupQueryAttention"];
+    static readonly string[] Linears = ["MatMul", "MatMulNBits"];
+
+    public static (ModelConfig, WeightSet) FromGraph(GraphIndex g, OnnxImport.ExportInfo info)
+    {
+        g.Family = "Llama-family";
+        var weights = new WeightSet();
+        var eps = new List<float>();
+
+        // Embedding: Gather(embed_tokens, input_ids).
+        var gather = g.Nodes.SingleOrDefault(n => n.OpType == "Gather" && n.Input.Count == 2 && n.Input[1] == "input_ids")
+            ?? throw g.Unrecognised("no single Gather reads input_ids (the token embedding)");
+        var embed = g.Tensor(gather, 0, "the token embedding");
+        weights["model.embed_tokens.weight"] = embed;
+        long hidden = embed.Shape[1];
+
+        // First norm: SimplifiedLayerNormalization(x, γ); the residual stream is x itself.
+        var residual = gather.Output[0];
+        var first = g.ConsumerOf(residual, "SimplifiedLayerNormalization") ?? throw g.Unrecognised("no SimplifiedLayerNormalization (RMSNorm) after the embedding");
+        var normed = first.Output[0];
+        var gamma = g.Tensor(first, 1, "the input norm weight");
+        eps.Add(g.FloatAttribute(first, "epsilon", 1e-5f));
+
+        var attentions = g.Nodes.Where(n => Attentions.Contains(n.OpType) && n.Domain == "com.microsoft").ToList();
+        if (attentions.Count == 0) throw g.Unrecognised("no com.microsoft MultiHeadAttention or GroupQueryAttention node (standard-op attention, as in Optimum exports, is not supported yet)");
+        int heads = 0, kvHeads = 0;
+        bool? anyBias = null;
+        Rope? rope = null;
+        for (var layer = 0; layer < attentions.Count; layer++)
+        {
+            string L(string rest) => WeightNames.LlamaLayer(layer, rest);
+            var attention = attentions[layer];
+            weights[L("input_layernorm.weight")] = gamma;
+
+            // 1. q, k, v: each attention input traced back through RotaryEmbedding and a bias Add to its projection of `normed`.
+            var (layerHeads, layerKv) = HeadCounts(g, attention);
+            var q = Projection(g, attention, 0, normed, "the query projection", ref rope);
+            if (!g.Has(attention, 1)) throw g.Unrecognised($"{attention.Name}: packed q/k/v input (one fused projection) is not supported yet");
+            var k = Projection(g, attention, 1, normed, "the key projection", ref rope);
+            var v = Projection(g, attention, 2, normed, "the value projection", ref rope);
+            if (!q.Rotated || !k.Rotated || v.Rotated) throw g.Unrecognised($"{attention.Name}: rotary embedding must be applied to the query and key only");
+            var headDim = q.Weight.Shape[1] / layerHeads;
+            if (layerKv == 0) layerKv = (int)(k.Weight.Shape[1] / headDim);
+            CheckScale(g, attention, headDim);
+            if (layer > 0 && (layerHeads != heads || layerKv != kvHeads)) throw g.Unrecognised($"{attention.Name}: {layerHeads}/{layerKv} heads where earlier layers have {heads}/{kvHeads}");
+            (heads, kvHeads) = (layerHeads, layerKv);
+            var hasBias = q.Bias is not null;
+            if ((k.Bias is not null) != hasBias || (v.Bias is not null) != hasBias || (anyBias is { } b0 && b0 != hasBias))
+                throw g.Unrecognised($"{attention.Name}: biases on some of q/k/v but not all");
+            anyBias = hasBias;
+            weights[L("self_attn.q_proj.weight")] = q.Weight;
+            weights[L("self_attn.k_proj.weight")] = k.Weight;
+            weights[L("self_attn.v_proj.weight")] = v.Weight;
+            if (hasBias)
+            {
+                weights[L("self_attn.q_proj.bias")] = q.Bias!;
+                weights[L("self_attn.k_proj.bias")] = k.Bias!;
+                weights[L("self_attn.v_proj.bias")] = v.Bias!;
+            }
+
+            // 2. o_proj, then SkipSimplifiedLayerNormalization(residual, o) → (post_attention_layernorm(x), …, …, x).
+            var (o, oWeight, oBias) = g.Linear(attention.Output[0], "the attention output projection");
+            if (oBias is not null) throw g.Unrecognised($"layer {layer}: a bias on the attention output projection");
+            weights[L("self_attn.o_proj.weight")] = oWeight;
+            var skip1 = SkipNorm(g, o, residual);
+            weights[L("post_attention_layernorm.weight")] = g.Tensor(skip1, 2, "the post-attention norm weight");
+            eps.Add(g.FloatAttribute(skip1, "epsilon", 1e-5f));
+            residual = skip1.Output[3];
+
+            // 3. SwiGLU: down(silu(gate(x)) · up(x)), silu as x·Sigmoid(x).
+            var (gate, up, down, mlpOut) = SwiGlu(g, skip1.Output[0], layer);
+            weights[L("mlp.gate_proj.weight")] = gate;
+            weights[L("mlp.up_proj.weight")] = up;
+            weights[L("mlp.down_proj.weight")] = down;
+
+            // 4. The next SkipSimplifiedLayerNormalization is the next layer's input norm or the final norm.
+            var skip2 = SkipNorm(g, mlpOut, residual);
+            gamma = g.Tensor(skip2, 2, "the norm weight");
+            eps.Add(g.FloatAttribute(skip2, "epsilon", 1e-5f));
+            normed = skip2.Output[0];
+            residual = skip2.Output.Count > 3 ? skip2.Output[3] : "";
+        }
+        weights["model.norm.weight"] = gamma;
+
+        // lm_head: a MatMul to the logits (possibly through a Cast to float32).
+        var (logits, lm, lmBias) = g.Linear(normed, "the lm_head");
+        if (lmBias is not null) throw g.Unrecognised("a bias on the lm_head");
+        if (!g.IsGraphOutput(logits) && !(g.ConsumerOf(logits, "Cast") is { } cast && g.IsGraphOutput(cast.Output[0])))
+            throw g.Unrecognised("the lm_head output is not a graph output");
+        var tied = OnnxImport.IsTranspose(lm, embed);
+        if (!tied) weights["lm_head.weight"] = lm;
+
+        if (eps.Distinct().Count() > 1) throw g.Unrecognised($"norms with different epsilons ({string.Join(", ", eps.Distinct())})");
+        var modelType = info.ModelType is "qwen2" or "mistral" ? info.ModelType : "llama";
+        var config = new ModelConfig
+        {
+            Architecture = Architecture.Llama, ModelType = modelType,
+            VocabSize = (int)embed.Shape[0], HiddenSize = (int)hidden, NumLayers = attentions.Count,
+            NumHeads = heads, NumKvHeads = kvHeads,
+            IntermediateSize = (int)weights[WeightNames.LlamaLayer(0, "mlp.gate_proj.weight")].Shape[1],
+            MaxPositions = rope!.Positions,
+            NormEps = double.Parse(eps[0].ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),
+            RopeTheta = rope.Theta, TieEmbeddings = tied, AttentionBias = anyBias == true, HiddenAct = "silu",
+            BosTokenId = info.BosTokenId ?? 0, EosTokenId = info.EosTokenId ?? 0, PadTokenId = info.PadTokenId ?? info.EosTokenId ?? 0,
+        };
+        if (config.HeadDim * heads != hidden) throw g.Unrecognised($"{heads} heads of {q0HeadDim(weights, heads)} do not make the hidden size {hidden}");
+        if (rope.Dim != config.HeadDim) throw g.Unrecognised($"the rotary cache covers {rope.Dim} of {config.HeadDim} head dimensions (partial rotary changes the math)");
+        return (config, weights);
+    }
+
+    static long q0HeadDim(WeightSet w, int heads) => w[WeightNames.LlamaLayer(0, "self_attn.q_proj.weight")].Shape[1] / heads;
+
+    sealed record Rope(string Cos, string Sin, int Positions, int Dim, double Theta);
+    sealed record Proj(WeightTensor Weight, WeightTensor? Bias, bool Rotated);
+
+    static (int Heads, int KvHeads) HeadCounts(GraphIndex g, NodeProto attention)
+    {
+        var heads = (int)g.IntAttribute(attention, "num_heads", 0);
+        if (heads <= 0) throw g.Unrecognised($"{attention.Name}: num_heads {heads}");
+        if (attention.OpType == "MultiHeadAttention") return (heads, 0);
+        if (g.IntAttribute(attention, "do_rotary", 0) != 0) throw g.Unrecognised($"{attention.Name}: rotary embedding inside GroupQueryAttention (do_rotary=1) is not supported yet");
+        if (g.IntAttribute(attention, "local_window_size", -1) != -1) throw g.Unrecognised($"{attention.Name}: a sliding attention window (local_window_size) changes the math");
+        if (g.FloatAttribute(attention, "softcap", 0f) != 0f) throw g.Unrecognised($"{attention.Name}: attention soft-capping changes the math");
+        return (heads, (int)g.IntAttribute(attention, "kv_num_heads", heads));
+    }
+
+    static void CheckScale(GraphIndex g, NodeProto attention, long headDim)
+    {
+        var scale = g.FloatAttribute(attention, "scale", 0f);
+        if (scale != 0f && Math.Abs(scale * Math.Sqrt(headDim) - 1) > 1e-6)
+            throw g.Unrecognised($"{attention.Name}: attention scale {scale} is not 1/sqrt(head size {headDim})");
+    }
+
+    /// <summary>Attention input <paramref name="input"/> traced back: [RotaryEmbedding] ← [Add bias] ← MatMul(normed, W).</summary>
+    static Proj Projection(GraphIndex g, NodeProto attention, int input, string normed, string what, ref Rope? rope)
+    {
+        var value = attention.Input[input];
+        var rotated = false;
+        if (g.ProducerOf(value) is { OpType: "RotaryEmbedding" } rotary)
+        {
+            rope = CheckRope(g, rotary, rope);
+            rotated = true;
+            value = rotary.Input[0];
+        }
+        WeightTensor? bias = null;
+        if (g.ProducerOf(value) is { OpType: "Add" } add)
+        {
+            var constant = g.Initializers.ContainsKey(add.Input[1]) || g.ProducerOf(add.Input[1]) is { OpType: "Constant" } ? 1 : 0;
+            bias = g.Tensor(add, constant, $"{what} bias");
+            value = add.Input[1 - constant];
+        }
+        var matMul = g.ProducerOf(value) is { } p && Linears.Contains(p.OpType) ? p : throw g.Unrecognised($"{attention.Name}: {what} is not a MatMul");
+        if (matMul.Input[0] != normed) throw g.Unrecognised($"{matMul.Name}: {what} does not read the layer's input norm");
+        var (_, weight, fusedBias) = g.LinearAt(matMul, normed, what);
+        return new Proj(weight, bias ?? fusedBias, rotated);
+    }
+
+    /// <summary>RotaryEmbedding must be HF's rotate-half RoPE over the whole head with an unscaled cos/sin cache; returns its base θ.</summary>
+    static Rope CheckRope(GraphIndex g, NodeProto rotary, Rope? known)
+    {
+        if (g.IntAttribute(rotary, "interleaved", 0) != 0) throw g.Unrecognised($"{rotary.Name}: interleaved rotary embedding (GPT-J style) changes the math");
+        if (rotary.Input.Count < 4 || rotary.Input[1] != "position_ids") throw g.Unrecognised($"{rotary.Name}: rotary positions are not the position_ids input");
+        if (known is not null && known.Cos == rotary.Input[2] && known.Sin == rotary.Input[3]) return known;
+        var cos = g.Tensor(rotary, 2, "the cos cache");
+        var sin = g.Tensor(rotary, 3, "the sin cache");
+        if (cos.Shape.Length != 2 || !cos.Shape.SequenceEqual(sin.Shape)) throw g.Unrecognised($"{rotary.Name}: cos/sin caches of shapes [{string.Join(",", cos.Shape)}], [{string.Join(",", sin.Shape)}]");
+        var theta = RopeFit.Theta(cos.Data, sin.Data, (int)cos.Shape[0], (int)cos.Shape[1])
+            ?? throw g.Unrecognised($"{rotary.Name}: the cos/sin cache is not plain RoPE for any base θ (scaled RoPE, e.g. Llama 3.1 or LongRoPE, changes the math)");
+        var rope = new Rope(rotary.Input[2], rotary.Input[3], (int)cos.Shape[0], 2 * (int)cos.Shape[1], theta);
+        if (known is not null && known != rope with { Cos = known.Cos, Sin = known.Sin }) throw g.Unrecognised($"{rotary.Name}: layers use different rotary caches");
+        return rope;
+    }
+
+    static NodeProto SkipNorm(GraphIndex g, string x, string residual)
+    {
+        var node = g.ConsumerOf(x, "SkipSimplifiedLayerNormalization") ?? throw g.Unrecognised($"no SkipSimplifiedLayerNormalization reads {x}");
+        if (residual == "" || !(node.Input[0] == x && node.Input[1] == residual || node.Input[1] == x && node.Input[0] == residual))
+            throw g.Unrecognised($"{node.Name}: does not add {x} to the residual stream");
+        if (g.Has(node, 3)) throw g.Unrecognised($"{node.Name}: a bias in the residual norm");
+        return node;
+    }
+
+    static (WeightTensor Gate, WeightTensor Up, WeightTensor Down, string Output) SwiGlu(GraphIndex g, string x, int layer)
+    {
+        var projections = g.ConsumersOf(x).Where(n => Linears.Contains(n.OpType)).ToList();
+        if (projections.Count != 2) throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the post-attention norm where SwiGLU has gate and up (packed gate/up is not supported yet)");
+        NodeProto? gateNode = null;
+        foreach (var p in projections)
+            if (g.ConsumerOf(p.Output[0], "Sigmoid") is { } sigmoid && g.ConsumersOf(p.Output[0]).Any(m => m.OpType == "Mul" && m.Input.Contains(sigmoid.Output[0])))
+                gateNode = p;
+        if (gateNode is null) throw g.Unrecognised($"layer {layer}: no x·sigmoid(x) (SiLU) after either MLP projection");
+        var upNode = projections.Single(p => p != gateNode);
+        var sigmoidOut = g.ConsumerOf(gateNode.Output[0], "Sigmoid")!.Output[0];
+        var silu = g.ConsumersOf(gateNode.Output[0]).Single(m => m.OpType == "Mul" && m.Input.Contains(sigmoidOut));
+        var product = g.ConsumersOf(silu.Output[0]).SingleOrDefault(m => m.OpType == "Mul" && m.Input.Contains(upNode.Output[0]))
+            ?? throw g.Unrecognised($"layer {layer}: SiLU(gate) is not multiplied by the up projection");
+        var (_, gate, gateBias) = g.LinearAt(gateNode, x, "the MLP gate projection");
+        var (_, up, upBias) = g.LinearAt(upNode, x, "the MLP up projection");
+        var (output, down, downBias) = g.Linear(product.Output[0], "the MLP down projection");
+        if (gateBias is not null || upBias is not null || downBias is not null) throw g.Unrecognised($"layer {layer}: biases in the MLP");
+        return (gate, up, down, output);
+    }
+}
+
+/// <summary>Recovering RoPE's base θ from an exported cos/sin cache, and checking the cache is exactly that RoPE.</summary>
+public static class RopeFit
+{
+    static readonly double[] CommonBases = [10000, 100000, 500000, 1000000, 2000000, 5000000, 10000000, 1e8];
+
+    /// <summary>
+    /// θ such that cos[p, i] = cos(p·θ^(−2i/d)) and sin likewise for every cached position (d = 2·half), within
+    /// float16 rounding; null when no θ fits (scaled or otherwise modified RoPE). Common bases are tried
+    /// first, then the θ read off the cache itself.
+    /// </summary>
+    public static double? Theta(float[] cos, float[] sin, int positions, int half)
+    {
+        if (positions < 2 || half < 1) return null;
+        var candidates = CommonBases.ToList();
+        if (half > 1)
+        {
+            // The slowest-but-one frequency at the last position pins θ best: angle = p·θ^(−2/d).
+            var p = Math.Min(positions - 1, 64);
+            var angle = Math.Atan2(sin[p * half + 1], cos[p * half + 1]);
+            if (angle > 0) candidates.Add(Math.Pow(angle / p, -half));
+        }
+        return candidates.Select(t => (Theta: t, Error: MaxError(cos, sin, positions, half, t))).Where(c => c.Error < 2e-3)
+            .OrderBy(c => c.Error).Select(c => (double?)c.Theta).FirstOrDefault();
+    }
+
+    static double MaxError(float[] cos, float[] sin, int positions, int half, double theta)
+    {
+        double worst = 0;
+        for (var p = 0; p < positions; p++)
+            for (var i = 0; i < half; i++)
+            {
+                var angle = p * Math.Pow(theta, -2.0 * i / (2 * half));
+                worst = Math.Max(worst, Math.Max(Math.Abs(Math.Cos(angle) - cos[p * half + i]), Math.Abs(Math.Sin(angle) - sin[p * half + i])));
+            }
+        return worst;
+    }
+}
