@@ -23,8 +23,12 @@ public static class ModelImportCommand
             var outDir = parse.GetValue(output)!;
             var notes = new List<string>();
             var (config, weights, tokenizerDir) = OnnxImport.Import(source, parse.GetValue(tokenizer), notes.Add);
-            ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
-                [new LineageEntry("model import", Path.GetFullPath(source), DateTimeOffset.UtcNow)]);
+            try
+            {
+                ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
+                    [new LineageEntry("model import", Path.GetFullPath(source), DateTimeOffset.UtcNow)]);
+            }
+            finally { TokenizerConversion.Release(tokenizerDir); }
             Console.WriteLine($"wrote {outDir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, " +
                 $"{config.NumHeads} heads, vocab {config.VocabSize}, {config.ParameterCount:N0} parameters (imported from {source})");
             foreach (var n in notes) Console.WriteLine($"note: {n}");

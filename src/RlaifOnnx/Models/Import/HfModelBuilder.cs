@@ -15,8 +15,12 @@ public static class HfModelBuilder
     {
         var (config, weights, tokenizerDir) = HfCheckpoint.Load(hfDir, note);
         var hf = HfCheckpoint.ReadConfig(Path.Combine(hfDir, HfCheckpoint.ConfigFile));
-        ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
-            [new LineageEntry("model build", Path.GetFullPath(hfDir), DateTimeOffset.UtcNow)]);
+        try
+        {
+            ModelWriter.Write(outDir, config, weights, tokenizerDir, "base",
+                [new LineageEntry("model build", Path.GetFullPath(hfDir), DateTimeOffset.UtcNow)]);
+        }
+        finally { TokenizerConversion.Release(tokenizerDir); }
         if (hf.EosTokenIds.Count > 1) SetEosTokenIds(outDir, hf.EosTokenIds);
         return config;
     }

@@ -43,6 +43,14 @@ public static class TokenizerConversion
         throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt to build tokenizer.json from)");
     }
 
+    /// <summary>Removes a folder <see cref="Prepare"/> staged a converted tokenizer in, once its files are copied; the source folder it may also return is left alone.</summary>
+    public static void Release(string preparedDir)
+    {
+        var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(preparedDir));
+        if (name.StartsWith("rlaif-tokenizer-", StringComparison.Ordinal) && Path.GetDirectoryName(Path.GetFullPath(preparedDir)) == Path.TrimEndingDirectorySeparator(Path.GetTempPath()))
+            try { Directory.Delete(preparedDir, recursive: true); } catch (IOException) { }
+    }
+
     /// <summary>The tokenizer.json of a byte-level BPE tokenizer (GPT-2, RoBERTa-style vocab.json + merges.txt).</summary>
     public static JsonObject FromByteLevelBpe(string vocabPath, string mergesPath, JsonObject? tokenizerConfig)
     {
