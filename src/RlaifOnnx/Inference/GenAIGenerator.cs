@@ -29,6 +29,8 @@ public sealed class GenAIGenerator : ITextGenerator
     readonly SemaphoreSlim gate = new(1, 1);
 
     public string ModelDir { get; }
+    /// <summary>genai_config.json's model.context_length: the most tokens a prompt and its answer may hold together; 0 when absent.</summary>
+    public int ContextLength => contextLength;
 
     public GenAIGenerator(string modelDir, InferenceOptions? options = null)
     {
