@@ -143,6 +143,17 @@ internal static class HttpRetry
         return Regex.Replace(text, @"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@", "$1***@");
     }
 
+    /// <summary>A duration in seconds from environment variable <paramref name="name"/>, or <paramref name="fallback"/> when it is unset.</summary>
+    internal static TimeSpan FromEnvironment(string name, TimeSpan fallback)
+    {
+        var text = Environment.GetEnvironmentVariable(name);
+        if (string.IsNullOrWhiteSpace(text)) return fallback;
+        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+            || !double.IsFinite(seconds) || seconds < 0.01 || seconds > 86400)
+            throw UserError.At($"${name}", null, null, $"must be a number of seconds from 0.01 to 86400, got \"{text}\"");
+        return TimeSpan.FromSeconds(seconds);
+    }
+
     /// <summary>Retry-After as seconds or as an HTTP date (RFC 9110 §10.2.3); never negative.</summary>
     internal static TimeSpan? RetryAfter(RetryConditionHeaderValue? header, DateTimeOffset now)
     {

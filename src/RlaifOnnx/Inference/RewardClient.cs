@@ -14,10 +14,10 @@ public sealed record RewardClientOptions
     public string? Model { get; init; }
     /// <summary>The environment variable holding a bearer key; null, unset or empty sends no Authorization header.</summary>
     public string? ApiKeyEnvironmentVariable { get; init; }
-    /// <summary>How long one HTTP attempt may take.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
-    /// <summary>How long one call may take in all: attempts, backoffs and Retry-After waits (capped at what is left).</summary>
-    public TimeSpan Deadline { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>How long one HTTP attempt may take: 60 s, or $RLAIF_HTTP_TIMEOUT seconds.</summary>
+    public TimeSpan Timeout { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_TIMEOUT", TimeSpan.FromSeconds(60));
+    /// <summary>How long one call may take in all (attempts, backoffs, Retry-After waits capped at what is left): 5 min, or $RLAIF_HTTP_DEADLINE seconds.</summary>
+    public TimeSpan Deadline { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_DEADLINE", TimeSpan.FromMinutes(5));
     /// <summary>Retries after the first attempt on 429, 5xx, timeouts and connection failures.</summary>
     public int MaxRetries { get; init; } = 5;
     /// <summary>The first backoff; each retry doubles it (with jitter), up to <see cref="MaxBackoff"/>.</summary>

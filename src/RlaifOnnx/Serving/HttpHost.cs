@@ -151,10 +151,10 @@ public static class HttpHost
     internal static IResult Error(int status, string message, string type) =>
         Results.Json(new ErrorResponse(new ErrorBody(message, type)), OpenAIJson.Options, statusCode: status);
 
-    /// <summary>A POST body that is not declared as JSON: 415 as OpenAI-compatible servers answer, naming the header.</summary>
+    /// <summary>A POST body that is not declared as JSON: 400 naming the header, as the OpenAI API answers.</summary>
     internal static IResult? RequireJson(HttpContext context) =>
         context.Request.HasJsonContentType() ? null
-            : Error(415, $"Content-Type must be application/json, got \"{context.Request.ContentType}\"", "invalid_request_error");
+            : Error(400, $"Content-Type must be application/json, got \"{context.Request.ContentType}\"", "invalid_request_error");
 
     /// <summary>Starts the app and returns the port it bound; a port it cannot listen on is a <see cref="UserError"/>, after <paramref name="cleanUp"/>.</summary>
     internal static async Task<int> StartAsync(WebApplication app, int port, string host, Func<ValueTask> cleanUp, CancellationToken cancellationToken)
