@@ -21,8 +21,8 @@ internal sealed record RetryPolicy(TimeSpan Timeout, TimeSpan Deadline, int MaxR
 /// One HTTP request with retries, as the project's HTTP clients (<see cref="OpenAIBackend"/>,
 /// <see cref="RewardClient"/>) make it, on a Polly pipeline from Microsoft.Extensions.Http.Resilience:
 /// a total deadline around retries (exponential backoff with jitter; 429, 408, 5xx, timeouts and
-/// connection failures are retried, after Retry-After when the server sends one, capped at what is left
-/// of the deadline) around a per-attempt timeout. Any other failing status is a <see cref="UserError"/>
+/// connection failures are retried, after Retry-After when the server sends one; one past what is left of
+/// the deadline fails at once) around a per-attempt timeout. Any other failing status is a <see cref="UserError"/>
 /// at once, with a hint about the API key on 401/403; running out of attempts or time is a
 /// <see cref="UserError"/> that says which limit was hit. Errors never carry the key or a URL's userinfo.
 /// </summary>
@@ -57,14 +57,20 @@ internal static class HttpRetry
                 UseJitter = true,
                 Delay = policy.InitialBackoff,
                 MaxDelay = policy.MaxBackoff,
-                ShouldRetryAfterHeader = false,   // ours below: the same header, capped at the deadline
-                DelayGenerator = args =>
+                ShouldRetryAfterHeader = false,   // ours below: the same header, held against the deadline
+                // A Retry-After past what is left of the deadline cannot be honoured: fail now and say so
+                // rather than wait for nothing.
+                ShouldHandle = args =>
                 {
-                    if (RetryAfter(args.Outcome.Result?.Headers.RetryAfter, DateTimeOffset.UtcNow) is not { } asked) return new ValueTask<TimeSpan?>((TimeSpan?)null);
-                    askedRetryAfter = asked;
-                    var left = policy.Deadline - (DateTimeOffset.UtcNow - started);
-                    return new ValueTask<TimeSpan?>(asked < left ? asked : left < TimeSpan.Zero ? TimeSpan.Zero : left);
+                    if (RetryAfter(args.Outcome.Result?.Headers.RetryAfter, DateTimeOffset.UtcNow) is { } asked
+                        && asked >= policy.Deadline - (DateTimeOffset.UtcNow - started))
+                    {
+                        askedRetryAfter = asked;
+                        return ValueTask.FromResult(false);
+                    }
+                    return ValueTask.FromResult(HttpClientResiliencePredicates.IsTransient(args.Outcome));
                 },
+                DelayGenerator = args => ValueTask.FromResult(RetryAfter(args.Outcome.Result?.Headers.RetryAfter, DateTimeOffset.UtcNow)),
             });
         var pipeline = builder.AddTimeout(new HttpTimeoutStrategyOptions { Timeout = policy.Timeout }).Build();
 
@@ -87,7 +93,6 @@ internal static class HttpRetry
         {
             var what = deadlineHit
                 ? $"the total deadline of {Seconds(policy.Deadline)} ran out after {Attempts(attempts)}"
-                    + (askedRetryAfter is { } asked && asked > policy.Deadline ? $" (the server asked to retry after {Seconds(asked)})" : "")
                     + (lastFailure is null ? "" : $"; last answer {lastFailure}")
                 : e is TimeoutRejectedException
                     ? $"no answer within the per-attempt timeout of {Seconds(policy.Timeout)}, after {Attempts(attempts)}"
@@ -111,6 +116,8 @@ internal static class HttpRetry
             }
             var failure = $"{url}: HTTP {(int)response.StatusCode}";
             var message = FirstLine(describeError(body));
+            if (askedRetryAfter is { } later)
+                throw new UserError(Redact($"{failure} after {Attempts(attempts)}: the server asked to retry after {Seconds(later)}, past what is left of the total deadline of {Seconds(policy.Deadline)}: {message}", policy.ApiKey));
             if (IsRetryable(response.StatusCode))
                 throw new UserError(Redact($"{failure} after {Attempts(attempts)}: {message}", policy.ApiKey));
             if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
