@@ -128,6 +128,8 @@ public sealed class OpenAIServer : IAsyncDisposable
         // Every prompt fits the context with its answer, and the request as a whole fits the batch limit,
         // before any work: a past-context prompt would otherwise be scored over its whole length.
         var encoded = prompts.Select(Encode).ToList();
+        // Without max_tokens the default shrinks to what the context leaves, as vLLM does; given, it is held to.
+        if (request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, encoded.Max(e => e.Length));
         for (var i = 0; i < encoded.Count; i++) CheckContext(encoded[i].Length, maxTokens, prompts.Count == 1 ? "prompt" : $"prompt[{i}]");
         CheckBatch(encoded.Sum(e => (long)e.Length + maxTokens));
 
@@ -176,6 +178,7 @@ public sealed class OpenAIServer : IAsyncDisposable
         var maxTokens = request.MaxCompletionTokens ?? request.MaxTokens ?? 128;
         if (maxTokens <= 0) throw UserError.At("request", null, "max_tokens", $"must be positive, got {maxTokens}");
         var promptTokens = Encode(prompt).Length;
+        if (request.MaxCompletionTokens is null && request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, promptTokens);
         CheckContext(promptTokens, maxTokens, "messages");
         CheckBatch((long)promptTokens + maxTokens);
         var g = (await generator.GenerateAsync([prompt], Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken))[0];
@@ -226,6 +229,9 @@ public sealed class OpenAIServer : IAsyncDisposable
         if (promptTokens + maxTokens > context)
             throw UserError.At("request", null, "max_tokens", $"prompt is {promptTokens} tokens and max_tokens is {maxTokens}, {promptTokens + maxTokens} in all; this model's context is {context}");
     }
+
+    int DefaultMaxTokens(int fallback, int longestPrompt) =>
+        generator.ContextLength > 0 && longestPrompt < generator.ContextLength ? Math.Min(fallback, generator.ContextLength - longestPrompt) : fallback;
 
     void CheckBatch(long tokens)
     {

@@ -79,13 +79,15 @@ public static class TrainLm
         StageConfig.Check(config, "train-lm");
         var meta = ModelFolder.ReadMetadata(config.Model);
         var model = meta.Config;
+        // Every file of the folder is checked before any work: a broken one is named, not met halfway.
+        var weights = ModelFolder.ReadWeights(config.Model);
+        ModelFolder.CheckGenAIFiles(config.Model);
 
         // 1. Tokenise the data with the model folder's tokenizer.
         var sequences = Tokenise(config, model);
         log($"{sequences.Count} sequences, {sequences.Sum(s => s.Ids.Length):N0} tokens, {sequences.Sum(s => s.TargetMask.Sum(b => b)):N0} targets");
 
         // 2. The training graph, trainable and frozen weights.
-        var weights = ModelFolder.ReadWeights(config.Model);
         var lora = LoraOptions.From(config.Lora);
         var graph = CausalLm.Graph(model);
         IReadOnlyList<LoraAdapter> adapters = [];
@@ -154,9 +156,22 @@ public static class TrainLm
     /// <summary>Token ids and target masks of every usable line; a line with neither text nor a prompt/completion pair is an error naming it.</summary>
     internal static List<TokenSequence> Tokenise(Config config, ModelConfig model)
     {
-        using var genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(config.Model);
-        using var genaiModel = new Model(genaiConfig);
-        using var tokenizer = new Tokenizer(genaiModel);
+        Microsoft.ML.OnnxRuntimeGenAI.Config genaiConfig;
+        Model genaiModel;
+        Tokenizer tokenizer;
+        try
+        {
+            genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(config.Model);
+            genaiModel = new Model(genaiConfig);
+            tokenizer = new Tokenizer(genaiModel);
+        }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            throw UserError.At(config.Model, null, null, $"ONNX Runtime GenAI cannot load this model folder: {e.Message.Split('\n', 2)[0]}");
+        }
+        using var disposeConfig = genaiConfig;
+        using var disposeModel = genaiModel;
+        using var disposeTokenizer = tokenizer;
         int[] Encode(string text)
         {
             using var s = tokenizer.Encode(text);
