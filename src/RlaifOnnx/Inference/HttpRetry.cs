@@ -91,6 +91,8 @@ internal static class HttpRetry
         }
         catch (Exception e) when (e is TimeoutRejectedException or HttpRequestException && !cancellationToken.IsCancellationRequested)
         {
+            // A deadline that ran out during a backoff surfaces as the last attempt's exception: judge by the clock too.
+            deadlineHit |= DateTimeOffset.UtcNow - started >= policy.Deadline;
             var what = deadlineHit
                 ? $"the total deadline of {Seconds(policy.Deadline)} ran out after {Attempts(attempts)}"
                     + (lastFailure is null ? "" : $"; last answer {lastFailure}")

@@ -153,26 +153,35 @@ public class ServingLimitsTests
             serving: new ServingOptions { MaxConcurrentRequests = 1, MaxQueuedRequests = 0, MaxRequestBodyBytes = 64 * 1024 }, cancellationToken: ct);
         using var http = new HttpClient { BaseAddress = server.BaseUrl };
 
-        // One request holds the only slot: its headers are in, its body never finishes.
+        // One request holds the only slot: its headers are in, its body keeps trickling (fast enough for
+        // Kestrel's minimum data rate) and never finishes.
         using var holder = new TcpClient();
         await holder.ConnectAsync(IPAddress.Loopback, server.Port, ct);
         var stream = holder.GetStream();
-        await stream.WriteAsync(Encoding.ASCII.GetBytes($"POST /v1/rewards HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"input\""), ct);
-        HttpResponseMessage busy;
-        var clock = Stopwatch.StartNew();
-        do
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("POST /v1/rewards HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{\"input\": [\""), ct);
+        using var stopTrickle = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var trickle = Task.Run(async () =>
         {
-            busy = await http.PostAsync("v1/rewards", Json("""{"input": ["a"]}"""), ct);
-        } while (busy.StatusCode != HttpStatusCode.TooManyRequests && clock.Elapsed < TimeSpan.FromSeconds(10));
+            var chunk = Encoding.ASCII.GetBytes(new string('a', 100));
+            try { while (true) { await stream.WriteAsync(chunk, stopTrickle.Token); await Task.Delay(100, stopTrickle.Token); } }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException) { }
+        }, ct);
+        // Wait until the server reports it running (its slot taken), then any other request is turned away.
+        var clock = Stopwatch.StartNew();
+        while (!(await http.GetStringAsync("metrics", ct)).Contains("rlaif_requests_running 2") && clock.Elapsed < TimeSpan.FromSeconds(30))
+            await Task.Delay(20, ct);   // 2: the holder and this /metrics request
+        var busy = await http.PostAsync("v1/rewards", Json("""{"input": ["a"]}"""), ct);
         Assert.Equal(HttpStatusCode.TooManyRequests, busy.StatusCode);
         Assert.Equal(TimeSpan.FromSeconds(1), busy.Headers.RetryAfter!.Delta);
         Assert.Contains("rlaif_requests_total{route=\"/v1/rewards\",status=\"429\"}", await http.GetStringAsync("metrics", ct));
+        await stopTrickle.CancelAsync();
+        await trickle;
         holder.Close();
 
         // The slot comes back once the holder is gone.
         clock.Restart();
         do busy = await http.PostAsync("v1/rewards", Json("""{"input": ["a"]}"""), ct);
-        while (busy.StatusCode != HttpStatusCode.OK && clock.Elapsed < TimeSpan.FromSeconds(10));
+        while (busy.StatusCode != HttpStatusCode.OK && clock.Elapsed < TimeSpan.FromSeconds(30));
         Assert.Equal(HttpStatusCode.OK, busy.StatusCode);
 
         var big = $"{{\"input\": [\"{new string('a', 100_000)}\"]}}";
