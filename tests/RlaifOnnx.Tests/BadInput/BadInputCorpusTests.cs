@@ -104,6 +104,15 @@ public class BadInputCorpusTests(CorpusFixture fixture) : IClassFixture<CorpusFi
         return model;
     }
 
+    static string Edit(string model, string file, string from, string to)
+    {
+        var path = Path.Combine(model, file);
+        var text = File.ReadAllText(path);
+        Assert.Contains(from, text);
+        File.WriteAllText(path, text.Replace(from, to));
+        return model;
+    }
+
     static string Truncate(string model, string file)
     {
         var path = Path.Combine(model, file);
@@ -124,6 +133,8 @@ public class BadInputCorpusTests(CorpusFixture fixture) : IClassFixture<CorpusFi
         ["inspect-weights-truncated"] = (f, d) => (["model", "inspect", Truncate(f.LmCopy(d), "model.onnx.data")], "model.onnx.data", []),
         ["inspect-graph-missing"] = (f, d) => (["model", "inspect", Break(f.LmCopy(d), "model.onnx", null)], "model.onnx", []),
         ["inspect-rlaif-json-corrupt"] = (f, d) => (["model", "inspect", Break(f.LmCopy(d), "rlaif.json", "{ not json")], "rlaif.json", []),
+        ["inspect-vocab-size-lies"] = (f, d) => (["model", "inspect", Edit(f.LmCopy(d), "rlaif.json", "\"vocab_size\": 300", "\"vocab_size\": 30000")], "does not match the config", []),
+        ["inspect-pm-weights-truncated"] = (f, d) => (["model", "inspect", Truncate(f.PmCopy(d), "model.onnx.data")], "model.onnx", []),
         ["train-lm-tokenizer-missing"] = (f, d) => TrainLmOn(Break(f.LmCopy(d), "tokenizer.json", null), d, "tokenizer.json"),
         ["train-lm-tokenizer-corrupt"] = (f, d) => TrainLmOn(Break(f.LmCopy(d), "tokenizer.json", "{\"model\": 3"), d, "tokenizer.json"),
         ["train-lm-rlaif-json-missing"] = (f, d) => TrainLmOn(Break(f.LmCopy(d), "rlaif.json", null), d, "rlaif.json"),
