@@ -6,7 +6,12 @@ using RlaifOnnx.Models;
 namespace RlaifOnnx.Inference;
 
 /// <summary>One generated answer: the prompt's token ids, the new token ids (EOS excluded), the new text, and why it stopped.</summary>
-public sealed record Generation(int[] PromptIds, int[] NewIds, string Text, string FinishReason);
+/// <summary>
+/// One generated sequence: the prompt's ids, the new ids before the end token, the text, why it ended ("stop" or
+/// "length") and which end token it sampled (null when it ran to the length limit, or when GenAI did not show
+/// the end token and the model has several).
+/// </summary>
+public sealed record Generation(int[] PromptIds, int[] NewIds, string Text, string FinishReason, int? EndTokenId = null);
 
 /// <summary>
 /// Local generation with ONNX Runtime GenAI over a model folder (genai_config.json + model.onnx +
@@ -154,8 +159,8 @@ public sealed class GenAIGenerator : ITextGenerator
             // in a batch, a sequence that met EOS is filled with padding after it, so we cut at the first EOS.
             var sequence = generator.GetSequence((ulong)i);
             var generated = sequence[Math.Min(longest, sequence.Length)..];
-            var (newIds, finish) = CutAtEos(generated, eosIds, sampling.MaxNewTokens);
-            results[i] = new Generation(promptIds[i], newIds, tokenizer.Decode(newIds), finish);
+            var (newIds, finish, endId) = CutAtEos(generated, eosIds, sampling.MaxNewTokens);
+            results[i] = new Generation(promptIds[i], newIds, tokenizer.Decode(newIds), finish, endId);
         }
         return results;
     }
@@ -163,14 +168,15 @@ public sealed class GenAIGenerator : ITextGenerator
     /// <summary>
     /// The tokens before the first EOS, and why generation ended: "stop" for EOS, "length" for the token
     /// limit. GenAI 0.18 keeps the EOS in a batch's sequences (then pads them) but leaves it out when the
-    /// batch holds one sequence, so a sequence shorter than the limit also ended at EOS.
+    /// batch holds one sequence, so a sequence shorter than the limit also ended at EOS. The end id is the EOS
+    /// that was sampled; for an EOS left out it is the model's only EOS id, or null when it has several.
     /// </summary>
-    internal static (int[] Ids, string FinishReason) CutAtEos(ReadOnlySpan<int> generated, IReadOnlySet<int> eos, int maxNewTokens)
+    internal static (int[] Ids, string FinishReason, int? EndTokenId) CutAtEos(ReadOnlySpan<int> generated, IReadOnlySet<int> eos, int maxNewTokens)
     {
         for (var t = 0; t < generated.Length; t++)
-            if (eos.Contains(generated[t])) return (generated[..t].ToArray(), "stop");
+            if (eos.Contains(generated[t])) return (generated[..t].ToArray(), "stop", generated[t]);
         var kept = generated[..Math.Min(generated.Length, maxNewTokens)].ToArray();
-        return (kept, kept.Length < maxNewTokens ? "stop" : "length");
+        return kept.Length < maxNewTokens ? (kept, "stop", eos.Count == 1 ? eos.First() : null) : (kept, "length", null);
     }
 
     static void ValidateSampling(SamplingOptions s)

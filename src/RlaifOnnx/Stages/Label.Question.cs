@@ -57,11 +57,13 @@ public static partial class Label
         var matches = StatedAnswerRegex().Matches(text);
         if (matches.Count == 0) return (text, null);
         var last = matches[^1];
-        var answer = (last.Groups["a"].Success ? last.Groups["a"] : last.Groups["b"]).Value[0];
-        return (text[..(last.Index + last.Length)].Trim(), char.ToUpperInvariant(answer));
+        var answer = last.Groups["letter"].Captures[^1].Value[0];
+        return (text[..(last.Index + last.Length)].Trim(), answer);
     }
 
-    [GeneratedRegex(@"answer is:?\s*\(?(?<a>[AB])\b\)?|(?:option|response)\s*\(?(?<b>[AB])\)?\s+is\s+(?:the\s+)?(?:better|best)", RegexOptions.IgnoreCase)]
+    // Only the markers the question uses: "(A)" or "(B)", or the capital letter standing alone ("the answer is B.").
+    // A lower-case or embedded letter is not an answer: "the answer is a bit unclear", "the answer is Above".
+    [GeneratedRegex(@"[Aa]nswer is:?\s*(?:\((?<letter>[AB])\)|(?<letter>[AB])(?![\p{L}\p{N}]))|(?:[Oo]ption|[Rr]esponse)\s*(?:\((?<letter>[AB])\)|(?<letter>[AB])(?![\p{L}\p{N}]))\s+is\s+(?:the\s+)?(?:better|best)")]
     private static partial Regex StatedAnswerRegex();
 
     /// <summary>

@@ -1,4 +1,3 @@
-using RlaifOnnx.Reporting;
 
 namespace RlaifOnnx.Stages;
 

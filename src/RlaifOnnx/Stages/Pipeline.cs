@@ -14,7 +14,7 @@ namespace RlaifOnnx.Stages;
 /// </summary>
 public static class Pipeline
 {
-    /// <summary>A pipeline: stages in order, optionally a subset to run. Stage kinds: train-lm, revise, sft, label, mix, pmp-data, pm, ppo, evaluate.</summary>
+    /// <summary>A pipeline: stages in order, optionally a subset to run. Stage kinds: train-lm, revise, sft, label, mix, pmp-data, pm, ppo, dpo, evaluate.</summary>
     public sealed record Config : IValidatableConfig
     {
         /// <summary>The stages in the order they run: each {name, stage, config}.</summary>
@@ -46,7 +46,7 @@ public static class Pipeline
     {
         /// <summary>The stage's name, unique in the pipeline (used by only and from, and printed as "== name (stage)").</summary>
         public required string Name { get; init; }
-        /// <summary>The stage kind: train-lm, revise, sft, label, mix, pmp-data, pm, ppo or evaluate (the command that runs it alone).</summary>
+        /// <summary>The stage kind: train-lm, revise, sft, label, mix, pmp-data, pm, ppo, dpo or evaluate (the command that runs it alone).</summary>
         public required string Stage { get; init; }
         /// <summary>The stage's config file (relative to the pipeline file); the same file `rlaif STAGE --config` reads.</summary>
         [ConfigPath] public required string Config { get; init; }
@@ -106,6 +106,8 @@ public static class Pipeline
                     : "";
                 return $"{last}wrote {s.Model} and {s.ValueModel}";
             }),
+            Of<Dpo.Config>("dpo", "Direct preference optimisation of a model on preference pairs (the label stage's preferences.jsonl or any TRL preference JSONL), the model as its own reference; writes model/, metrics.jsonl, checkpoints/ and reference_logps.jsonl",
+                (c, path, log, ct) => Task.FromResult($"wrote {Dpo.Run(c, log, ct, path)}")),
             Of<Evaluate.Config>("evaluate", "Compare policies on prompt sets: generations.jsonl, PM rewards, feedback-model judgments, win rates and Elo scores (report.json, report.md)", async (c, path, log, ct) =>
             {
                 var report = await Evaluate.Run(c, log, ct, path);

@@ -156,49 +156,12 @@ public static class TrainLm
     /// <summary>Token ids and target masks of every usable line; a line with neither text nor a prompt/completion pair is an error naming it.</summary>
     internal static List<TokenSequence> Tokenise(Config config, ModelConfig model)
     {
-        Microsoft.ML.OnnxRuntimeGenAI.Config genaiConfig;
-        Model genaiModel;
-        Tokenizer tokenizer;
-        try
-        {
-            genaiConfig = new Microsoft.ML.OnnxRuntimeGenAI.Config(config.Model);
-            genaiModel = new Model(genaiConfig);
-            tokenizer = new Tokenizer(genaiModel);
-        }
-        catch (OnnxRuntimeGenAIException e)
-        {
-            throw UserError.At(config.Model, null, null, $"ONNX Runtime GenAI cannot load this model folder: {e.Message.Split('\n', 2)[0]}");
-        }
-        using var disposeConfig = genaiConfig;
-        using var disposeModel = genaiModel;
-        using var disposeTokenizer = tokenizer;
-        int[] Encode(string text)
-        {
-            using var s = tokenizer.Encode(text);
-            return s[0].ToArray();
-        }
-        var template = ChatTemplate.FromFolder(config.Model);
+        using var encoder = new CompletionEncoder(config.Model, model);
         var result = new List<TokenSequence>();
         foreach (var (line, example) in Jsonl.Read<Example>(config.Data))
         {
-            int[] ids;
-            byte[] mask;
-            if (example.Text is not null)
-            {
-                if (example.Prompt is not null || example.Completion is not null || example.Messages is not null)
-                    throw UserError.At(config.Data, line, "text", "give one of text, prompt and completion, or messages");
-                ids = [.. Encode(example.Text), model.EosTokenId];
-                mask = ids.Select(_ => (byte)1).ToArray();
-            }
-            else
-            {
-                var (promptText, completionText, isChat) = PromptAndCompletion(example, config.Data, line, template, tokenizer);
-                var prompt = Encode(promptText);
-                // A chat template ends the assistant turn itself; plain text gets the end-of-sequence token.
-                int[] completion = isChat ? Encode(completionText) : [.. Encode(completionText), model.EosTokenId];
-                ids = [.. prompt, .. completion];
-                mask = [.. prompt.Select(_ => (byte)0), .. completion.Select(_ => (byte)1)];
-            }
+            var sequence = Encode(example, encoder, model, config.Data, line);
+            var (ids, mask) = (sequence.Ids, sequence.TargetMask);
             if (ids.Length > config.MaxLength) { ids = ids[..config.MaxLength]; mask = mask[..config.MaxLength]; }
             // A sequence trains only if some token after the first is a target.
             if (mask.Skip(1).Any(m => m == 1)) result.Add(new TokenSequence(ids, mask));
@@ -207,50 +170,26 @@ public static class TrainLm
         return result;
     }
 
-    /// <summary>
-    /// The prompt and completion text of a pair line. Message lists are rendered with the chat template: the
-    /// prompt with the generation prompt appended, the completion as what the whole conversation adds to it.
-    /// </summary>
-    static (string Prompt, string Completion, bool IsChat) PromptAndCompletion(Example example, string file, int line, ChatTemplate? template, Tokenizer tokenizer)
+    /// <summary>One line: text (every token a target), prompt and completion, or messages (the last, an assistant turn, the completion).</summary>
+    static TokenSequence Encode(Example example, CompletionEncoder encoder, ModelConfig model, string file, int line)
     {
-        List<ChatMessage> promptMessages, completionMessages;
+        if (example.Text is not null)
+        {
+            if (example.Prompt is not null || example.Completion is not null || example.Messages is not null)
+                throw UserError.At(file, line, "text", "give one of text, prompt and completion, or messages");
+            int[] ids = [.. encoder.Encode(example.Text), model.EosTokenId];
+            return new TokenSequence(ids, ids.Select(_ => (byte)1).ToArray());
+        }
         if (example.Messages is { } messages)
         {
             if (example.Prompt is not null || example.Completion is not null)
                 throw UserError.At(file, line, "messages", "give one of text, prompt and completion, or messages");
             if (messages.Count < 2 || messages[^1].Role != "assistant")
                 throw UserError.At(file, line, "messages", "needs at least one turn before a final assistant turn");
-            (promptMessages, completionMessages) = (messages[..^1], [messages[^1]]);
+            return encoder.Encode(messages[..^1], [messages[^1]], file, line, "messages");
         }
-        else
-        {
-            if (example.Prompt is not { } p) throw UserError.At(file, line, "prompt", "is missing (each line needs text, prompt and completion, or messages)");
-            if (example.Completion is not { } c) throw UserError.At(file, line, "completion", "is missing (each line needs text, prompt and completion, or messages)");
-            if (p.ValueKind == JsonValueKind.String && c.ValueKind == JsonValueKind.String) return (p.GetString()!, c.GetString()!, false);
-            promptMessages = Messages(p, file, line, "prompt");
-            completionMessages = Messages(c, file, line, "completion");
-        }
-        if (template is null) throw UserError.At(file, line, "messages", "the model folder's tokenizer_config.json has no chat_template to render messages with");
-        var (promptText, completionText) = template.RenderPromptAndCompletion(tokenizer, promptMessages, completionMessages)
-            ?? throw UserError.At(file, line, "completion", "the chat template does not render the conversation as the prompt followed by the answer");
-        return (promptText, completionText, true);
-    }
-
-    static List<ChatMessage> Messages(JsonElement value, string file, int line, string field)
-    {
-        if (value.ValueKind != JsonValueKind.Array)
-            throw UserError.At(file, line, field, "must be a string or a list of {role, content} messages");
-        var list = new List<ChatMessage>();
-        var i = 0;
-        foreach (var m in value.EnumerateArray())
-        {
-            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
-                || !m.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
-                throw UserError.At(file, line, $"{field}[{i}]", "must be an object with string role and content");
-            list.Add(new ChatMessage(role.GetString()!, content.GetString()!));
-            i++;
-        }
-        if (list.Count == 0) throw UserError.At(file, line, field, "is an empty message list");
-        return list;
+        if (example.Prompt is not { } p) throw UserError.At(file, line, "prompt", "is missing (each line needs text, prompt and completion, or messages)");
+        if (example.Completion is not { } c) throw UserError.At(file, line, "completion", "is missing (each line needs text, prompt and completion, or messages)");
+        return encoder.Encode(p, c, file, line);
     }
 }

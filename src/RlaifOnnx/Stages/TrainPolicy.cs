@@ -34,14 +34,13 @@ namespace RlaifOnnx.Stages;
 /// uninterrupted run. Output: metrics.jsonl, checkpoints/{policy,value}/, rollout_policy/, model/ (the policy,
 /// an LM folder) and value_model/ (a PM folder).
 ///
-/// Differences from TRL: the log-probs are those of the untempered policy (TRL divides the logits by the
-/// sampling temperature in both rollout and update); the score is added at the last response token
-/// (see <see cref="PpoMath"/>); the learning rates are constant; clip_fraction counts |ρ − 1| &gt; ε and
-/// approx_kl is k3 (see <see cref="Losses.PpoPolicyLoss"/>).
+/// As TRL, every log-prob is of softmax(logits / temperature) and the learning rate decays linearly per
+/// iteration; what still differs (the score at the last response token, a separate value optimizer, the
+/// rollout policy written to disk) is tabled in README's PPO section.
 ///
 /// Run: <c>rlaif ppo --config ppo.yaml</c>.
 /// </summary>
-public static class TrainPolicy
+public static partial class TrainPolicy
 {
     public const string ModelSubdir = "model";
     public const string ValueModelSubdir = "value_model";
@@ -71,8 +70,11 @@ public static class TrainPolicy
         public int MiniBatchSize { get; init; } = 4;
         /// <summary>Rows per ONNX Runtime run within a step (gradients accumulated); 0 = the whole mini-batch.</summary>
         public int MicroBatchSize { get; init; }
-        /// <summary>Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies to the value model too).</summary>
-        public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "constant" };
+        /// <summary>
+        /// Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies
+        /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
+        /// </summary>
+        public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "linear" };
         /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
         public LoraConfig Lora { get; init; } = new();
         /// <summary>How rollouts are sampled: temperature (must be positive), top_p, max_new_tokens (of a response).</summary>
@@ -115,6 +117,8 @@ public static class TrainPolicy
         {
             if (Iterations < 1) yield return new("iterations", $"must be at least 1, got {Iterations}");
             if (!(Sampling.Temperature > 0)) yield return new("sampling", $"temperature must be positive (PPO samples), got {Sampling.Temperature}");
+            // PPO trains the distribution it samples from, softmax(logits / temperature); nucleus sampling draws from another.
+            if (Sampling.TopP < 1) yield return new("sampling", $"top_p must be 1 for PPO rollouts (got {Sampling.TopP}): the policy trained is softmax(logits/temperature), which top_p < 1 does not sample");
             if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
             if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
             else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
@@ -187,13 +191,13 @@ public static class TrainPolicy
         var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
         var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
 
-        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon), Ppo.LossOutput, policyTrainable, policyFrozen,
-            Ppo.PolicyOptions(TrainerOptions.From(config.Optimizer, config.Iterations * config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize)) with { MicroBatchSize = config.MicroBatchSize }));
+        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
+            Ppo.PolicyOptions(PolicyTrainerOptions(config)));
         using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
             Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
-        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
-        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null), referenceWeights, Ppo.TokenLogProbsOutput);
+        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
+        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
         using var valueForward = new BoundForward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
         using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
 
@@ -256,7 +260,8 @@ public static class TrainPolicy
                 var rollouts = batchPrompts.Zip(generations, (p, g) =>
                 {
                     var stopped = g.FinishReason == "stop";
-                    int[] end = stopped ? [model.EosTokenId] : [];
+                    // The end token the policy sampled (a model may have several); the main one only when GenAI hid it.
+                    int[] end = stopped ? [g.EndTokenId ?? model.EosTokenId] : [];
                     return new Rollout(p.Item, [.. g.PromptIds, .. g.NewIds, .. end], g.PromptIds.Length, g.Text, stopped);
                 }).ToList();
 
@@ -390,76 +395,6 @@ public static class TrainPolicy
             throw UserError.At(source, null, key, $"{otherDir} has another tokenizer than policy_model (it must read the policy's token ids)");
     }
 
-    /// <summary>A forward output per row, cut to the row's own [L−1] positions (values [B, T] drop their last column too).</summary>
-    static List<double[]> RowOutputs(BoundForward forward, IReadOnlyList<Rollout> rollouts, int padId, int chunkSize, CancellationToken cancellationToken)
-    {
-        var result = new List<double[]>();
-        foreach (var chunk in rollouts.Chunk(chunkSize))
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var output = forward.Run(Tokens(chunk, padId), out var width);                                          // [b, width], width = T−1 or T
-            foreach (var (r, b) in chunk.Select((r, b) => (r, b)))
-                result.Add(Enumerable.Range(0, r.Ids.Length - 1).Select(t => (double)output[b * width + t]).ToArray());
-        }
-        return result;
-    }
-
-    /// <summary>input_ids (right-padded), attention_mask and position_ids 0…T−1, [B, T] with T the longest row.</summary>
-    static TrainingBatch Tokens(IReadOnlyList<Rollout> rows, int padId)
-    {
-        var length = rows.Max(r => r.Ids.Length);
-        var ids = new long[rows.Count * length];
-        var attention = new long[rows.Count * length];
-        var positions = new long[rows.Count * length];
-        for (var b = 0; b < rows.Count; b++)
-            for (var t = 0; t < length; t++)
-            {
-                var real = t < rows[b].Ids.Length;
-                ids[b * length + t] = real ? rows[b].Ids[t] : padId;
-                attention[b * length + t] = real ? 1 : 0;
-                positions[b * length + t] = t;
-            }
-        return new TrainingBatch
-        {
-            ["input_ids"] = BatchTensor.Of(ids, rows.Count, length),
-            ["attention_mask"] = BatchTensor.Of(attention, rows.Count, length),
-            ["position_ids"] = BatchTensor.Of(positions, rows.Count, length),
-        };
-    }
-
-    /// <summary>A mini-batch for both loss graphs: the tokens plus the per-token arrays [B, T−1], zero past each row's end.</summary>
-    static TrainingBatch MiniBatch(IReadOnlyList<(Rollout Rollout, RowArrays Arrays)> rows, int padId)
-    {
-        var batch = Tokens(rows.Select(r => r.Rollout).ToList(), padId);
-        var width = (int)batch["input_ids"].Shape[1] - 1;
-        float[] Floats(Func<RowArrays, double[]> pick)
-        {
-            var values = new float[rows.Count * width];
-            for (var b = 0; b < rows.Count; b++)
-            {
-                var row = pick(rows[b].Arrays);
-                for (var t = 0; t < row.Length; t++) values[b * width + t] = (float)row[t];
-            }
-            return values;
-        }
-        var mask = new long[rows.Count * width];
-        for (var b = 0; b < rows.Count; b++)
-            for (var t = 0; t < rows[b].Arrays.Mask.Length; t++) mask[b * width + t] = rows[b].Arrays.Mask[t] ? 1 : 0;
-        batch[Ppo.OldLogProbsInput] = BatchTensor.Of(Floats(r => r.LogProbs), rows.Count, width);
-        batch[Ppo.AdvantagesInput] = BatchTensor.Of(Floats(r => r.Advantages), rows.Count, width);
-        batch[Ppo.OldValuesInput] = BatchTensor.Of(Floats(r => r.Values), rows.Count, width);
-        batch[Ppo.ReturnsInput] = BatchTensor.Of(Floats(r => r.Returns), rows.Count, width);
-        batch[Ppo.ResponseMaskInput] = BatchTensor.Of(mask, rows.Count, width);
-        return batch;
-    }
-
-    static Dictionary<string, WeightTensor> Union(IReadOnlyDictionary<string, WeightTensor> a, IReadOnlyDictionary<string, WeightTensor> b)
-    {
-        var all = new Dictionary<string, WeightTensor>(a, StringComparer.Ordinal);
-        foreach (var (name, w) in b) all[name] = w;
-        return all;
-    }
-
     /// <summary>
     /// The policy checkpoint is written before the value one, so a crash between the two leaves a policy
     /// checkpoint without its value partner: checkpoints newer than the newest pair are removed, and both
@@ -491,4 +426,16 @@ public static class TrainPolicy
         ["max_prompt_tokens"] = c.MaxPromptTokens, ["lora"] = StageConfig.ToJson(c.Lora),
         ["seed"] = c.Seed, 
     };
+
+    /// <summary>
+    /// The policy trainer's options: the optimizer section with its schedule stepped once per iteration over
+    /// that iteration's ppo_epochs · rollout/mini-batch updates (warm-up counted in iterations too), as TRL steps
+    /// its scheduler once per batch of rollouts.
+    /// </summary>
+    internal static TrainerOptions PolicyTrainerOptions(Config config)
+    {
+        var options = TrainerOptions.From(config.Optimizer, config.Iterations);
+        var updatesPerIteration = config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize);
+        return options with { Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchSize };
+    }
 }

@@ -77,6 +77,17 @@ public static class Losses
         return g.Neg(MaskedMean(g, logProbs, targetMask));
     }
 
+    /// <summary>
+    /// logits / T, the logits of the distribution sampling at temperature T draws from; T = 1 adds no node.
+    /// (Multiplying by 1/T gives the same values and its gradient rule is the plain Mul one.)
+    /// </summary>
+    public static string Tempered(GraphBuilder g, string logits, double temperature)
+    {
+        if (!(temperature > 0) || double.IsInfinity(temperature))
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "the temperature must be positive and finite");
+        return temperature == 1.0 ? logits : g.Mul(logits, g.Scalar(1.0 / temperature));
+    }
+
     /// <summary>Entropy of softmax(logits) over the last axis: [B,T,V] → [B,T].</summary>
     public static string Entropy(GraphBuilder g, string logits)
     {
@@ -84,9 +95,17 @@ public static class Losses
         return g.Neg(g.ReduceSum(g.Mul(g.Exp(logProbs), logProbs), [-1], keepDims: false));
     }
 
-    /// <summary>softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows.</summary>
+    /// <summary>
+    /// softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows. |x| is written
+    /// as where(x &gt; 0, x, −x) so that at x = 0 both pieces take the x ≤ 0 branch and the gradient is
+    /// softplus′(0) = ½: with Abs and Relu, each of whose gradients is 0 at 0, it came out 0 there — and a DPO
+    /// run starts exactly there (policy = reference, so every log-ratio difference is 0).
+    /// </summary>
     public static string Softplus(GraphBuilder g, string x)
-        => g.Add(g.Op("Relu", [x]), g.Log(g.Add(g.Scalar(1), g.Exp(g.Neg(g.Op("Abs", [x]))))));
+    {
+        var abs = g.Where(g.Greater(x, g.Scalar(0)), x, g.Neg(x));
+        return g.Add(g.Op("Relu", [x]), g.Log(g.Add(g.Scalar(1), g.Exp(g.Neg(abs)))));
+    }
 
     /// <summary>log σ(x) = −softplus(−x).</summary>
     public static string LogSigmoid(GraphBuilder g, string x) => g.Neg(Softplus(g, g.Neg(x)));
@@ -115,7 +134,8 @@ public static class Losses
     /// <summary>
     /// PPO's clipped surrogate (Schulman et al. 2017, eq. 7) as a loss to minimise:
     /// mean over masked tokens of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(logπ − logπ_old).
-    /// Also the fraction of tokens whose ratio was clipped and the k3 estimate of KL(old‖new).
+    /// Also TRL's diagnostics: pg_clipfrac, the fraction of tokens where the clipped term is the larger one
+    /// (the clip binds and the token's gradient is cut), and approxkl, ½·mean((log ρ)²).
     /// </summary>
     public static PpoPolicyTerms PpoPolicyLoss(GraphBuilder g, string logProbs, string oldLogProbs, string advantages, string mask, double clipEpsilon)
     {
@@ -125,9 +145,9 @@ public static class Losses
         var clippedRatio = g.Op("Clip", [ratio, g.Scalar(1 - clipEpsilon), g.Scalar(1 + clipEpsilon)]);
         var clipped = g.Neg(g.Mul(advantages, clippedRatio));
         var loss = MaskedMean(g, g.Op("Max", [unclipped, clipped]), mask);
-        var wasClipped = g.Cast(g.Greater(g.Op("Abs", [g.Sub(ratio, g.Scalar(1))]), g.Scalar(clipEpsilon)), g.FloatType);
-        var clipFraction = MaskedMean(g, wasClipped, mask);
-        var approxKl = MaskedMean(g, g.Sub(g.Sub(ratio, g.Scalar(1)), logRatio), mask);
+        var clipBinds = g.Cast(g.Greater(clipped, unclipped), g.FloatType);
+        var clipFraction = MaskedMean(g, clipBinds, mask);
+        var approxKl = g.Mul(g.Scalar(0.5), MaskedMean(g, g.Mul(logRatio, logRatio), mask));
         return new PpoPolicyTerms(loss, clipFraction, approxKl);
     }
 

@@ -12,8 +12,15 @@ public enum ScheduleKind { Constant, Linear, Cosine }
 /// </summary>
 public sealed record LrSchedule(ScheduleKind Kind, int WarmupSteps, int TotalSteps, double MinRatio = 0)
 {
+    /// <summary>
+    /// Optimizer steps per schedule step: the factor changes every this many updates (PPO steps its
+    /// schedule once per iteration, over that iteration's mini-batch updates, as TRL does). 1 = every update.
+    /// </summary>
+    public int UpdatesPerStep { get; init; } = 1;
+
     public double Factor(long step)
     {
+        step /= Math.Max(1, UpdatesPerStep);
         if (step < WarmupSteps) return (double)step / Math.Max(1, WarmupSteps);
         var decaySteps = Math.Max(1, TotalSteps - WarmupSteps);
         var progress = Math.Min(1.0, (double)(step - WarmupSteps) / decaySteps);

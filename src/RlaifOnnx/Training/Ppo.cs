@@ -35,9 +35,9 @@ public static class Ppo
     public const string TokenLogProbsOutput = "token_logprobs";
 
     public const string LossOutput = "loss";
-    /// <summary>Policy: fraction of response tokens whose ratio left [1 − ε, 1 + ε] (<see cref="Losses.PpoPolicyLoss"/>).</summary>
+    /// <summary>Policy: fraction of response tokens where the clip binds (TRL's pg_clipfrac; <see cref="Losses.PpoPolicyLoss"/>).</summary>
     public const string ClipFractionOutput = "clip_fraction";
-    /// <summary>Policy: k3 estimate of KL(π_old‖π) over response tokens.</summary>
+    /// <summary>Policy: ½·mean((log π − log π_old)²) over response tokens (TRL's approxkl).</summary>
     public const string ApproxKlOutput = "approx_kl";
     /// <summary>Policy: mean entropy of π's next-token distribution over response tokens.</summary>
     public const string EntropyOutput = "entropy";
@@ -57,22 +57,26 @@ public static class Ppo
     /// position_ids [B, T] and the weights; with <paramref name="lora"/> the adapters too, as
     /// <see cref="CausalLm.Graph"/>), plus inputs old_logprobs and advantages [B, T−1] (float) and
     /// response_mask [B, T−1] (int64), and outputs loss (the clipped surrogate, mean over response tokens),
-    /// clip_fraction, approx_kl and entropy. The logits are not an output.
+    /// clip_fraction, approx_kl and entropy. The logits are not an output. Log-probs and entropy are those of
+    /// softmax(logits / <paramref name="temperature"/>), the distribution rollouts sample from (TRL divides the
+    /// logits by the sampling temperature in the same places).
     /// </summary>
-    public static ModelProto PolicyGraph(ModelConfig config, LoraOptions? lora = null, double clipEpsilon = DefaultClip, DataType floatType = DataType.Float)
+    public static ModelProto PolicyGraph(ModelConfig config, LoraOptions? lora = null, double clipEpsilon = DefaultClip, DataType floatType = DataType.Float,
+        double temperature = 1.0)
     {
         CheckClip(clipEpsilon);
         var forward = DecoderGraphs.Training(config, floatType);
         if (lora is not null) forward = Lora.Apply(forward, lora).Graph;
         var g = Losses.Extend(forward, "ppo/");
+        var logits = Losses.Tempered(g, "logits", temperature);                                         // [B, T, V]
         var oldLogProbs = g.Input(OldLogProbsInput, floatType, "batch_size", "action_positions");      // [B, T−1]
         var advantages = g.Input(AdvantagesInput, floatType, "batch_size", "action_positions");        // [B, T−1]
         var mask = g.Input(ResponseMaskInput, DataType.Int64, "batch_size", "action_positions");       // [B, T−1]
 
-        var logProbs = Losses.ShiftedTokenLogProbs(g, "logits", "input_ids");                           // [B, T−1]
+        var logProbs = Losses.ShiftedTokenLogProbs(g, logits, "input_ids");                             // [B, T−1]
         var terms = Losses.PpoPolicyLoss(g, logProbs, oldLogProbs, advantages, mask, clipEpsilon);
         // The entropy at t is that of the distribution ids[t+1] was drawn from, hence the dropped last position.
-        var entropy = Losses.MaskedMean(g, Losses.ShiftLeft(g, Losses.Entropy(g, "logits"), true), mask);
+        var entropy = Losses.MaskedMean(g, Losses.ShiftLeft(g, Losses.Entropy(g, logits), true), mask);
 
         g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
         g.OutputAs(terms.Loss, LossOutput, floatType);
@@ -138,14 +142,15 @@ public static class Ppo
     /// <summary>
     /// The log-prob graph of the rollout: the decoder (with the policy's LoRA adapters when given) and
     /// <see cref="Losses.ShiftedTokenLogProbs"/>, output token_logprobs [B, T−1] — the same operators the policy
-    /// loss graph runs, so the first update's ratio is 1.
+    /// loss graph runs, so the first update's ratio is 1 — at the same <paramref name="temperature"/>, for the
+    /// policy and the reference alike (the KL penalty is then between the distributions rollouts sample from).
     /// </summary>
-    public static ModelProto RolloutLogProbGraph(ModelConfig config, LoraOptions? lora)
+    public static ModelProto RolloutLogProbGraph(ModelConfig config, LoraOptions? lora, double temperature = 1.0)
     {
         var forward = DecoderGraphs.Training(config, DataType.Float);
         if (lora is not null) forward = Lora.Apply(forward, lora).Graph;
         var g = Losses.Extend(forward, "rollout/");
-        var logProbs = Losses.ShiftedTokenLogProbs(g, "logits", "input_ids");                       // [B, T−1]
+        var logProbs = Losses.ShiftedTokenLogProbs(g, Losses.Tempered(g, "logits", temperature), "input_ids");    // [B, T−1]
         g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
         g.OutputAs(logProbs, TokenLogProbsOutput, DataType.Float);
         return g.ToModel();

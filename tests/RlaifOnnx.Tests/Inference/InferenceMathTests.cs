@@ -40,15 +40,29 @@ public class InferenceMathTests
     public void CutAtEos_keeps_tokens_before_the_first_eos()
     {
         var eos = new HashSet<int> { 2 };
-        var (cut, why) = GenAIGenerator.CutAtEos([7, 8, 2, 2, 2], eos, 5);
+        var (cut, why, _) = GenAIGenerator.CutAtEos([7, 8, 2, 2, 2], eos, 5);
         Assert.Equal([7, 8], cut);
         Assert.Equal("stop", why);
-        var (kept, reason) = GenAIGenerator.CutAtEos([7, 8, 9], eos, 3);
+        var (kept, reason, _) = GenAIGenerator.CutAtEos([7, 8, 9], eos, 3);
         Assert.Equal([7, 8, 9], kept);
         Assert.Equal("length", reason);
         Assert.Equal("stop", GenAIGenerator.CutAtEos([2], eos, 3).FinishReason);
         // A lone sequence ends before its EOS without showing it: shorter than the limit means EOS.
         Assert.Equal("stop", GenAIGenerator.CutAtEos([7], eos, 3).FinishReason);
+    }
+
+    [Fact]
+    public void CutAtEos_keeps_the_end_token_that_was_sampled()
+    {
+        // Several end tokens (as Llama 3's <|eot_id|> and <|end_of_text|>): the one sampled is the one kept.
+        var eos = new HashSet<int> { 2, 50 };
+        Assert.Equal(50, GenAIGenerator.CutAtEos([7, 8, 50, 0, 0], eos, 5).EndTokenId);
+        Assert.Equal(2, GenAIGenerator.CutAtEos([7, 2, 50], eos, 5).EndTokenId);
+        // Run to the limit: no end token.
+        Assert.Null(GenAIGenerator.CutAtEos([7, 8, 9], eos, 3).EndTokenId);
+        // Ended early with the end token hidden: the only one when there is one, unknown when there are several.
+        Assert.Equal(2, GenAIGenerator.CutAtEos([7], new HashSet<int> { 2 }, 3).EndTokenId);
+        Assert.Null(GenAIGenerator.CutAtEos([7], eos, 3).EndTokenId);
     }
 
     [Fact]

@@ -177,7 +177,7 @@ public sealed class PreferenceModelGraphTests
         };
         foreach (var (name, tensor) in w) inputs[name] = new GradTensor(tensor.Shape, Doubles: Array.ConvertAll(tensor.Data, v => (double)v));
         var trainable = PreferenceModelGraphs.Shapes(c).Keys.ToList();
-        var error = GradientCheck.CheckModel(g.ToModel(), inputs, trainable, tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 12, seed: 11);
+        var error = GradientCheck.CheckModel(g.ToModel(), inputs, trainable, tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 64, seed: 11);
         TestContext.Current.TestOutputHelper?.WriteLine($"{variant}: max relative gradient error {error:E2}");
         Assert.True(error < 1e-5, $"max relative error {error:E2}");
     }

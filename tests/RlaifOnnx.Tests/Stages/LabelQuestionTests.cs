@@ -54,6 +54,16 @@ public class LabelQuestionTests
         Assert.Equal(('B', "(A) is rude. (B) helps. So the answer is: (B)"), Swap(Label.ParseReasoning(" (A) is rude. (B) helps. So the answer is: (B)\n\nHuman: more")));
         Assert.Equal('A', Label.ParseReasoning("Option (A) is better because it is kind.").Answer);
         Assert.Equal('A', Label.ParseReasoning("the answer is A").Answer);
+        Assert.Equal('B', Label.ParseReasoning("So the answer is B.").Answer);
+        Assert.Equal('B', Label.ParseReasoning("Response (B) is the better one.").Answer);
+        Assert.Equal('B', Label.ParseReasoning("Response (B) is better.").Answer);
+        // Near-misses: a lower-case or embedded letter is not an option marker.
+        Assert.Null(Label.ParseReasoning("Honestly the answer is a bit unclear.").Answer);
+        Assert.Null(Label.ParseReasoning("The answer is Above all, kindness.").Answer);
+        Assert.Null(Label.ParseReasoning("the answer is b").Answer);
+        Assert.Null(Label.ParseReasoning("option a is better").Answer);
+        Assert.Null(Label.ParseReasoning("The answer is (C).").Answer);
+        Assert.Null(Label.ParseReasoning("The answer is Both.").Answer);
         Assert.Null(Label.ParseReasoning("zq blorp (C) wibble").Answer);
         Assert.Null(Label.ParseReasoning("").Answer);
     }

@@ -98,7 +98,7 @@ public class PpoStageTests
     static TrainPolicy.Config Config(string policy, string pm, string prompts, string output) => new()
     {
         PolicyModel = policy, RewardModel = pm, Prompts = prompts, OutputDir = output, Iterations = 3, RolloutBatchSize = 8, MiniBatchSize = 4,
-        PpoEpochs = 2, Optimizer = new() { LearningRate = 1e-3, Schedule = "constant" }, ValueLearningRate = 1e-3, Sampling = new() { MaxNewTokens = 8, Temperature = 1.0 }, SaveEvery = 1, Seed = 3,
+        PpoEpochs = 2, Optimizer = new() { LearningRate = 1e-3, Schedule = "constant" }, ValueLearningRate = 1e-3, Sampling = new() { MaxNewTokens = 8, Temperature = 0.7 }, SaveEvery = 1, Seed = 3,
         MaxPromptTokens = 64,
     };
 

@@ -91,8 +91,21 @@ public sealed class GradientCheck
     public static double CheckModel(ModelProto forward, Dictionary<string, GradTensor> inputs, IReadOnlyList<string> trainable,
         double tolerance, double step = 1e-6, int maxElementsPerTensor = 64, int seed = 1)
     {
+        var (worst, report) = GradientError(forward, inputs, trainable, step, maxElementsPerTensor, seed);
+        Assert.True(worst <= tolerance, $"gradient check failed (tolerance {tolerance:E1}):\n{report}");
+        return worst;
+    }
+
+    /// <summary>
+    /// The check's worst error without judging it, and the per-input report. <paramref name="corrupt"/> may
+    /// change the training graph before it runs: the negative controls give it a wrong rule and expect a failure.
+    /// </summary>
+    public static (double Worst, string Report) GradientError(ModelProto forward, Dictionary<string, GradTensor> inputs, IReadOnlyList<string> trainable,
+        double step = 1e-6, int maxElementsPerTensor = 64, int seed = 1, Action<ModelProto>? corrupt = null)
+    {
         var random = new Random(seed);
         var graphs = GradientBuilder.Build(forward, trainable, "loss");
+        corrupt?.Invoke(graphs.Training);
         var analytic = Run(graphs.Training, inputs, DataType.Double);
         Assert.True(double.IsFinite(analytic["loss"].Single()), "the loss is not finite");
         using var eval = new EvalRunner(graphs.Eval, DataType.Double);
@@ -123,9 +136,21 @@ public sealed class GradientCheck
             report.Add($"{name}: error {error:E2} (scale {scale:E2})");
             worst = Math.Max(worst, error);
         }
-        Assert.True(worst <= tolerance, $"gradient check failed (tolerance {tolerance:E1}):\n{string.Join("\n", report)}");
-        return worst;
+        return (worst, string.Join("\n", report));
     }
+
+    /// <summary>A wrong gradient rule for the negative controls: the gradient of <paramref name="input"/> passed through <paramref name="op"/> (Neg: a sign flipped; Transpose: a transpose missing or extra).</summary>
+    public static Action<ModelProto> WrapGradient(string input, string op) => training =>
+    {
+        var name = GradientBuilder.GradName(input);
+        var producer = training.Graph.Node.Single(n => n.Output.Contains(name));
+        var raw = name + "/before-" + op;
+        producer.Output[producer.Output.IndexOf(name)] = raw;
+        var wrong = new NodeProto { OpType = op, Name = "wrong-rule/" + op };
+        wrong.Input.Add(raw);
+        wrong.Output.Add(name);
+        training.Graph.Node.Add(wrong);
+    };
 
     /// <summary>Runs a model once; every output as doubles.</summary>
     public static Dictionary<string, double[]> Run(ModelProto model, Dictionary<string, GradTensor> inputs, DataType floatType)

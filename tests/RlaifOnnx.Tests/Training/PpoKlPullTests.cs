@@ -18,7 +18,14 @@ public sealed class PpoKlPullTests
     // Rows of prompt + response; the responses are sampled from the policy by the float64 reference forward with a
     // seeded generator (plain C# arithmetic, so every CPU draws the same tokens), as a rollout would draw them.
     const int Batch = 32, PromptLength = 2, Seq = 8, Actions = Seq - 1;
-    static int[][] Rows = [];
+    static readonly Lazy<(ModelConfig C, WeightSet Reference, WeightSet Policy)> Models = new(() =>
+    {
+        var c = Config();
+        var reference = TinyLlama.Weights(c, 3);
+        return (c, reference, Drifted(reference, TinyLlama.Weights(c, 4)));
+    });
+    static readonly Lazy<int[][]> SampledRows = new(() => Sample(Models.Value.C, Models.Value.Policy, seed: 11));
+    static int[][] Rows => SampledRows.Value;
     static readonly int[] Prompts = Enumerable.Repeat(PromptLength, Batch).ToArray();
 
     static ModelConfig Config() => TinyLlama.Config("gqa-untied");
@@ -124,34 +131,30 @@ public sealed class PpoKlPullTests
         return drifted;
     }
 
+    /// <summary>The exact KL to the reference before and after one update at <paramref name="beta"/>.</summary>
+    static (double Before, double After) KlAroundOneUpdate(double beta)
+    {
+        var (c, reference, policy) = Models.Value;
+        var refLogSoftmax = LogSoftmax(c, reference);
+        var before = LogSoftmax(c, policy);
+        var updated = OneUpdate(c, policy, TokenLogProbs(c, before), TokenLogProbs(c, refLogSoftmax), beta);
+        return (ExactKl(before, refLogSoftmax), ExactKl(LogSoftmax(c, updated), refLogSoftmax));
+    }
+
     [Fact]
     public void One_update_with_a_huge_kl_coefficient_lowers_the_exact_kl_to_the_reference()
     {
-        var c = Config();
-        var reference = TinyLlama.Weights(c, 3);
-        var policy = Drifted(reference, TinyLlama.Weights(c, 4));
-        Rows = Sample(c, policy, seed: 11);
-        var refLogSoftmax = LogSoftmax(c, reference);
-        var before = LogSoftmax(c, policy);
-        var updated = OneUpdate(c, policy, TokenLogProbs(c, before), TokenLogProbs(c, refLogSoftmax), beta: 1000);
-        var klBefore = ExactKl(before, refLogSoftmax);
-        var klAfter = ExactKl(LogSoftmax(c, updated), refLogSoftmax);
-        TestContext.Current.TestOutputHelper?.WriteLine($"exact KL over the response positions: {klBefore:F4} → {klAfter:F4}");
-        Assert.True(klBefore > 0.01, $"the drifted policy should differ from the reference (KL {klBefore})");
-        Assert.True(klAfter < klBefore, $"KL {klBefore} → {klAfter}");
+        var (before, after) = KlAroundOneUpdate(beta: 1000);
+        TestContext.Current.TestOutputHelper?.WriteLine($"exact KL over the response positions: {before:F4} → {after:F4}");
+        Assert.True(before > 0.01, $"the drifted policy should differ from the reference (KL {before})");
+        Assert.True(after < before, $"KL {before} → {after}");
     }
 
     [Fact]
     public void With_no_penalty_and_no_score_the_update_leaves_the_policy_where_it_was()
     {
-        var c = Config();
-        var reference = TinyLlama.Weights(c, 3);
-        var policy = Drifted(reference, TinyLlama.Weights(c, 4));
-        Rows = Sample(c, policy, seed: 11);
-        var before = LogSoftmax(c, policy);
-        var refLogSoftmax = LogSoftmax(c, reference);
         // β = 0: every reward is 0, so every advantage is 0 — whitened they stay 0 (their variance is 0).
-        var updated = OneUpdate(c, policy, TokenLogProbs(c, before), TokenLogProbs(c, refLogSoftmax), beta: 0);
-        Assert.Equal(ExactKl(before, refLogSoftmax), ExactKl(LogSoftmax(c, updated), refLogSoftmax), 6);
+        var (before, after) = KlAroundOneUpdate(beta: 0);
+        Assert.Equal(before, after, 6);
     }
 }

@@ -85,7 +85,11 @@ public sealed class PpoPolicyGraphTests
         return inputs;
     }
 
-    /// <summary>Old log-probs a little (±0.05) or well (±0.5, outside the clip range) off the current ones, random ± advantages; 0 on padding.</summary>
+    /// <summary>
+    /// Old log-probs a little (±0.05) or well (±0.5, outside the clip range) off the current ones, random advantages;
+    /// 0 on padding. Of the far tokens every other one has its advantage's sign in the direction the clip binds
+    /// (A &gt; 0 with ρ &gt; 1 + ε, A &lt; 0 with ρ &lt; 1 − ε), the others the opposite sign.
+    /// </summary>
     static (double[] Old, double[] Advantages) RolloutLike(double[] logProbs, int seed)
     {
         var rng = new Random(seed);
@@ -97,6 +101,12 @@ public sealed class PpoPolicyGraphTests
             if (mask[i] == 0) continue;   // old log-prob 0 on padding: the ratio there is ≤ 1, never overflows
             old[i] = logProbs[i] + (i % 3 == 0 ? 0.5 : 0.05) * (i % 2 == 0 ? 1 : -1);
             advantages[i] = rng.NextDouble() * 4 - 2;
+            if (i % 3 == 0)
+            {
+                var ratioAboveOne = i % 2 != 0;            // old below the current log-prob
+                var binds = i / 3 % 2 == 0;
+                advantages[i] = Math.Abs(advantages[i]) * (ratioAboveOne == binds ? 1 : -1);
+            }
         }
         return (old, advantages);
     }
@@ -120,8 +130,9 @@ public sealed class PpoPolicyGraphTests
             if (mask[i] == 0) continue;
             var ratio = Math.Exp(logProbs[i] - old[i]);
             loss += Math.Max(-advantages[i] * ratio, -advantages[i] * Math.Clamp(ratio, 1 - Clip, 1 + Clip));
-            clipped += Math.Abs(ratio - 1) > Clip ? 1 : 0;
-            kl += ratio - 1 - Math.Log(ratio);
+            // TRL's pg_clipfrac: the clipped term is the larger (binding) one; its approxkl: ½·(log ρ)².
+            clipped += -advantages[i] * Math.Clamp(ratio, 1 - Clip, 1 + Clip) > -advantages[i] * ratio ? 1 : 0;
+            kl += 0.5 * Math.Pow(logProbs[i] - old[i], 2);
             ent += entropy[i];
             count++;
         }
@@ -133,7 +144,7 @@ public sealed class PpoPolicyGraphTests
         Assert.Equal(clipped, outputs[Ppo.ClipFractionOutput].Single(), 12);
         Assert.True(Math.Abs(outputs[Ppo.ApproxKlOutput].Single() - kl) <= 1e-10, $"approx KL {outputs[Ppo.ApproxKlOutput].Single():R} vs {kl:R}");
         Assert.True(Math.Abs(outputs[Ppo.EntropyOutput].Single() - ent) <= 1e-10, $"entropy {outputs[Ppo.EntropyOutput].Single():R} vs {ent:R}");
-        Assert.InRange(clipped, 0.1, 0.9);   // both clipped and unclipped tokens are in the batch
+        Assert.True(clipped is > 0 and < 1, $"clip fraction {clipped}: both tokens the clip binds and free ones should be in the batch");
     }
 
     /// <summary>The gradients of the float64 policy loss w.r.t. every weight.</summary>
@@ -195,7 +206,7 @@ public sealed class PpoPolicyGraphTests
         var (logProbs, _) = Reference(c, w);
         var (old, advantages) = RolloutLike(logProbs, seed: 3);
         var error = GradientCheck.CheckModel(Ppo.PolicyGraph(c, clipEpsilon: Clip, floatType: DataType.Double), Inputs(c, w, old, advantages),
-            w.Keys.ToList(), tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 8, seed: 17);
+            w.Keys.ToList(), tolerance: 1e-5, step: 1e-5, maxElementsPerTensor: 64, seed: 17);
         TestContext.Current.TestOutputHelper?.WriteLine($"max relative gradient error {error:E2}");
         Assert.True(error < 1e-5, $"max relative error {error:E2}");
     }

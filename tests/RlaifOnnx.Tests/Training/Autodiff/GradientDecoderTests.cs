@@ -38,7 +38,7 @@ public class GradientDecoderTests
         public double Check(string loss)
         {
             G.OutputAs(loss, "loss", DataType.Double);
-            return GradientCheck.CheckModel(G.ToModel(), Inputs, Trainable, tolerance: 1e-4, maxElementsPerTensor: 24);
+            return GradientCheck.CheckModel(G.ToModel(), Inputs, Trainable, tolerance: 1e-4, maxElementsPerTensor: 64);
         }
 
         public string Head(string name, long rows, long columns, int seed)

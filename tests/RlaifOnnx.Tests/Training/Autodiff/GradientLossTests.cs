@@ -112,7 +112,7 @@ public class GradientLossTests
     public void PpoClippedSurrogate()
     {
         // Token 0: ρ = 1.5, A = 1 → max(−1.5, −1.2) = −1.2. Token 1: ρ = 0.5, A = −1 → max(0.5, 0.8) = 0.8.
-        // Token 2 is masked out. Both tokens were clipped; k3 KL = mean((ρ − 1) − log ρ).
+        // Token 2 is masked out. The clip binds on both (the clipped term is the larger); approx KL = ½·mean((log ρ)²).
         var g = new GraphBuilder("ppo", DataType.Double);
         var terms = Losses.PpoPolicyLoss(g, g.Input("lp", DataType.Double, 3), g.Input("old", DataType.Double, 3),
             g.Input("adv", DataType.Double, 3), g.Input("m", DataType.Double, 3), 0.2);
@@ -125,7 +125,7 @@ public class GradientLossTests
         var values = Evaluate(g, all, inputs);
         Assert.Equal(-0.2, values[0], 12);
         Assert.Equal(1.0, values[1], 12);
-        Assert.Equal((0.5 - Math.Log(1.5) + (-0.5 - Math.Log(0.5))) / 2, values[2], 12);
+        Assert.Equal(0.5 * (Math.Pow(Math.Log(1.5), 2) + Math.Pow(Math.Log(0.5), 2)) / 2, values[2], 12);
 
         var c = new GradientCheck();
         var logProbs = c.Param("lp", [2, 4], -0.5, 0.5);
@@ -148,5 +148,22 @@ public class GradientLossTests
 
         var c = new GradientCheck();
         c.CheckLoss(Losses.PpoValueLoss(c.G, c.Param("v", [2, 3]), c.Data("old", [2, 3]), c.Data("r", [2, 3]), c.Longs("m", [1, 1, 0, 1, 1, 1], 2, 3), 0.2));
+    }
+
+    [Fact]
+    public void Softplus_gradient_is_the_sigmoid_even_at_zero()
+    {
+        // d/dx softplus(x) = σ(x): ½ at exactly 0, where a Relu + Abs form gives 0 (both subgradients 0 there).
+        var g = new GraphBuilder("softplus", DataType.Double);
+        var x = g.Input("x", DataType.Double, 4);
+        g.OutputAs(Losses.SumAll(g, Losses.Softplus(g, x)), "loss", DataType.Double);
+        var graphs = RlaifOnnx.Training.Autodiff.GradientBuilder.Build(g.ToModel(), ["x"], "loss");
+        var outputs = GradientCheck.Run(graphs.Training, new() { ["x"] = D([4], -1, 0, 2, -800) }, DataType.Double);
+        var gradient = outputs[graphs.Training.Graph.Output.Single(o => o.Name != "loss").Name];
+        Assert.Equal(new[] { 1 / (1 + Math.E), 0.5, 1 / (1 + Math.Exp(-2)), 0 }.Select(v => Math.Round(v, 12)), gradient.Select(v => Math.Round(v, 12)));
+        // The preference loss at r_a = r_b (a DPO run's first step): −½ for a hard label.
+        var c = new GradientCheck();
+        var ra = c.Param("ra", [3], 0, 0);
+        c.CheckLoss(Losses.PreferenceLoss(c.G, ra, c.Data("rb", [3], 0, 0), c.Data("p", [3], 1, 1)));
     }
 }
