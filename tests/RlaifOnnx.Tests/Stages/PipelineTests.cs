@@ -237,6 +237,6 @@ public class PipelineTests
         var help = CliProcess.Run("run", "--help-config");
         Assert.Equal(0, help.ExitCode);
         foreach (var key in new[] { "stages:", "only:", "from:", "name:", "stage:", "config:" }) Assert.Contains(key, help.Stdout);
-        Assert.Contains("revise, sft, label, mix, pmp-data, pm, ppo, evaluate", help.Stdout);
+        Assert.Contains("train-lm, revise, sft, label, mix, pmp-data, pm, ppo, dpo, evaluate", help.Stdout);
     }
 }
