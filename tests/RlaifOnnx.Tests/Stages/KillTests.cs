@@ -109,4 +109,29 @@ public class KillTests
             Assert.Empty(Directory.GetFiles(killed, "*.tmp", SearchOption.AllDirectories));
         });
     }
+
+    [Fact]
+    public void Pm_killed_ten_times_at_random_points_ends_as_an_uninterrupted_run()
+    {
+        using var temp = new TempDir();
+        using var lm = new LlamaFolder();
+        var train = temp.File("comparisons.jsonl");
+        File.WriteAllLines(train, Enumerable.Range(0, 60).Select(i =>
+            $"{{\"id\": \"c{i}\", \"source\": \"ai\", \"messages\": [{{\"role\": \"user\", \"content\": \"Question {i}: is tea good?\"}}], \"response_a\": \"Yes {i}, tea is good.\", \"response_b\": \"No {i}, tea is bad.\", \"p_a\": 0.8}}"));
+        const int Steps = 1500;
+        string[] Args(string output) => ["pm", "--model", lm.Dir, "--train", train, "--out", output, "--steps", $"{Steps}", "--batch-size", "2", "--save-every", "7", "--eval-fraction", "0"];
+
+        var whole = temp.File("whole");
+        var reference = CliProcess.Run(Args(whole));
+        Assert.True(reference.ExitCode == 0, reference.Stderr);
+        var expected = MetricsLog.Read(Path.Combine(whole, "metrics.jsonl"));
+        KillRepeatedly(temp.Path, Args, new Random(5150), 500, 1500, killed =>
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model", ModelFolder.DataFile)), File.ReadAllBytes(Path.Combine(killed, "model", ModelFolder.DataFile)));
+            var got = MetricsLog.Read(Path.Combine(killed, "metrics.jsonl"));
+            Assert.Equal(Enumerable.Range(1, Steps).Select(i => (long)i), got.Select(m => m.Step));
+            for (var i = 0; i < Steps; i++) Assert.Equal(expected[i].Values["loss"], got[i].Values["loss"]);
+            Assert.Empty(TempFolders(killed));
+        });
+    }
 }
