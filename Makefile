@@ -5,7 +5,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: restore build test demo bench clean install
+.PHONY: restore build test demo bench clean install publish
 
 restore:
 	$(DOTNET) restore RlaifOnnx.sln
@@ -22,6 +22,14 @@ install: restore
 	$(DOTNET) pack src/RlaifOnnx.Cli -c $(CONFIG) -o artifacts/packages -p:RuntimeIdentifier=$(RID) -p:SelfContained=false
 	-@$(DOTNET) tool uninstall $(TOOL_WHERE) RlaifOnnx.Cli >/dev/null 2>&1
 	$(DOTNET) tool install $(TOOL_WHERE) --no-cache --add-source artifacts/packages RlaifOnnx.Cli
+
+# A self-contained single-file `rlaif` for linux-x64 in artifacts/publish: .NET, ASP.NET Core and the
+# ONNX Runtime native libraries inside, so it serves (`rlaif serve`) on a machine without the SDK.
+PUBLISH_RID ?= linux-x64
+publish:
+	$(DOTNET) publish src/RlaifOnnx.Cli -c $(CONFIG) -r $(PUBLISH_RID) --self-contained true -p:PublishSingleFile=true \
+		-p:IncludeNativeLibrariesForSelfExtract=true -p:PackAsTool=false -o artifacts/publish
+	@ls -l artifacts/publish/rlaif
 
 # Runs every test; the last line is the plain "N passed, N failed" summary.
 test: build

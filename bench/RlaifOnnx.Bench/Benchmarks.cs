@@ -20,6 +20,7 @@ public static class Benchmarks
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
         new("train", TrainingBench.Run),
+        new("serving", ServingBench.Run),
     ];
 }
 

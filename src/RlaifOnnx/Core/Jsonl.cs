@@ -49,6 +49,39 @@ public static partial class Jsonl
     /// <summary>True when the path names a gzip-compressed file (.gz).</summary>
     public static bool IsGzip(string path) => path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>UTF-8 that refuses invalid bytes instead of turning them into U+FFFD.</summary>
+    public static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for reading text: decompressed when it ends in .gz (refused at once when
+    /// it does not start with gzip's magic bytes), decoded as strict UTF-8.
+    /// </summary>
+    public static StreamReader OpenText(string path)
+    {
+        Stream file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
+        if (IsGzip(path))
+        {
+            Span<byte> magic = stackalloc byte[2];
+            var read = file.ReadAtLeast(magic, 2, throwOnEndOfStream: false);
+            file.Position = 0;
+            if (read < 2 || magic[0] != 0x1f || magic[1] != 0x8b)
+            {
+                file.Dispose();
+                throw UserError.At(path, null, null, "not a gzip file (it ends in .gz but does not start with gzip's magic bytes)");
+            }
+            file = new GZipStream(file, CompressionMode.Decompress);
+        }
+        return new StreamReader(file, StrictUtf8, detectEncodingFromByteOrderMarks: true, 1 << 16);
+    }
+
+    /// <summary>The next line of <paramref name="reader"/>; bad gzip data or invalid UTF-8 is a <see cref="UserError"/> naming the file and line.</summary>
+    public static string? ReadLine(TextReader reader, string path, int lineNumber)
+    {
+        try { return reader.ReadLine(); }
+        catch (InvalidDataException e) { throw UserError.At(path, lineNumber, null, $"not a valid gzip stream ({e.Message})"); }
+        catch (DecoderFallbackException) { throw UserError.At(path, lineNumber, null, "not valid UTF-8"); }
+    }
+
     /// <summary>
     /// Streams the records of a .jsonl or .jsonl.gz file in order. Blank lines are skipped; a malformed
     /// line, a value of the wrong type or a missing required property throws a <see cref="UserError"/>
@@ -62,15 +95,11 @@ public static partial class Jsonl
 
     static IEnumerable<JsonlLine<T>> ReadIterator<T>(string path)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
-        using Stream stream = IsGzip(path) ? new GZipStream(file, CompressionMode.Decompress) : file;
-        using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, 1 << 16);
+        using var reader = OpenText(path);
         var lineNumber = 0;
         while (true)
         {
-            string? line;
-            try { line = reader.ReadLine(); }
-            catch (InvalidDataException e) { throw UserError.At(path, lineNumber + 1, null, $"not a valid gzip stream ({e.Message})"); }
+            var line = ReadLine(reader, path, lineNumber + 1);
             if (line is null) yield break;
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;

@@ -34,6 +34,8 @@ public sealed class GenAIGenerator : ITextGenerator
     readonly SemaphoreSlim gate = new(1, 1);
 
     public string ModelDir { get; }
+    /// <summary>genai_config.json's model.context_length: the most tokens a prompt and its answer may hold together; 0 when absent.</summary>
+    public int ContextLength => contextLength;
 
     public GenAIGenerator(string modelDir, InferenceOptions? options = null)
     {
@@ -181,8 +183,8 @@ public sealed class GenAIGenerator : ITextGenerator
     static void ValidateSampling(SamplingOptions s)
     {
         if (s.MaxNewTokens <= 0) throw UserError.At("sampling", null, "max_new_tokens", $"must be positive, got {s.MaxNewTokens}");
-        if (s.Temperature < 0) throw UserError.At("sampling", null, "temperature", $"must be 0 (greedy) or positive, got {s.Temperature}");
-        if (s.TopP is <= 0 or > 1) throw UserError.At("sampling", null, "top_p", $"must be in (0, 1], got {s.TopP}");
+        if (!double.IsFinite(s.Temperature) || s.Temperature < 0) throw UserError.At("sampling", null, "temperature", $"must be 0 (greedy) or a positive number, got {s.Temperature}");
+        if (double.IsNaN(s.TopP) || s.TopP is <= 0 or > 1) throw UserError.At("sampling", null, "top_p", $"must be in (0, 1], got {s.TopP}");
         if (s.TopK < 0) throw UserError.At("sampling", null, "top_k", $"must be 0 (off) or positive, got {s.TopK}");
     }
 

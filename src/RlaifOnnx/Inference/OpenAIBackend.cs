@@ -14,8 +14,10 @@ public sealed record OpenAIOptions
     public string? Model { get; init; }
     /// <summary>The environment variable holding the API key; unset or empty sends no Authorization header.</summary>
     public string ApiKeyEnvironmentVariable { get; init; } = "OPENAI_API_KEY";
-    /// <summary>How long one HTTP attempt may take.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(2);
+    /// <summary>How long one HTTP attempt may take: 60 s, or $RLAIF_HTTP_TIMEOUT seconds.</summary>
+    public TimeSpan Timeout { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_TIMEOUT", TimeSpan.FromSeconds(60));
+    /// <summary>How long one call may take in all (attempts, backoffs, Retry-After waits capped at what is left): 5 min, or $RLAIF_HTTP_DEADLINE seconds.</summary>
+    public TimeSpan Deadline { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_DEADLINE", TimeSpan.FromMinutes(5));
     /// <summary>Retries after the first attempt on 429, 5xx, timeouts and connection failures.</summary>
     public int MaxRetries { get; init; } = 5;
     /// <summary>The first backoff; each retry doubles it (with jitter), up to <see cref="MaxBackoff"/>.</summary>
@@ -42,6 +44,7 @@ public sealed record OpenAIOptions
 public sealed class OpenAIBackend : ITextGenerator, IScorer
 {
     readonly HttpClient http;
+    readonly string? apiKey;
     readonly OpenAIOptions options;
     readonly Uri apiBase;
     readonly SemaphoreSlim concurrency;
@@ -52,10 +55,11 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
         this.options = options;
         if (options.MaxConcurrency <= 0) throw UserError.At("openai", null, "max_concurrency", $"must be positive, got {options.MaxConcurrency}");
         apiBase = ApiBase(options.BaseUrl);
-        // Per-attempt timeouts are ours (a CancellationTokenSource per attempt), so the client never times out by itself.
+        // Per-attempt timeouts and the deadline are the resilience pipeline's, so the client never times out by itself.
         http = new HttpClient(handler ?? new SocketsHttpHandler(), disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         var key = Environment.GetEnvironmentVariable(options.ApiKeyEnvironmentVariable);
-        if (!string.IsNullOrEmpty(key)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        apiKey = string.IsNullOrEmpty(key) ? null : key;
+        if (apiKey is not null) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
         concurrency = new SemaphoreSlim(options.MaxConcurrency, options.MaxConcurrency);
         model = options.Model;
     }
@@ -150,8 +154,8 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
         var response = await PostAsync<CompletionRequest, CompletionResponse>("completions", request, cancellationToken);
         var logprobs = FirstChoice(response.Choices, "completions").Logprobs;
         if (logprobs is null || logprobs.TokenLogprobs.Count == 0 || logprobs.Tokens.Count != logprobs.TokenLogprobs.Count)
-            throw new UserError($"{apiBase}completions returned no log-probs for an echo=true, logprobs=1 request; scoring needs a server that returns prompt log-probs (vLLM, llama.cpp's server, `rlaif serve`)");
-        return SumContinuation(logprobs, prompt.Length, text.Length, apiBase);
+            throw new UserError($"{HttpRetry.Redact(apiBase.ToString(), null)}completions returned no log-probs for an echo=true, logprobs=1 request; scoring needs a server that returns prompt log-probs (vLLM, llama.cpp's server, `rlaif serve`)");
+        return SumContinuation(logprobs, prompt.Length, text.Length, new Uri(HttpRetry.Redact(apiBase.ToString(), null)));
     }
 
     /// <summary>
@@ -185,13 +189,13 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
     }
 
     static T FirstChoice<T>(List<T> choices, string endpoint) =>
-        choices.Count > 0 ? choices[0] : throw new HttpRequestException($"/v1/{endpoint} answered with no choices");
+        choices.Count > 0 ? choices[0] : throw new UserError($"/v1/{endpoint} answered with no choices");
 
     async Task<string> ModelNameAsync(CancellationToken cancellationToken)
     {
         if (model is not null) return model;
         var list = await SendAsync<ModelList>(() => new HttpRequestMessage(HttpMethod.Get, new Uri(apiBase, "models")), cancellationToken);
-        model = list.Data.FirstOrDefault()?.Id ?? throw new UserError($"{apiBase}models lists no model; name one with --model-name");
+        model = list.Data.FirstOrDefault()?.Id ?? throw new UserError($"{HttpRetry.Redact(apiBase.ToString(), null)}models lists no model; name one with --model-name");
         return model;
     }
 
@@ -208,7 +212,7 @@ public sealed class OpenAIBackend : ITextGenerator, IScorer
         try
         {
             return await HttpRetry.SendAsync(http, makeRequest,
-                new RetryPolicy(options.Timeout, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable),
+                new RetryPolicy(options.Timeout, options.Deadline, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable, apiKey),
                 body => JsonSerializer.Deserialize<TResponse>(body, OpenAIJson.Options), Shorten, cancellationToken);
         }
         finally

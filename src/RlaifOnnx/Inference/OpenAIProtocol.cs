@@ -33,8 +33,10 @@ public sealed record CompletionRequest
     /// <summary>How many top alternatives per token to return; null = no log-probs.</summary>
     public int? Logprobs { get; init; }
     public bool? Echo { get; init; }
-    /// <summary>Server-sent events; our server answers whole responses only and refuses it.</summary>
+    /// <summary>Server-sent events: chunks of the answer, then "data: [DONE]".</summary>
     public bool? Stream { get; init; }
+    /// <summary>Choices per prompt; our server answers 1 only and refuses more with 400.</summary>
+    public int? N { get; init; }
 }
 
 public sealed record CompletionLogprobs
@@ -81,7 +83,10 @@ public sealed record ChatCompletionRequest
     public int? Seed { get; init; }
     public bool? Logprobs { get; init; }
     public int? TopLogprobs { get; init; }
+    /// <summary>Server-sent events: chunks of the answer, then "data: [DONE]".</summary>
     public bool? Stream { get; init; }
+    /// <summary>Choices per conversation; our server answers 1 only and refuses more with 400.</summary>
+    public int? N { get; init; }
 }
 
 public sealed record TopLogprob(string Token, double Logprob);

@@ -14,8 +14,10 @@ public sealed record RewardClientOptions
     public string? Model { get; init; }
     /// <summary>The environment variable holding a bearer key; null, unset or empty sends no Authorization header.</summary>
     public string? ApiKeyEnvironmentVariable { get; init; }
-    /// <summary>How long one HTTP attempt may take.</summary>
-    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(2);
+    /// <summary>How long one HTTP attempt may take: 60 s, or $RLAIF_HTTP_TIMEOUT seconds.</summary>
+    public TimeSpan Timeout { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_TIMEOUT", TimeSpan.FromSeconds(60));
+    /// <summary>How long one call may take in all (attempts, backoffs, Retry-After waits capped at what is left): 5 min, or $RLAIF_HTTP_DEADLINE seconds.</summary>
+    public TimeSpan Deadline { get; init; } = HttpRetry.FromEnvironment("RLAIF_HTTP_DEADLINE", TimeSpan.FromMinutes(5));
     /// <summary>Retries after the first attempt on 429, 5xx, timeouts and connection failures.</summary>
     public int MaxRetries { get; init; } = 5;
     /// <summary>The first backoff; each retry doubles it (with jitter), up to <see cref="MaxBackoff"/>.</summary>
@@ -35,6 +37,7 @@ public sealed record RewardClientOptions
 public sealed class RewardClient : IRewardModel
 {
     readonly HttpClient http;
+    readonly string? apiKey;
     readonly RewardClientOptions options;
     readonly Uri rewardsUrl;
 
@@ -44,10 +47,11 @@ public sealed class RewardClient : IRewardModel
         if (options.MaxRetries < 0) throw UserError.At("reward client", null, "max_retries", $"must be 0 or more, got {options.MaxRetries}");
         this.options = options;
         rewardsUrl = new Uri(OpenAIBackend.ApiBase(options.BaseUrl), "rewards");
-        // Per-attempt timeouts are ours (a CancellationTokenSource per attempt), so the client never times out by itself.
+        // Per-attempt timeouts and the deadline are the resilience pipeline's, so the client never times out by itself.
         http = new HttpClient(handler ?? new SocketsHttpHandler(), disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         var key = options.ApiKeyEnvironmentVariable is { } name ? Environment.GetEnvironmentVariable(name) : null;
-        if (!string.IsNullOrEmpty(key)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        apiKey = string.IsNullOrEmpty(key) ? null : key;
+        if (apiKey is not null) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
     }
 
     /// <summary>One reward per (conversation, response), in input order; the server renders each with the PM's chat template.</summary>
@@ -69,7 +73,7 @@ public sealed class RewardClient : IRewardModel
             var response = await SendAsync(body, cancellationToken);
             // The server answers in input order with indices 0..count-1; anything else is a broken server.
             if (response.Data.Count != count || response.Data.Where((e, k) => e.Index != k).Any())
-                throw new HttpRequestException($"{rewardsUrl} answered {response.Data.Count} entries for {count} inputs, or out of order");
+                throw new UserError($"{HttpRetry.Redact(rewardsUrl.ToString(), null)} answered {response.Data.Count} entries for {count} inputs, or out of order");
             entries.AddRange(response.Data.Select(e => e with { Index = e.Index + start }));
         }
         return entries;
@@ -99,9 +103,9 @@ public sealed class RewardClient : IRewardModel
     Task<RewardResponse> SendAsync(string body, CancellationToken cancellationToken) =>
         HttpRetry.SendAsync(http,
             () => new HttpRequestMessage(HttpMethod.Post, rewardsUrl) { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") },
-            new RetryPolicy(options.Timeout, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable),
+            new RetryPolicy(options.Timeout, options.Deadline, options.MaxRetries, options.InitialBackoff, options.MaxBackoff, options.ApiKeyEnvironmentVariable, apiKey),
             text => JsonSerializer.Deserialize<RewardResponse>(text, OpenAIJson.Options) is { Data: not null } parsed ? parsed
-                : throw new HttpRequestException($"{rewardsUrl} answered without a data list"),
+                : throw new UserError($"{HttpRetry.Redact(rewardsUrl.ToString(), null)} answered without a data list"),
             ErrorMessage, cancellationToken);
 
     /// <summary>The error's message from an OpenAI-shaped error body, else the body itself (shortened).</summary>

@@ -63,6 +63,13 @@ public sealed record ModelConfig
             throw UserError.At(source, null, "num_key_value_heads", "GPT-2 has no grouped-query attention");
         foreach (var (id, field) in new[] { (BosTokenId, "bos_token_id"), (EosTokenId, "eos_token_id"), (PadTokenId, "pad_token_id") })
             if (id < 0 || id >= VocabSize) throw UserError.At(source, null, field, $"token id {id} is outside the vocabulary of {VocabSize}");
+        // One tensor is one float array: sizes past what an array holds are refused here, not overflowed later.
+        foreach (var (name, shape) in WeightNames.Shapes(this))
+        {
+            var elements = shape.Aggregate(1.0, (a, b) => a * b);
+            if (elements > Array.MaxLength)
+                throw UserError.At(source, null, "hidden_size", $"these sizes make {name} {string.Join("×", shape)} = {elements:N0} values, more than one tensor can hold ({Array.MaxLength:N0})");
+        }
         return this;
     }
 

@@ -78,6 +78,38 @@ public static class ModelFolder
     public static void WriteMetadata(string dir, ModelMetadata meta) =>
         AtomicFile.WriteAllText(Path.Combine(dir, MetadataFile), JsonSerializer.Serialize(meta, Json));
 
+    /// <summary>
+    /// The files ONNX Runtime GenAI reads (genai_config.json, tokenizer.json, tokenizer_config.json when
+    /// present) exist and parse as JSON, so a broken one is named with its line instead of surfacing as a
+    /// GenAI exception deep in a stage.
+    /// </summary>
+    public static void CheckGenAIFiles(string dir)
+    {
+        foreach (var (name, required) in new[] { (GenAIConfigFile, true), (TokenizerFile, true), (TokenizerConfigFile, false) })
+        {
+            var path = Path.Combine(dir, name);
+            if (!File.Exists(path))
+            {
+                if (required) throw UserError.At(path, null, null, "is missing");
+                continue;
+            }
+            try { using var _ = JsonDocument.Parse(File.ReadAllBytes(path)); }
+            catch (JsonException e) { throw UserError.At(path, (int?)e.LineNumber + 1, null, $"malformed JSON ({e.Message.Split(". ")[0]})"); }
+        }
+    }
+
+    /// <summary>
+    /// Everything a loader checks, without keeping anything: rlaif.json, the weights against it (shapes,
+    /// sizes, the external data file's length), and for a language model the files GenAI reads.
+    /// </summary>
+    public static void Validate(string dir)
+    {
+        var meta = ReadMetadata(dir);
+        if (meta.Role == PreferenceModelFolder.Role) { PreferenceModelFolder.ReadWeights(dir); return; }
+        ReadWeights(dir);
+        CheckGenAIFiles(dir);
+    }
+
     /// <summary>Reads the canonical weights from the folder's model.onnx initializers and checks them against rlaif.json.</summary>
     public static WeightSet ReadWeights(string dir)
     {

@@ -23,6 +23,8 @@ public static class ModelInspector
         if (File.Exists(Path.Combine(dir, ModelFolder.MetadataFile)))
         {
             var meta = ModelFolder.ReadMetadata(dir);
+            // The loaders' own checks: missing, truncated or misshapen weights are an error, not an "OK".
+            ModelFolder.Validate(dir);
             rows.Add(("format", "rlaif model folder"));
             // A preference model has no LM head but a scalar one: count its own weights.
             var parameters = meta.Role == PreferenceModelFolder.Role

@@ -175,18 +175,42 @@ public static class OnnxFile
         return (location, offset, length);
     }
 
-    /// <summary>Resolves an external-data location against the model folder, refusing any path that leaves it.</summary>
+    /// <summary>
+    /// Resolves an external-data location against the model folder, refusing any path that leaves it: by
+    /// "../" or an absolute path, or through a symbolic link in any component (a linked folder as much as a
+    /// linked file), compared by real paths on both sides.
+    /// </summary>
     public static string ResolveInside(string folder, string location, string modelPath, string tensorName)
     {
         var root = Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
         var full = Path.GetFullPath(Path.Combine(root, location));
         if (Path.IsPathRooted(location) || !full.StartsWith(root, StringComparison.Ordinal))
             throw UserError.At(modelPath, null, $"initializer {tensorName}", $"external data location '{location}' escapes the model folder");
-        // A symbolic link inside the folder may still point outside it.
-        if (File.Exists(full) && new FileInfo(full).ResolveLinkTarget(true) is { } target &&
-            !Path.GetFullPath(target.FullName).StartsWith(root, StringComparison.Ordinal))
+        var realRoot = RealPath(root.TrimEnd(Path.DirectorySeparatorChar)) + Path.DirectorySeparatorChar;
+        if (!RealPath(full).StartsWith(realRoot, StringComparison.Ordinal))
             throw UserError.At(modelPath, null, $"initializer {tensorName}", $"external data location '{location}' links outside the model folder");
         return full;
+    }
+
+    /// <summary>
+    /// <paramref name="path"/> with every symbolic link along it followed (the folders' as well as the
+    /// last component's), as realpath(3) gives it; components that do not exist are kept as they are.
+    /// </summary>
+    internal static string RealPath(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var rootPart = Path.GetPathRoot(full)!;
+        var current = rootPart;
+        var parts = full[rootPart.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var next = Path.Combine(current, parts[i]);
+            FileSystemInfo info = Directory.Exists(next) ? new DirectoryInfo(next) : new FileInfo(next);
+            if (info.Exists && info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is { } target)
+                next = RealPath(target.FullName);
+            current = next;
+        }
+        return current;
     }
 
     static IEnumerable<TensorProto> AllTensors(GraphProto graph)

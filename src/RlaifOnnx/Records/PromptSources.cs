@@ -236,7 +236,7 @@ public static class PromptSources
     {
         using var reader = OpenText(source);
         var lineNumber = 0;
-        while (reader.ReadLine() is { } line)
+        while (Jsonl.ReadLine(reader, source, lineNumber + 1) is { } line)
         {
             lineNumber++;
             if (line.Trim().Length == 0) continue;
@@ -262,9 +262,7 @@ public static class PromptSources
             return new StreamReader(stream);
         }
         if (!File.Exists(source)) throw UserError.At(source, null, null, "file not found");
-        Stream file = File.OpenRead(source);
-        if (source.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)) file = new GZipStream(file, CompressionMode.Decompress);
-        return new StreamReader(file, Encoding.UTF8);
+        return Jsonl.OpenText(source);
     }
 
     // ---- ids ----

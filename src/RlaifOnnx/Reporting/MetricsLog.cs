@@ -12,7 +12,9 @@ public sealed record MetricsEntry(long Step, DateTimeOffset Timestamp, IReadOnly
 /// appended and flushed line by line so a crash loses nothing already logged and a plot can follow a
 /// running stage. A line torn by a crash is cut off when the log is reopened. Non-finite values (a diverging loss) are written as the strings "NaN", "Infinity",
 /// "-Infinity" because JSON has no literal for them; <see cref="Read"/> turns them back into doubles.
-/// A resumed stage appends to the same file. Thread-safe.
+/// A resumed stage appends to the same file, and its first row at a step rewinds the file: rows left by an
+/// earlier run at that step or later (logged after the checkpoint it resumes from, before a kill) are cut
+/// off, so steps never repeat and a plotted curve never doubles back. Thread-safe.
 /// </summary>
 public sealed class MetricsLog : IDisposable
 {
@@ -23,6 +25,8 @@ public sealed class MetricsLog : IDisposable
     readonly TimeProvider clock;
     readonly Lock gate = new();
     bool disposed;
+    // Rows an earlier run left, as (step, offset of the line's start); cut off from the first step rewritten.
+    readonly List<(long Step, long Offset)> earlier = [];
 
     /// <summary>The metrics file.</summary>
     public string Path { get; }
@@ -37,7 +41,39 @@ public sealed class MetricsLog : IDisposable
         // A crash mid-write can leave a last line without its newline: cut it off, as the resumable
         // writer does, so the file stays one whole JSON object per line.
         stream.SetLength(EndOfLastCompleteLine(stream));
+        IndexEarlierRows();
         stream.Seek(0, SeekOrigin.End);
+    }
+
+    void IndexEarlierRows()
+    {
+        stream.Seek(0, SeekOrigin.Begin);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        long start = 0;
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            if (bytes[i] != (byte)'\n') continue;
+            var line = bytes.AsSpan((int)start, (int)(i - start));
+            try
+            {
+                var reader = new Utf8JsonReader(line);
+                using var doc = JsonDocument.ParseValue(ref reader);
+                if (doc.RootElement.TryGetProperty(StepKey, out var step) && step.TryGetInt64(out var value)) earlier.Add((value, start));
+            }
+            catch (JsonException) { }   // not ours to judge here; Read names bad lines
+            start = i + 1;
+        }
+    }
+
+    /// <summary>Cuts off the rows an earlier run left at <paramref name="step"/> or later (under the lock).</summary>
+    void RewindTo(long step)
+    {
+        var first = earlier.FindIndex(r => r.Step >= step);
+        if (first < 0) return;
+        stream.SetLength(earlier[first].Offset);
+        stream.Seek(0, SeekOrigin.End);
+        earlier.RemoveRange(first, earlier.Count - first);
     }
 
     static long EndOfLastCompleteLine(FileStream stream)
@@ -80,6 +116,7 @@ public sealed class MetricsLog : IDisposable
         lock (gate)
         {
             ObjectDisposedException.ThrowIf(disposed, this);
+            RewindTo(step);
             stream.Write(buffer.WrittenSpan);
             stream.Flush();
         }

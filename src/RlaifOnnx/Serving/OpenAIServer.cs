@@ -23,28 +23,34 @@ public sealed class OpenAIServer : IAsyncDisposable
     readonly GenAIGenerator generator;
     readonly OrtScorer? scorer;
     readonly string modelName;
+    readonly ServingOptions serving;
+    readonly ServingMetrics metrics;
     // The server's own tokenizer, used by one request at a time: the generator's runs under its own gate.
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
     readonly Lock tokenizerLock = new();
 
     /// <summary>The port Kestrel bound.</summary>
     public int Port { get; private set; }
-    /// <summary>http://127.0.0.1:PORT/ — what an <see cref="OpenAIBackend"/> points at.</summary>
-    public Uri BaseUrl => new($"http://127.0.0.1:{Port}/");
+    /// <summary>http://HOST:PORT/ — what an <see cref="OpenAIBackend"/> on this machine points at.</summary>
+    public Uri BaseUrl => HttpHost.BaseUrl(serving.Host, Port);
 
-    OpenAIServer(WebApplication app, GenAIGenerator generator, OrtScorer? scorer, string modelName)
+    OpenAIServer(WebApplication app, GenAIGenerator generator, OrtScorer? scorer, string modelName, ServingOptions serving, ServingMetrics metrics)
     {
         this.app = app;
+        this.serving = serving;
+        this.metrics = metrics;
         this.generator = generator;
         this.scorer = scorer;
         this.modelName = modelName;
         tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(generator.ModelDir);
     }
 
-    /// <summary>Loads the model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
-    public static async Task<OpenAIServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null, CancellationToken cancellationToken = default)
+    /// <summary>Loads the model folder and starts listening on <paramref name="serving"/>'s host (127.0.0.1 by default) and <paramref name="port"/>.</summary>
+    public static async Task<OpenAIServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null,
+        ServingOptions? serving = null, CancellationToken cancellationToken = default)
     {
-        LocalHttpHost.CheckPort(port);
+        serving ??= new ServingOptions();
+        HttpHost.Check(port, serving);
         var generator = new GenAIGenerator(modelDir, options);
         // Log-probs need our inference graph (rlaif.json says its shape); a folder GenAI runs but we did
         // not write (an exported model) is served for generation only.
@@ -55,10 +61,13 @@ public sealed class OpenAIServer : IAsyncDisposable
             catch { generator.Dispose(); throw; }
         }
 
-        var app = LocalHttpHost.Create(port);
-        var server = new OpenAIServer(app, generator, scorer, modelName ?? ModelFolder.ServedName(modelDir));
+        var metrics = new ServingMetrics();
+        WebApplication app;
+        try { app = HttpHost.Create(port, serving, metrics); }
+        catch { generator.Dispose(); scorer?.Dispose(); throw; }
+        var server = new OpenAIServer(app, generator, scorer, modelName ?? ModelFolder.ServedName(modelDir), serving, metrics);
         server.MapRoutes();
-        server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
+        server.Port = await HttpHost.StartAsync(app, port, serving.Host, server.DisposeAsync, cancellationToken);
         return server;
     }
 
@@ -66,34 +75,43 @@ public sealed class OpenAIServer : IAsyncDisposable
     /// Runs until <paramref name="cancellationToken"/> is cancelled or the host is asked to stop (its
     /// console lifetime turns Ctrl+C and SIGTERM into that).
     /// </summary>
-    public Task WaitAsync(CancellationToken cancellationToken) => LocalHttpHost.WaitAsync(app, cancellationToken);
+    public Task WaitAsync(CancellationToken cancellationToken) => HttpHost.WaitAsync(app, cancellationToken);
 
     void MapRoutes()
     {
         app.MapGet("/v1/models", () => Results.Json(new ModelList([new ModelEntry(modelName)]), OpenAIJson.Options));
-        app.MapPost("/v1/completions", async (HttpContext context) => await (await Handle<CompletionRequest>(context, CompletionsAsync)).ExecuteAsync(context));
-        app.MapPost("/v1/chat/completions", async (HttpContext context) => await (await Handle<ChatCompletionRequest>(context, ChatAsync)).ExecuteAsync(context));
+        app.MapPost("/v1/completions", async (HttpContext context) => await (await Handle<CompletionRequest>(context, CompletionsAsync)).ExecuteAsync(context)).Limit();
+        app.MapPost("/v1/chat/completions", async (HttpContext context) => await (await Handle<ChatCompletionRequest>(context, ChatAsync)).ExecuteAsync(context)).Limit();
     }
 
-    /// <summary>Reads the JSON body, runs the handler; bad requests answer 400 with OpenAI's error shape.</summary>
+    /// <summary>
+    /// Reads the JSON body, runs the handler; bad requests answer 400 (415 for a body not declared as
+    /// JSON, 404 for a model not served here) with OpenAI's error shape. A handler answers with a response
+    /// object (sent as JSON) or an <see cref="IResult"/> (the event stream of stream=true).
+    /// </summary>
     static async Task<IResult> Handle<TRequest>(HttpContext context, Func<TRequest, CancellationToken, Task<object>> handler)
     {
+        if (HttpHost.RequireJson(context) is { } wrongType) return wrongType;
         TRequest? request;
         try { request = await JsonSerializer.DeserializeAsync<TRequest>(context.Request.Body, OpenAIJson.Options, context.RequestAborted); }
         catch (JsonException e) { return Error(400, $"malformed JSON: {e.Message}", "invalid_request_error"); }
         if (request is null) return Error(400, "empty request body", "invalid_request_error");
-        try { return Results.Json(await handler(request, context.RequestAborted), OpenAIJson.Options); }
+        try
+        {
+            var answer = await handler(request, context.RequestAborted);
+            return answer as IResult ?? Results.Json(answer, OpenAIJson.Options);
+        }
+        catch (RequestError e) { return Error(e.Status, e.Message, e.Status == 404 ? "not_found_error" : "invalid_request_error"); }
         catch (UserError e) { return Error(400, e.Message, "invalid_request_error"); }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested) { return Results.Empty; }
         catch (Exception e) { return Error(500, e.Message, "server_error"); }
     }
 
-    static IResult Error(int status, string message, string type) =>
-        Results.Json(new ErrorResponse(new ErrorBody(message, type)), OpenAIJson.Options, statusCode: status);
+    static IResult Error(int status, string message, string type) => HttpHost.Error(status, message, type);
 
     async Task<object> CompletionsAsync(CompletionRequest request, CancellationToken cancellationToken)
     {
-        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
+        CheckCommon(request.Model, request.N, request.Stream == true && request.Logprobs is not null);
         var prompts = request.Prompt.ValueKind switch
         {
             JsonValueKind.String => [request.Prompt.GetString()!],
@@ -101,15 +119,23 @@ public sealed class OpenAIServer : IAsyncDisposable
                 request.Prompt.EnumerateArray().Select(e => e.GetString()!).ToList(),
             _ => throw UserError.At("request", null, "prompt", "must be a string or an array of strings"),
         };
+        if (prompts.Count == 0) throw UserError.At("request", null, "prompt", "is an empty array: it must hold at least one prompt");
         var maxTokens = request.MaxTokens ?? 16;   // OpenAI's default for /v1/completions
         if (maxTokens < 0) throw UserError.At("request", null, "max_tokens", $"must be 0 or more, got {maxTokens}");
         var echo = request.Echo ?? false;
         var top = request.Logprobs ?? 0;
         if (top < 0) throw UserError.At("request", null, "logprobs", $"must be 0 or more, got {top}");
+        // Every prompt fits the context with its answer, and the request as a whole fits the batch limit,
+        // before any work: a past-context prompt would otherwise be scored over its whole length.
+        var encoded = prompts.Select(Encode).ToList();
+        // Without max_tokens the default shrinks to what the context leaves, as vLLM does; given, it is held to.
+        if (request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, encoded.Max(e => e.Length));
+        for (var i = 0; i < encoded.Count; i++) CheckContext(encoded[i].Length, maxTokens, prompts.Count == 1 ? "prompt" : $"prompt[{i}]");
+        CheckBatch(encoded.Sum(e => (long)e.Length + maxTokens));
 
         // max_tokens 0 is a pure scoring request: no generation, only the echoed prompt.
         IReadOnlyList<Generation> generations = maxTokens == 0
-            ? prompts.Select(p => new Generation(Encode(p), [], "", "length")).ToList()
+            ? encoded.Select(ids => new Generation(ids, [], "", "length")).ToList()
             : await generator.GenerateAsync(prompts, Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken);
 
         IReadOnlyList<TokenLogProb[]>? scored = request.Logprobs is null ? null
@@ -127,24 +153,34 @@ public sealed class OpenAIServer : IAsyncDisposable
             }
             choices.Add(new CompletionChoice { Index = i, Text = text, Logprobs = logprobs, FinishReason = g.FinishReason });
         }
-        return new CompletionResponse
-        {
-            Id = $"cmpl-{Guid.NewGuid():N}",
-            Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
-            Model = modelName,
-            Choices = choices,
-            Usage = UsageOf(generations),
-        };
+        var usage = UsageOf(generations);
+        metrics.AddTokens(usage.PromptTokens, usage.CompletionTokens);
+        var id = $"cmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream == true)
+            return EventStream.Completion(id, created, modelName, generations.Select((g, i) =>
+                ((IReadOnlyList<string>)(echo ? [prompts[i], .. Pieces(g.NewIds, 0).Select(p => p.Text)] : Pieces(g.NewIds, 0).Select(p => p.Text).ToList()), g.FinishReason)).ToList());
+        return new CompletionResponse { Id = id, Created = created, Model = modelName, Choices = choices, Usage = usage };
     }
+
+    /// <summary>The roles a chat template renders; anything else is refused rather than silently dropped.</summary>
+    static readonly string[] Roles = ["system", "user", "assistant"];
 
     async Task<object> ChatAsync(ChatCompletionRequest request, CancellationToken cancellationToken)
     {
-        if (request.Stream == true) throw UserError.At("request", null, "stream", "streaming is not supported; send stream=false");
+        CheckCommon(request.Model, request.N, request.Stream == true && request.Logprobs == true);
         if (request.Messages.Count == 0) throw UserError.At("request", null, "messages", "must hold at least one message");
+        for (var i = 0; i < request.Messages.Count; i++)
+            if (!Roles.Contains(request.Messages[i].Role))
+                throw UserError.At("request", null, $"messages[{i}].role", $"unknown role \"{request.Messages[i].Role}\" (expected system, user or assistant)");
         var messages = request.Messages.Select(m => new ChatMessage(m.Role, m.Content ?? "")).ToList();
         var prompt = generator.RenderChat(messages);
         var maxTokens = request.MaxCompletionTokens ?? request.MaxTokens ?? 128;
         if (maxTokens <= 0) throw UserError.At("request", null, "max_tokens", $"must be positive, got {maxTokens}");
+        var promptTokens = Encode(prompt).Length;
+        if (request.MaxCompletionTokens is null && request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, promptTokens);
+        CheckContext(promptTokens, maxTokens, "messages");
+        CheckBatch((long)promptTokens + maxTokens);
         var g = (await generator.GenerateAsync([prompt], Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken))[0];
 
         ChatLogprobs? logprobs = null;
@@ -158,14 +194,49 @@ public sealed class OpenAIServer : IAsyncDisposable
                 pieces[k].Text, scored[g.PromptIds.Length + k].LogProb,
                 scored[g.PromptIds.Length + k].Top.Select(a => new TopLogprob(Decode([a.Id]), a.LogProb)).ToList())).ToList());
         }
+        var usage = UsageOf([g]);
+        metrics.AddTokens(usage.PromptTokens, usage.CompletionTokens);
+        var id = $"chatcmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream == true)
+            return EventStream.Chat(id, created, modelName, Pieces(g.NewIds, 0).Select(p => p.Text).ToList(), g.FinishReason);
         return new ChatCompletionResponse
         {
-            Id = $"chatcmpl-{Guid.NewGuid():N}",
-            Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            Id = id,
+            Created = created,
             Model = modelName,
             Choices = [new ChatChoice { Index = 0, Message = new WireMessage("assistant", g.Text), Logprobs = logprobs, FinishReason = g.FinishReason }],
-            Usage = UsageOf([g]),
+            Usage = usage,
         };
+    }
+
+    /// <summary>What both endpoints refuse alike: another model's name (404), n other than 1, log-probs in a stream.</summary>
+    void CheckCommon(string? model, int? n, bool streamWithLogprobs)
+    {
+        if (model is { } asked && asked != modelName)
+            throw new RequestError(404, $"model: \"{asked}\" does not exist here (this server serves \"{modelName}\")");
+        if (n is { } count && count != 1) throw UserError.At("request", null, "n", $"only 1 choice per prompt is served, got {count}");
+        if (streamWithLogprobs) throw UserError.At("request", null, "logprobs", "log-probs are not streamed; send stream=false to get them");
+    }
+
+    /// <summary>A prompt longer than the context, or one whose answer would not fit after it, is a 400 as in vLLM.</summary>
+    void CheckContext(int promptTokens, int maxTokens, string field)
+    {
+        var context = generator.ContextLength;
+        if (context <= 0) return;
+        if (promptTokens > context)
+            throw UserError.At("request", null, field, $"prompt is {promptTokens} tokens; this model's context is {context}");
+        if (promptTokens + maxTokens > context)
+            throw UserError.At("request", null, "max_tokens", $"prompt is {promptTokens} tokens and max_tokens is {maxTokens}, {promptTokens + maxTokens} in all; this model's context is {context}");
+    }
+
+    int DefaultMaxTokens(int fallback, int longestPrompt) =>
+        generator.ContextLength > 0 && longestPrompt < generator.ContextLength ? Math.Min(fallback, generator.ContextLength - longestPrompt) : fallback;
+
+    void CheckBatch(long tokens)
+    {
+        if (tokens > serving.MaxBatchTokens)
+            throw UserError.At("request", null, "prompt", $"the request needs {tokens} tokens (prompts plus max_tokens); the server's --max-batch-tokens is {serving.MaxBatchTokens}");
     }
 
     OrtScorer Scorer() => scorer ?? throw UserError.At(generator.ModelDir, null, null,

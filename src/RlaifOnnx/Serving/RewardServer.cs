@@ -24,48 +24,57 @@ public sealed class RewardServer : IAsyncDisposable
     readonly WebApplication app;
     readonly RewardScorer scorer;
     readonly string modelName;
+    readonly ServingOptions serving;
+    readonly ServingMetrics metrics;
 
     /// <summary>The port Kestrel bound.</summary>
     public int Port { get; private set; }
-    /// <summary>http://127.0.0.1:PORT/ — what a <see cref="RewardClient"/> points at.</summary>
-    public Uri BaseUrl => new($"http://127.0.0.1:{Port}/");
+    /// <summary>http://HOST:PORT/ — what a <see cref="RewardClient"/> on this machine points at.</summary>
+    public Uri BaseUrl => HttpHost.BaseUrl(serving.Host, Port);
     /// <summary>The name /v1/models reports and requests may give.</summary>
     public string ModelName => modelName;
 
-    RewardServer(WebApplication app, RewardScorer scorer, string modelName)
+    RewardServer(WebApplication app, RewardScorer scorer, string modelName, ServingOptions serving, ServingMetrics metrics)
     {
         this.app = app;
         this.scorer = scorer;
         this.modelName = modelName;
+        this.serving = serving;
+        this.metrics = metrics;
     }
 
-    /// <summary>Loads the preference model folder and starts listening on 127.0.0.1:<paramref name="port"/>.</summary>
-    public static async Task<RewardServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null, CancellationToken cancellationToken = default)
+    /// <summary>Loads the preference model folder and starts listening on <paramref name="serving"/>'s host (127.0.0.1 by default) and <paramref name="port"/>.</summary>
+    public static async Task<RewardServer> StartAsync(string modelDir, int port = 0, InferenceOptions? options = null, string? modelName = null,
+        ServingOptions? serving = null, CancellationToken cancellationToken = default)
     {
-        LocalHttpHost.CheckPort(port);
+        serving ??= new ServingOptions();
+        HttpHost.Check(port, serving);
         var scorer = new RewardScorer(modelDir, options);
 
-        var app = LocalHttpHost.Create(port);
-        var server = new RewardServer(app, scorer, modelName ?? ModelFolder.ServedName(modelDir));
+        var metrics = new ServingMetrics();
+        WebApplication app;
+        try { app = HttpHost.Create(port, serving, metrics); }
+        catch { scorer.Dispose(); throw; }
+        var server = new RewardServer(app, scorer, modelName ?? ModelFolder.ServedName(modelDir), serving, metrics);
         server.MapRoutes();
-        server.Port = await LocalHttpHost.StartAsync(app, port, server.DisposeAsync, cancellationToken);
+        server.Port = await HttpHost.StartAsync(app, port, serving.Host, server.DisposeAsync, cancellationToken);
         return server;
     }
 
     /// <summary>Runs until <paramref name="cancellationToken"/> is cancelled or the host is asked to stop (Ctrl+C, SIGTERM).</summary>
-    public Task WaitAsync(CancellationToken cancellationToken) => LocalHttpHost.WaitAsync(app, cancellationToken);
+    public Task WaitAsync(CancellationToken cancellationToken) => HttpHost.WaitAsync(app, cancellationToken);
 
     void MapRoutes()
     {
-        app.MapGet("/health", () => Results.Json(new { status = "ok" }, OpenAIJson.Options));
         app.MapGet("/v1/models", () => Results.Json(new RewardModelList([new RewardModelEntry(modelName)]), OpenAIJson.Options));
-        app.MapPost("/v1/rewards", async (HttpContext context) => await (await RewardsAsync(context)).ExecuteAsync(context));
+        app.MapPost("/v1/rewards", async (HttpContext context) => await (await RewardsAsync(context)).ExecuteAsync(context)).Limit();
         // Anything else (/v1/completions, /v1/chat/completions …) is not served by a reward model: say so.
-        app.MapFallback(() => Error(404, "not found: this server serves a reward model (POST /v1/rewards, GET /v1/models, GET /health)", "invalid_request_error"));
+        app.MapFallback(() => Error(404, "not found: this server serves a reward model (POST /v1/rewards, GET /v1/models, GET /health, GET /metrics)", "invalid_request_error"));
     }
 
     async Task<IResult> RewardsAsync(HttpContext context)
     {
+        if (HttpHost.RequireJson(context) is { } wrongType) return wrongType;
         JsonDocument document;
         try { document = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted); }
         catch (JsonException e) { return Error(400, $"malformed JSON: {e.Message}", "invalid_request_error"); }
@@ -88,15 +97,20 @@ public sealed class RewardServer : IAsyncDisposable
     {
         var sequences = new List<int[]>(inputs.Count);
         var truncated = new bool[inputs.Count];
+        long total = 0;
         for (var i = 0; i < inputs.Count; i++)
         {
             var text = inputs[i].Text ?? scorer.Render(inputs[i].Messages!, inputs[i].Response!);
             var ids = scorer.Encode(text);
             if (ids.Length == 0) throw new UserError($"input[{i}] tokenizes to no tokens; a reward needs at least one");
+            total += Math.Min(ids.Length, scorer.MaxTokens);
+            if (total > serving.MaxBatchTokens)
+                throw new UserError($"input: the request needs more than {serving.MaxBatchTokens} tokens (the server's --max-batch-tokens); send fewer inputs per request");
             truncated[i] = ids.Length > scorer.MaxTokens;
             sequences.Add(ids);
         }
         var rewards = scorer.RewardsOfTokens(sequences, cancellationToken);
+        metrics.AddTokens(total, 0);
         var data = new List<RewardEntry>(inputs.Count);
         for (var i = 0; i < inputs.Count; i++) data.Add(new RewardEntry(i, rewards[i], truncated[i]));
         return new RewardResponse(modelName, data);
@@ -156,8 +170,7 @@ public sealed class RewardServer : IAsyncDisposable
         return value.ValueKind == JsonValueKind.String ? value.GetString()! : throw new BadRequest($"{at}.{name} must be a string");
     }
 
-    static IResult Error(int status, string message, string type) =>
-        Results.Json(new ErrorResponse(new ErrorBody(message, type)), OpenAIJson.Options, statusCode: status);
+    static IResult Error(int status, string message, string type) => HttpHost.Error(status, message, type);
 
     public async ValueTask DisposeAsync()
     {

@@ -26,9 +26,17 @@ public sealed class CompletionEncoder : IDisposable
 
     public CompletionEncoder(string modelDir, ModelConfig model)
     {
-        genaiConfig = new Config(modelDir);
-        genaiModel = new Model(genaiConfig);
-        tokenizer = new Tokenizer(genaiModel);
+        try
+        {
+            genaiConfig = new Config(modelDir);
+            genaiModel = new Model(genaiConfig);
+            tokenizer = new Tokenizer(genaiModel);
+        }
+        catch (OnnxRuntimeGenAIException e)
+        {
+            // A folder whose files GenAI cannot read is the user's to fix: named, one line.
+            throw UserError.At(modelDir, null, null, $"ONNX Runtime GenAI cannot load this model folder: {e.Message.Split('\n', 2)[0]}");
+        }
         template = ChatTemplate.FromFolder(modelDir);
         eosTokenId = model.EosTokenId;
         vocabSize = model.VocabSize;

@@ -26,9 +26,10 @@ public static class PromptGeneration
     {
         if (!File.Exists(path)) throw UserError.At(path, null, null, "does not exist");
         var entries = new List<PromptEntry>();
-        var plainText = path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase);
+        var plainText = path.EndsWith(".txt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".txt.gz", StringComparison.OrdinalIgnoreCase);
         var number = 0;
-        foreach (var line in File.ReadLines(path))
+        using var reader = Jsonl.OpenText(path);   // .gz decompressed; invalid UTF-8 refused, not replaced
+        while (Jsonl.ReadLine(reader, path, number + 1) is { } line)
         {
             number++;
             if (string.IsNullOrWhiteSpace(line)) continue;

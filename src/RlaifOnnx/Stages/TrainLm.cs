@@ -79,13 +79,15 @@ public static class TrainLm
         StageConfig.Check(config, "train-lm");
         var meta = ModelFolder.ReadMetadata(config.Model);
         var model = meta.Config;
+        // Every file of the folder is checked before any work: a broken one is named, not met halfway.
+        var weights = ModelFolder.ReadWeights(config.Model);
+        ModelFolder.CheckGenAIFiles(config.Model);
 
         // 1. Tokenise the data with the model folder's tokenizer.
         var sequences = Tokenise(config, model);
         log($"{sequences.Count} sequences, {sequences.Sum(s => s.Ids.Length):N0} tokens, {sequences.Sum(s => s.TargetMask.Sum(b => b)):N0} targets");
 
         // 2. The training graph, trainable and frozen weights.
-        var weights = ModelFolder.ReadWeights(config.Model);
         var lora = LoraOptions.From(config.Lora);
         var graph = CausalLm.Graph(model);
         IReadOnlyList<LoraAdapter> adapters = [];
@@ -129,7 +131,7 @@ public static class TrainLm
                 progress.Advance();
                 progress.SetStatus($"loss {result.Loss:F4}");
                 if (!double.IsFinite(result.Loss))
-                    throw new InvalidOperationException($"the loss became {result.Loss} at step {trainer.StepCount}; lower --lr");
+                    throw UserError.At(Path.Combine(config.OutputDir, "metrics.jsonl"), null, "loss", $"became {result.Loss} at step {trainer.StepCount}; the last good checkpoint is kept: lower optimizer.learning_rate (--optimizer-learning-rate) and rerun");
                 if (trainer.StepCount % config.SaveEvery == 0 || trainer.StepCount == config.Steps)
                     Checkpoint.Save(checkpoints, trainer, schedule, new JsonObject { ["settings"] = settings.DeepClone() });
             }

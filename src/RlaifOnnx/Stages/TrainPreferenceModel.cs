@@ -173,7 +173,7 @@ public static class TrainPreferenceModel
                 progress.Advance();
                 progress.SetStatus($"loss {result.Loss:F4}");
                 if (!double.IsFinite(result.Loss))
-                    throw new InvalidOperationException($"the loss became {result.Loss} at step {trainer.StepCount}; lower learning_rate");
+                    throw UserError.At(Path.Combine(config.OutputDir, "metrics.jsonl"), null, "loss", $"became {result.Loss} at step {trainer.StepCount}; the last good checkpoint is kept: lower optimizer.learning_rate (--optimizer-learning-rate) and rerun");
                 if (trainer.StepCount % config.SaveEvery == 0 || trainer.StepCount == config.Steps)
                     Checkpoint.Save(checkpoints, trainer, schedule, new JsonObject { ["settings"] = settings.DeepClone() });
             }

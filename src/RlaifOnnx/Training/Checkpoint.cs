@@ -64,6 +64,34 @@ public static class Checkpoint
     }
 
     /// <summary>
+    /// Deletes the temporary folders of checkpoints whose writer died before renaming them (a kill between
+    /// creating ".step-N.PID.GUID.tmp" and the rename); a folder whose process is still alive is left alone.
+    /// </summary>
+    public static void RemoveOrphans(string root)
+    {
+        if (!Directory.Exists(root)) return;
+        foreach (var dir in Directory.GetDirectories(root, $".{Prefix}*.tmp"))
+        {
+            // ".step-00000010.PID.GUID.tmp"
+            var parts = Path.GetFileName(dir).Split('.');
+            var pid = parts.Length >= 5 && int.TryParse(parts[2], out var p) ? p : -1;
+            if (pid == Environment.ProcessId || (pid > 0 && IsAlive(pid))) continue;
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+
+    /// <summary>
     /// Resumes <paramref name="trainer"/> from the newest checkpoint under <paramref name="root"/> when there
     /// is one, after checking it was made with the same <paramref name="settings"/> (kept under "settings" in
     /// its state, as the training commands save them): another run's checkpoint is refused, not continued.
@@ -72,6 +100,7 @@ public static class Checkpoint
     /// </summary>
     public static string? Resume(string root, Trainer trainer, JsonObject settings, string otherOutput)
     {
+        RemoveOrphans(root);
         if (Latest(root) is not { } latest) return null;
         var state = Load(latest, trainer);
         var saved = state.Extra["settings"]?.ToJsonString();

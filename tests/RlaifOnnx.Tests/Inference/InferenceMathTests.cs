@@ -66,14 +66,13 @@ public class InferenceMathTests
     }
 
     [Fact]
-    public void Backoff_doubles_caps_and_jitters_half_the_delay()
+    public void Redaction_removes_the_key_any_bearer_token_and_url_userinfo()
     {
-        var initial = TimeSpan.FromMilliseconds(100);
-        var max = TimeSpan.FromMilliseconds(1000);
-        Assert.Equal(50, HttpRetry.Backoff(0, initial, max, 0.0).TotalMilliseconds, 9);
-        Assert.Equal(100, HttpRetry.Backoff(0, initial, max, 1.0).TotalMilliseconds, 9);
-        Assert.Equal(300, HttpRetry.Backoff(2, initial, max, 0.5).TotalMilliseconds, 9);   // 400 → 200 fixed + 200·0.5
-        Assert.Equal(500, HttpRetry.Backoff(10, initial, max, 0.0).TotalMilliseconds, 9);  // capped at 1000
+        var text = HttpRetry.Redact("http://user:pa55@host:8/v1/x: HTTP 500: echoed Authorization: Bearer sk-secret-1 and sk-secret-1 again", "sk-secret-1");
+        Assert.DoesNotContain("sk-secret-1", text);
+        Assert.DoesNotContain("pa55", text);
+        Assert.DoesNotContain("user", text);
+        Assert.Equal("http://***@host:8/v1/x: HTTP 500: echoed Authorization: Bearer *** and *** again", text);
     }
 
     [Fact]

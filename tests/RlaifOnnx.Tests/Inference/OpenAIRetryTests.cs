@@ -62,9 +62,9 @@ public class OpenAIRetryTests
     {
         await using var server = await TestHttpServer.StartAsync((c, n) => Json(c, 500, """{"error":{"message":"boom"}}"""));
         using var client = Client(server.BaseUrl, maxRetries: 2);
-        var e = await Assert.ThrowsAsync<HttpRequestException>(() => client.CompleteAsync(["x"], Greedy, TestContext.Current.CancellationToken));
+        var e = await Assert.ThrowsAsync<UserError>(() => client.CompleteAsync(["x"], Greedy, TestContext.Current.CancellationToken));
         Assert.Contains("500", e.Message);
-        Assert.Contains("gave up after 3 attempts", e.Message);
+        Assert.Contains("HTTP 500 after 3 attempts", e.Message);
         Assert.Equal(3, server.Requests);
     }
 

@@ -98,10 +98,10 @@ public class RewardClientTests(RewardServerFixture fixture) : IClassFixture<Rewa
     {
         await using var server = await TestHttpServer.StartAsync((c, n) => { c.Response.StatusCode = 500; return c.Response.WriteAsync("{\"error\":{\"message\":\"boom\"}}"); });
         using var client = new RewardClient(new RewardClientOptions { BaseUrl = server.BaseUrl, MaxRetries = 2, InitialBackoff = TimeSpan.FromMilliseconds(5) });
-        var e = await Assert.ThrowsAsync<HttpRequestException>(() => client.TextRewardsAsync(["x"], TestContext.Current.CancellationToken));
+        var e = await Assert.ThrowsAsync<UserError>(() => client.TextRewardsAsync(["x"], TestContext.Current.CancellationToken));
         Assert.Contains("500", e.Message);
         Assert.Contains("boom", e.Message);
-        Assert.Contains("gave up after 3 attempts", e.Message);
+        Assert.Contains("HTTP 500 after 3 attempts", e.Message);
         Assert.Equal(3, server.Requests);
     }
 

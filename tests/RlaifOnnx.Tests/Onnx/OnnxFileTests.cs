@@ -52,6 +52,40 @@ public class OnnxFileTests
     }
 
     [Fact]
+    public void ExternalDataReachedThroughASymlinkedFolderIsRefused()
+    {
+        using var dir = new TempDir();
+        var model = Path.Combine(dir.Path, "model");
+        var elsewhere = Path.Combine(dir.Path, "elsewhere");
+        Directory.CreateDirectory(model);
+        Directory.CreateDirectory(elsewhere);
+        var g = new GraphBuilder("linked");
+        var x = g.Input("x", DataType.Float, 300);
+        var w = g.Initializer(OnnxFile.FloatTensor("w", new float[300], 300));
+        g.OutputAs(g.Add(x, w), "y", DataType.Float, 300);
+        // The weights are written outside, then reached as weights/m.onnx.data through a linked folder.
+        var path = Path.Combine(model, "m.onnx");
+        OnnxFile.Save(g.ToModel(), path, "m.onnx.data");
+        File.Move(Path.Combine(model, "m.onnx.data"), Path.Combine(elsewhere, "m.onnx.data"));
+        Directory.CreateSymbolicLink(Path.Combine(model, "weights"), elsewhere);
+        var proto = OnnxFile.Load(path, loadExternalData: false);
+        proto.Graph.Initializer[0].ExternalData.Single(e => e.Key == "location").Value = "weights/m.onnx.data";
+        using (var s = File.Create(path)) Google.Protobuf.MessageExtensions.WriteTo(proto, s);
+
+        var error = Assert.Throws<UserError>(() => OnnxFile.Load(path));
+        Assert.Contains("links outside the model folder", error.Message);
+
+        // A folder that is itself reached through a link stays usable: both sides are compared as real paths.
+        var linkedModel = Path.Combine(dir.Path, "linked-model");
+        Directory.CreateSymbolicLink(linkedModel, model);
+        Directory.Delete(Path.Combine(model, "weights"));
+        File.Move(Path.Combine(elsewhere, "m.onnx.data"), Path.Combine(model, "m.onnx.data"));
+        proto.Graph.Initializer[0].ExternalData.Single(e => e.Key == "location").Value = "m.onnx.data";
+        using (var s = File.Create(path)) Google.Protobuf.MessageExtensions.WriteTo(proto, s);
+        Assert.Single(OnnxFile.Load(Path.Combine(linkedModel, "m.onnx")).Graph.Initializer);
+    }
+
+    [Fact]
     public void CorruptFileIsAUserError()
     {
         using var dir = new TempDir();

@@ -103,6 +103,7 @@ public class PreferenceModelStageTests
         var config = Config(model, train, null, output) with { Steps = 20 };
         var exported = TrainPreferenceModel.Run(config, null, Ct);
         var exportedBytes = File.ReadAllBytes(Path.Combine(exported, ModelFolder.DataFile));
+        var firstRun = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
 
         // A crash after step 10: the step-20 checkpoint and the export never happened.
         Directory.Delete(Path.Combine(output, "checkpoints", "step-00000020"), recursive: true);
@@ -111,8 +112,9 @@ public class PreferenceModelStageTests
         TrainPreferenceModel.Run(config, log.Add, Ct);
         Assert.Contains(log, l => l.StartsWith("resuming from", StringComparison.Ordinal));
         var all = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
-        Assert.Equal(30, all.Count);
-        for (var i = 10; i < 20; i++) Assert.Equal(all[i].Values["loss"], all[i + 10].Values["loss"]);
+        // Steps 11–20 are logged again in place of the crashed run's rows: 20 rows, steps never going back.
+        Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), all.Select(m => m.Step));
+        for (var i = 10; i < 20; i++) Assert.Equal(firstRun[i].Values["loss"], all[i].Values["loss"]);
         Assert.Equal(exportedBytes, File.ReadAllBytes(Path.Combine(exported, ModelFolder.DataFile)));
 
         var e = Assert.Throws<UserError>(() => TrainPreferenceModel.Run(config with { Seed = 6 }, null, Ct));

@@ -56,15 +56,17 @@ public class TrainLmTests
 
         // A crash after step 4: the step-6 checkpoint and the export never happened. The rerun resumes
         // from step 4 and must reproduce steps 5 and 6 and the exported weights bit for bit.
+        var firstRun = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
         Directory.Delete(Path.Combine(checkpoints, "step-00000006"), recursive: true);
         Directory.Delete(exported, recursive: true);
         var second = CliProcess.Run(Args(model, data, output));
         Assert.True(second.ExitCode == 0, second.Stderr);
         Assert.Contains("resuming from", second.Stderr);
         var all = MetricsLog.Read(Path.Combine(output, "metrics.jsonl"));
-        Assert.Equal(8, all.Count);
-        Assert.Equal(all[4].Values["loss"], all[6].Values["loss"]);
-        Assert.Equal(all[5].Values["loss"], all[7].Values["loss"]);
+        // The rows the crashed run logged past its checkpoint are replaced, not repeated: steps never go back.
+        Assert.Equal([1L, 2, 3, 4, 5, 6], all.Select(m => m.Step));
+        Assert.Equal(firstRun[4].Values["loss"], all[4].Values["loss"]);
+        Assert.Equal(firstRun[5].Values["loss"], all[5].Values["loss"]);
         Assert.Equal(exportedBytes, File.ReadAllBytes(Path.Combine(exported, ModelFolder.DataFile)));
 
         // A changed setting does not silently continue someone else's run.
