@@ -127,6 +127,10 @@ public static class Evaluate
         public double EloPrior { get; init; } = 0.5;
         /// <summary>Execution provider for local models: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>The PPO stage's metrics.jsonl or output folder: report.html plots its score and KL per iteration (null: no PPO curves).</summary>
+        [ConfigPath] public string? PpoMetrics { get; init; }
+        /// <summary>The PM stage's eval_predictions.jsonl or output folder: report.html draws the preference model's reliability diagram from it (null: none).</summary>
+        [ConfigPath] public string? PmCalibration { get; init; }
         /// <summary>Folder for generations.jsonl, rewards.jsonl, judgments.jsonl, report.json and report.md.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
 
@@ -182,6 +186,7 @@ public static class Evaluate
             if (constitution.FeedbackPrinciples.Count == 0)
                 throw UserError.At(config.Constitution, null, "feedback_principles", "the constitution has no feedback principles to judge with");
         }
+        var htmlInputs = EvaluateHtml.ReadInputs(config, source);
         var sets = new List<PromptSet>();
         for (var s = 0; s < config.PromptSets.Count; s++)
         {
@@ -212,6 +217,7 @@ public static class Evaluate
             sets.Select(set => SetResult(config, set, generations, rewards, judgments)).ToList());
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportFile), JsonSerializer.Serialize(report, ReportJson));
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportMarkdownFile), Markdown(report));
+        EvaluateHtml.Write(config, report, htmlInputs);
         return report;
     }
 
