@@ -33,7 +33,7 @@ public static class SandboxFixture
             "rlhf": {
               "harmful_compliance": {"rate": 0.1, "count": 10, "n": 100, "ci95": [0.0552, 0.1744]},
               "helpful_refusal": {"rate": 0.6, "count": 60, "n": 100, "ci95": [0.5020, 0.6906]},
-              "benign_accuracy": {"rate": 0.85, "count": 102, "n": 120, "ci95": [0.7757, 0.9025]}
+              "benign_accuracy": {"rate": 0.85, "count": 102, "n": 120, "ci95": [0.7757, 0.9024]}
             }
           },
           "label_accuracy": {
