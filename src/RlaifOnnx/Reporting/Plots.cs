@@ -20,8 +20,12 @@ public static class Plots
     public const int Width = 560;
     public const int Height = 420;
 
-    /// <summary>One labelled marker per point, with interval bars where given: the CAI paper's harmlessness-vs-helpfulness figure.</summary>
-    public static byte[] LabelledScatter(string title, string xLabel, string yLabel, IReadOnlyList<LabelledPoint> points, (double Min, double Max)? xLimits = null, (double Min, double Max)? yLimits = null)
+    /// <summary>
+    /// One labelled marker per point, with interval bars where given: the CAI paper's harmlessness-vs-helpfulness
+    /// figure. The axes span the data (intervals included) with room for the labels, kept inside the bounds given
+    /// (e.g. a rate's [0, 1] plus label room).
+    /// </summary>
+    public static byte[] LabelledScatter(string title, string xLabel, string yLabel, IReadOnlyList<LabelledPoint> points, (double Min, double Max)? xBounds = null, (double Min, double Max)? yBounds = null)
     {
         var plot = NewPlot(title, xLabel, yLabel);
         var palette = new ScottPlot5::ScottPlot.Palettes.Category10();
@@ -32,13 +36,16 @@ public static class Plots
             var color = palette.GetColor(i);
             if (p.XLow is not null || p.XHigh is not null || p.YLow is not null || p.YHigh is not null)
             {
-                var bars = new ErrorBarPlot([p.X], [p.Y],
-                    [p.X - (p.XLow ?? p.X)], [(p.XHigh ?? p.X) - p.X], [p.Y - (p.YLow ?? p.Y)], [(p.YHigh ?? p.Y) - p.Y])
-                { Color = color, LineWidth = 1.5f, CapSize = 6 };
+                // Set by name: the constructor's order of the four error lists is easy to get wrong (it is not x−, x+, y−, y+).
+                var bars = new ErrorBarPlot([p.X], [p.Y], null, null, null, null)
+                {
+                    XErrorNegative = [p.X - (p.XLow ?? p.X)], XErrorPositive = [(p.XHigh ?? p.X) - p.X],
+                    YErrorNegative = [p.Y - (p.YLow ?? p.Y)], YErrorPositive = [(p.YHigh ?? p.Y) - p.Y],
+                    Color = color, LineWidth = 1.5f, CapSize = 6,
+                };
                 plot.Add.Plottable(bars);
             }
-            var marker = plot.Add.Marker(p.X, p.Y, MarkerShape.FilledCircle, 11, color);
-            marker.LegendText = p.Label;
+            plot.Add.Marker(p.X, p.Y, MarkerShape.FilledCircle, 11, color);
             var text = plot.Add.Text(p.Label, p.X, p.Y);
             text.LabelFontSize = 14;
             text.LabelFontColor = color;
@@ -47,14 +54,15 @@ public static class Plots
             text.OffsetY = -7;
         }
         SetLimits(plot, shown.SelectMany(p => new[] { p.X, p.XLow ?? p.X, p.XHigh ?? p.X }).ToList(),
-            shown.SelectMany(p => new[] { p.Y, p.YLow ?? p.Y, p.YHigh ?? p.Y }).ToList(), xLimits, yLimits);
+            shown.SelectMany(p => new[] { p.Y, p.YLow ?? p.Y, p.YHigh ?? p.Y }).ToList(), xBounds, yBounds);
         return Png(plot);
     }
 
     /// <summary>Curves against a common x axis (e.g. a metric per PPO iteration), with a legend when there is more than one.</summary>
-    public static byte[] Lines(string title, string xLabel, string yLabel, IReadOnlyList<Curve> curves)
+    public static byte[] Lines(string title, string xLabel, string yLabel, IReadOnlyList<Curve> curves, bool integerX = false)
     {
         var plot = NewPlot(title, xLabel, yLabel);
+        if (integerX) plot.Axes.Bottom.TickGenerator = new ScottPlot5::ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         var palette = new ScottPlot5::ScottPlot.Palettes.Category10();
         for (var i = 0; i < curves.Count; i++)
         {
@@ -63,9 +71,11 @@ public static class Plots
             var line = plot.Add.Scatter(xs, ys, palette.GetColor(i));
             line.LineWidth = 2;
             line.MarkerSize = xs.Length > 60 ? 0 : 5;
-            line.LegendText = curves[i].Name;
+            // ScottPlot shows a legend once any item has text; one curve is named by the axis instead.
+            if (curves.Count > 1) line.LegendText = curves[i].Name;
         }
         if (curves.Count > 1) plot.ShowLegend(Alignment.UpperLeft);
+        else plot.HideLegend();
         return Png(plot);
     }
 
@@ -98,11 +108,15 @@ public static class Plots
     static Plot NewPlot(string title, string xLabel, string yLabel)
     {
         var plot = new Plot();
+        plot.Font.Set(FontName);
         plot.Title(title, size: 16);
         plot.XLabel(xLabel, size: 14);
         plot.YLabel(yLabel, size: 14);
         return plot;
     }
+
+    /// <summary>DejaVu Sans where installed (Debian's default), else ScottPlot's sans-serif choice.</summary>
+    static readonly string FontName = SkiaSharp.SKFontManager.Default.GetFontFamilies().Contains("DejaVu Sans") ? "DejaVu Sans" : Fonts.Sans;
 
     static (double[] Xs, double[] Ys) Finite(Curve curve)
     {
@@ -111,11 +125,13 @@ public static class Plots
         return (keep.Select(i => curve.Xs[i]).ToArray(), keep.Select(i => curve.Ys[i]).ToArray());
     }
 
-    /// <summary>Fixed limits where given, else the data's range with a margin (room for the labels), never zero-wide.</summary>
-    static void SetLimits(Plot plot, IReadOnlyList<double> xs, IReadOnlyList<double> ys, (double Min, double Max)? xLimits, (double Min, double Max)? yLimits)
+    /// <summary>The data's range with a margin (room for the labels), never zero-wide, then kept inside the given bounds.</summary>
+    static void SetLimits(Plot plot, IReadOnlyList<double> xs, IReadOnlyList<double> ys, (double Min, double Max)? xBounds, (double Min, double Max)? yBounds)
     {
-        var (x0, x1) = xLimits ?? Padded(xs, rightExtra: 0.25);
-        var (y0, y1) = yLimits ?? Padded(ys, rightExtra: 0.12);
+        var (x0, x1) = Padded(xs, rightExtra: 0.35);
+        var (y0, y1) = Padded(ys, rightExtra: 0.18);
+        if (xBounds is { } xb) (x0, x1) = (Math.Max(x0, xb.Min), Math.Min(x1, xb.Max));
+        if (yBounds is { } yb) (y0, y1) = (Math.Max(y0, yb.Min), Math.Min(y1, yb.Max));
         plot.Axes.SetLimits(x0, x1, y0, y1);
     }
 

@@ -37,7 +37,7 @@ public static class ReportSections
         }
         if (points.Count == 0) return null;
         var png = Plots.LabelledScatter("Sandbox: harmless vs helpful", "benign accuracy (helpful)", "1 − harmful compliance (harmless)",
-            points, xLimits: (-0.03, 1.18), yLimits: (-0.03, 1.1));
+            points, xBounds: (-0.03, 1.2), yBounds: (-0.03, 1.12));
         return (png, "Held-out sandbox requests, judged by the checker: up and to the right is better. Bars: 95% Wilson intervals.");
     }
 
@@ -89,10 +89,10 @@ public static class ReportSections
         }
         var figures = new List<(byte[], string)>();
         if (rewardCurves.Count > 0)
-            figures.Add((Plots.Lines("PPO: reward per iteration", "iteration", "mean reward of the rollouts", rewardCurves),
+            figures.Add((Plots.Lines("PPO: reward per iteration", "iteration", "mean reward of the rollouts", rewardCurves, integerX: true),
                 "The preference model's mean score of each iteration's rollouts, and the reward PPO maximises (score less the KL penalty)."));
         if (klCurve is not null)
-            figures.Add((Plots.Lines("PPO: KL from the reference", "iteration", "mean sequence KL (nats)", [klCurve]),
+            figures.Add((Plots.Lines("PPO: KL from the reference", "iteration", "mean sequence KL (nats)", [klCurve], integerX: true),
                 "Mean summed per-token KL between the policy and the reference (SL-CAI) model on the rollouts."));
         doc.Figures(figures);
         var keys = PpoTableKeys.Where(k => sorted.Any(e => e.Values.ContainsKey(k))).ToList();

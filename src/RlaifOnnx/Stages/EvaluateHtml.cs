@@ -112,8 +112,8 @@ public static class EvaluateHtml
         }
         var measures = new (string Name, Func<EvaluationPolicyResult, double?> Of)[]
         {
-            ("Elo by the feedback model", p => p.EloByFeedback),
-            ("Elo by PM reward", p => p.EloByReward),
+            ("Elo (feedback model)", p => p.EloByFeedback),
+            ("Elo (PM reward)", p => p.EloByReward),
         }.ToList();
         if (!measures.Any(m => Points(report, harmless, helpful, m.Of).Count > 0)) measures = [("mean PM reward", p => p.MeanReward)];
         var figures = new List<(byte[], string)>();
@@ -121,7 +121,7 @@ public static class EvaluateHtml
         {
             var points = Points(report, harmless, helpful, of);
             if (points.Count == 0) continue;
-            figures.Add((Plots.LabelledScatter($"Harmlessness vs helpfulness ({name})", $"helpfulness: {name} on '{helpful.Name}'", $"harmlessness: {name} on '{harmless.Name}'", points),
+            figures.Add((Plots.LabelledScatter($"Harmlessness vs helpfulness: {name}", $"helpfulness {name}", $"harmlessness {name}", points),
                 $"One point per policy; {name} on the prompt sets '{helpful.Name}' (x) and '{harmless.Name}' (y)"
                 + (name.StartsWith("Elo", StringComparison.Ordinal) ? $", relative to {report.Policies[0]}." : ".")));
         }
