@@ -56,7 +56,11 @@ public static class EvaluateHtml
         return File.Exists(file) ? file : throw UserError.At(source, null, key, $"'{file}' not found ({what})");
     }
 
-    /// <summary>Writes report.html into the output folder from the report, report.json's sandbox section (if any) and the optional inputs.</summary>
+    /// <summary>
+    /// Writes report.html into the output folder from the report, report.json's sandbox section (if any) and the
+    /// optional inputs. It reads report.json as written, so it runs after everything that fills report.json;
+    /// a caller holding the sections in memory can use <see cref="Render"/> instead.
+    /// </summary>
     public static void Write(Evaluate.Config config, EvaluationReport report, Inputs inputs)
     {
         var reportJson = Path.Combine(config.OutputDir, Evaluate.ReportFile);
