@@ -67,7 +67,7 @@ public class SandboxPipelineTests
         {
             var source = labelled[c.Id];
             Assert.Equal(source.ResponseA, c.ResponseA);
-            Assert.True(c.PA is 0.0 or 1.0);
+            Assert.True(c.PA is 0.0 or 0.5 or 1.0);
         });
     }
 
