@@ -196,7 +196,7 @@ static class LlamaExportImport
         return node;
     }
 
-    static (WeightTensor Gate, WeightTensor Up, WeightTensor Down, string Output) SwiGlu(GraphIndex g, string x, int layer)
+    internal static (WeightTensor Gate, WeightTensor Up, WeightTensor Down, string Output) SwiGlu(GraphIndex g, string x, int layer)
     {
         var projections = g.ConsumersOf(x).Where(n => Linears.Contains(n.OpType)).ToList();
         if (projections.Count != 2) throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the post-attention norm where SwiGLU has gate and up (packed gate/up is not supported yet)");
