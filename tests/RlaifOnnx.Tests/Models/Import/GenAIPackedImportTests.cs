@@ -16,7 +16,7 @@ public sealed class GenAIPackedImportTests
 {
     const int Batch = 2, Seq = 6;
 
-    static string WriteExport(TempDir tmp, ModelConfig c, WeightSet w, bool int4)
+    internal static string WriteExport(TempDir tmp, ModelConfig c, WeightSet w, bool int4)
     {
         var dir = tmp.File("export");
         Directory.CreateDirectory(dir);

@@ -19,7 +19,7 @@ public sealed class StandardLlamaImportTests
     const int Batch = 2, Seq = 6;
     static readonly int[] Pads = [0, 2];
 
-    static string WriteExport(TempDir tmp, string name, ModelConfig c, WeightSet w, bool merged, bool cosTable = false, Action<JsonObject>? editConfig = null)
+    internal static string WriteExport(TempDir tmp, string name, ModelConfig c, WeightSet w, bool merged, bool cosTable = false, Action<JsonObject>? editConfig = null)
     {
         var dir = tmp.File(name);
         Directory.CreateDirectory(dir);
