@@ -17,7 +17,8 @@ namespace RlaifOnnx.Models.Import;
 /// one, the value the right factor of the MatMul after Softmax); the attention scale is the product of the
 /// constant factors on those paths and must be 1/√d; RoPE's base θ is read off the inverse frequencies (or
 /// the cos/sin table) the Cos/Sin feeding the query's rotation come from. Head counts come from the
-/// export's config.json and are checked against the weight shapes. Whatever changes the math (RoPE
+/// export's config.json and are checked against the weight shapes. Phi-3's packed qkv_proj and gate_up_proj
+/// (one MatMul cut by Slice/Split on the last axis) are read by following those cuts. Whatever changes the math (RoPE
 /// scaling, partial rotary, a sliding window, soft-capping, another scale) is refused with the reason.
 /// </summary>
 static class StandardLlamaImport
@@ -53,9 +54,13 @@ static class StandardLlamaImport
 
             // 1. q, k, v: the projections of the norm, named by where they enter attention.
             var projections = WeightMatMuls(g, norm.Output);
-            if (projections.Count != 3)
-                throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the input norm where attention has q, k and v (packed q/k/v in a standard-op graph is not supported yet)");
-            var linear = projections.Select(p => g.LinearAt(p, norm.Output, $"layer {layer}'s attention projection")).ToList();
+            var linear = projections.Count switch
+            {
+                3 => projections.Select(p => g.LinearAt(p, norm.Output, $"layer {layer}'s attention projection")).ToList(),
+                // Phi-3's qkv_proj: one MatMul whose output is sliced into q, k and v by columns.
+                1 => ColumnParts(g, g.LinearAt(projections[0], norm.Output, $"layer {layer}'s packed q/k/v projection"), 3, layer),
+                _ => throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the input norm where attention has q, k and v"),
+            };
             var paths = linear.Select(l => Follow(g, l.Output)).ToList();
             var (scores, pv) = AttentionMatMuls(g, paths, layer);
             int Role(NodeProto matMul, int input) =>
@@ -194,6 +199,45 @@ static class StandardLlamaImport
             }
         }
         return path;
+    }
+
+    /// <summary>
+    /// A packed projection's output cut by Slice (constant starts/ends, last axis, step 1) or Split on the last
+    /// axis into <paramref name="count"/> contiguous column ranges covering it; each part with its weight and bias columns.
+    /// </summary>
+    static List<(string Output, WeightTensor Weight, WeightTensor? Bias)> ColumnParts(GraphIndex g, (string Output, WeightTensor Weight, WeightTensor? Bias) packed, int count, int layer)
+    {
+        long rows = packed.Weight.Shape[0], width = packed.Weight.Shape[1];
+        var ranges = new List<(string Value, long Start, long End)>();
+        foreach (var n in g.ConsumersOf(packed.Output))
+        {
+            if (n.OpType is "Shape" or "Size") continue;
+            if (n.OpType == "Slice" && (g.Has(n, 3) ? g.Ints(n, 3) : [0]) is [-1] or [2] && (!g.Has(n, 4) || g.Ints(n, 4) is [1]))
+            {
+                long start = g.Ints(n, 1)[0], end = g.Ints(n, 2)[0];
+                start = start < 0 ? start + width : Math.Min(start, width);
+                end = end < 0 ? end + width : Math.Min(end, width);
+                ranges.Add((n.Output[0], start, end));
+            }
+            else if (n.OpType == "Split" && g.IntAttribute(n, "axis", 0) is -1 or 2 && g.Has(n, 1))
+            {
+                long start = 0;
+                var sizes = g.Ints(n, 1);
+                for (var i = 0; i < sizes.Length; i++) { ranges.Add((n.Output[i], start, start + sizes[i])); start += sizes[i]; }
+            }
+            else throw g.Unrecognised($"layer {layer}: the packed projection feeds {n.OpType} {n.Name}, not a Slice or Split by columns");
+        }
+        ranges.Sort((a, b) => a.Start.CompareTo(b.Start));
+        if (ranges.Count != count || ranges[0].Start != 0 || ranges[^1].End != width || ranges.Zip(ranges.Skip(1)).Any(p => p.First.End != p.Second.Start))
+            throw g.Unrecognised($"layer {layer}: the packed projection of width {width} is not cut into {count} contiguous parts");
+        return ranges.Select(r =>
+        {
+            var cols = r.End - r.Start;
+            var part = new float[rows * cols];
+            for (long i = 0; i < rows; i++) Array.Copy(packed.Weight.Data, i * width + r.Start, part, i * cols, cols);
+            var bias = packed.Bias is null ? null : new WeightTensor([cols], packed.Bias.Data.AsSpan((int)r.Start, (int)cols).ToArray());
+            return (r.Value, new WeightTensor([rows, cols], part), bias);
+        }).ToList();
     }
 
     /// <summary>The score MatMul (q·kᵀ) and the MatMul after Softmax (probabilities·v) that the three projections meet at.</summary>

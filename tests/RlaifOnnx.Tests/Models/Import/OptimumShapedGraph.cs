@@ -19,7 +19,7 @@ namespace RlaifOnnx.Tests.Models.Import;
 /// </summary>
 static class OptimumShapedGraph
 {
-    public static ModelProto Model(ModelConfig c, WeightSet w, bool merged, bool cosTable = false)
+    public static ModelProto Model(ModelConfig c, WeightSet w, bool merged, bool cosTable = false, bool packed = false)
     {
         var names = LinearNames(c);
         var top = new GraphBuilder("main_graph");
@@ -31,19 +31,19 @@ static class OptimumShapedGraph
             top.Input($"past_key_values.{i}.key", DataType.Float, "batch_size", c.NumKvHeads, "past_sequence_length", c.HeadDim);
             top.Input($"past_key_values.{i}.value", DataType.Float, "batch_size", c.NumKvHeads, "past_sequence_length", c.HeadDim);
         }
-        AddWeights(top, c, w, names, cosTable);
+        AddWeights(top, c, w, names, cosTable, packed);
         if (!merged)
         {
-            var outputs = Decoder(top, c, names, withPast: true, cosTable);
+            var outputs = Decoder(top, c, names, withPast: true, cosTable, packed);
             Declare(top, c, outputs, rename: true);
             return Finish(top);
         }
 
         top.Input("use_cache_branch", DataType.Bool, 1);
         var withCache = new GraphBuilder("optimum::then_branch") { NamePrefix = "then/" };
-        Declare(withCache, c, Decoder(withCache, c, names, withPast: true, cosTable), rename: false);
+        Declare(withCache, c, Decoder(withCache, c, names, withPast: true, cosTable, packed), rename: false);
         var noCache = new GraphBuilder("optimum::else_branch") { NamePrefix = "else/" };
-        Declare(noCache, c, Decoder(noCache, c, names, withPast: false, cosTable), rename: false);
+        Declare(noCache, c, Decoder(noCache, c, names, withPast: false, cosTable, packed), rename: false);
         // optimum hoists the branches' initializers into the main graph, where both read them.
         foreach (var branch in new[] { withCache.Graph, noCache.Graph })
         {
@@ -79,7 +79,7 @@ static class OptimumShapedGraph
         return order.Select((n, i) => (n, $"onnx::MatMul_{1200 + 7 * i}")).ToDictionary(p => p.n, p => p.Item2);
     }
 
-    static void AddWeights(GraphBuilder g, ModelConfig c, WeightSet w, Dictionary<string, string> linears, bool cosTable)
+    static void AddWeights(GraphBuilder g, ModelConfig c, WeightSet w, Dictionary<string, string> linears, bool cosTable, bool packed)
     {
         foreach (var (name, shape) in WeightNames.Shapes(c))
         {
@@ -92,6 +92,21 @@ static class OptimumShapedGraph
             var source = name == "lm_head.weight" && c.TieEmbeddings ? Transposed(w["model.embed_tokens.weight"]) : w[name];
             g.Initializer(OnnxFile.FloatTensor(torchName, source.Data, source.Shape));
         }
+        if (packed)
+            for (var i = 0; i < c.NumLayers; i++)
+            {
+                // Phi-3's qkv_proj and gate_up_proj: the separate matrices side by side.
+                string W(string rest) => WeightNames.LlamaLayer(i, rest);
+                var qkv = SideBySide(w[W("self_attn.q_proj.weight")], w[W("self_attn.k_proj.weight")], w[W("self_attn.v_proj.weight")]);
+                g.Initializer(OnnxFile.FloatTensor($"onnx::MatMul_qkv_{i}", qkv.Data, qkv.Shape));
+                var gateUp = SideBySide(w[W("mlp.gate_proj.weight")], w[W("mlp.up_proj.weight")]);
+                g.Initializer(OnnxFile.FloatTensor($"onnx::MatMul_gate_up_{i}", gateUp.Data, gateUp.Shape));
+                if (c.AttentionBias)
+                {
+                    var bias = w[W("self_attn.q_proj.bias")].Data.Concat(w[W("self_attn.k_proj.bias")].Data).Concat(w[W("self_attn.v_proj.bias")].Data).ToArray();
+                    g.Initializer(OnnxFile.FloatTensor(W("self_attn.qkv_proj.bias"), bias, bias.Length));
+                }
+            }
         var half = c.HeadDim / 2;
         var invFreq = Enumerable.Range(0, half).Select(i => (float)(1.0 / Math.Pow(c.RopeTheta, 2.0 * i / c.HeadDim))).ToArray();
         g.Initializer(OnnxFile.FloatTensor("model.rotary_emb.inv_freq", invFreq, half));
@@ -109,6 +124,20 @@ static class OptimumShapedGraph
             g.Initializer(OnnxFile.FloatTensor("model.rotary_emb.cos_cached", cos, c.MaxPositions, c.HeadDim));
             g.Initializer(OnnxFile.FloatTensor("model.rotary_emb.sin_cached", sin, c.MaxPositions, c.HeadDim));
         }
+    }
+
+    static WeightTensor SideBySide(params WeightTensor[] parts)
+    {
+        var rows = parts[0].Shape[0];
+        var width = parts.Sum(p => p.Shape[1]);
+        var data = new float[rows * width];
+        long offset = 0;
+        foreach (var p in parts)
+        {
+            for (long r = 0; r < rows; r++) Array.Copy(p.Data, r * p.Shape[1], data, r * width + offset, p.Shape[1]);
+            offset += p.Shape[1];
+        }
+        return new WeightTensor([rows, width], data);
     }
 
     static WeightTensor Transposed(WeightTensor t)
@@ -138,7 +167,7 @@ static class OptimumShapedGraph
     }
 
     /// <summary>The decoder body; returns [logits, present.0.key, present.0.value, …].</summary>
-    static List<string> Decoder(GraphBuilder g, ModelConfig c, Dictionary<string, string> linears, bool withPast, bool cosTable)
+    static List<string> Decoder(GraphBuilder g, ModelConfig c, Dictionary<string, string> linears, bool withPast, bool cosTable, bool packed)
     {
         int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim, group = heads / kvHeads;
         var outputs = new List<string>();
@@ -201,9 +230,22 @@ static class OptimumShapedGraph
         {
             string W(string rest) => WeightNames.LlamaLayer(i, rest);
             var n = Norm(x, W("input_layernorm.weight"));
-            var q = Heads(Linear(n, W("self_attn.q_proj.weight"), c.AttentionBias ? W("self_attn.q_proj.bias") : null), n, heads);
-            var k = Heads(Linear(n, W("self_attn.k_proj.weight"), c.AttentionBias ? W("self_attn.k_proj.bias") : null), n, kvHeads);
-            var v = Heads(Linear(n, W("self_attn.v_proj.weight"), c.AttentionBias ? W("self_attn.v_proj.bias") : null), n, kvHeads);
+            string q, k, v;
+            if (packed)
+            {
+                // qkv[..., :H·d], qkv[..., H·d : (H + kvH)·d], qkv[..., (H + kvH)·d :], as Phi-3's attention slices it.
+                var qkv = g.MatMul(n, $"onnx::MatMul_qkv_{i}");
+                if (c.AttentionBias) qkv = g.Add(W("self_attn.qkv_proj.bias"), qkv);
+                q = Heads(g.Slice(qkv, [0], [heads * d], [-1]), n, heads);
+                k = Heads(g.Slice(qkv, [heads * d], [(heads + kvHeads) * d], [-1]), n, kvHeads);
+                v = Heads(g.Slice(qkv, [(heads + kvHeads) * d], [long.MaxValue], [-1]), n, kvHeads);
+            }
+            else
+            {
+                q = Heads(Linear(n, W("self_attn.q_proj.weight"), c.AttentionBias ? W("self_attn.q_proj.bias") : null), n, heads);
+                k = Heads(Linear(n, W("self_attn.k_proj.weight"), c.AttentionBias ? W("self_attn.k_proj.bias") : null), n, kvHeads);
+                v = Heads(Linear(n, W("self_attn.v_proj.weight"), c.AttentionBias ? W("self_attn.v_proj.bias") : null), n, kvHeads);
+            }
             q = Rotate(q);
             k = Rotate(k);
             if (withPast)
@@ -220,8 +262,14 @@ static class OptimumShapedGraph
             x = g.Add(x, Linear(merged, W("self_attn.o_proj.weight")));
 
             var n2 = Norm(x, W("post_attention_layernorm.weight"));
-            var gate = Linear(n2, W("mlp.gate_proj.weight"));
-            var up = Linear(n2, W("mlp.up_proj.weight"));
+            string gate, up;
+            if (packed)
+            {
+                // gate, up = gate_up_proj(x).chunk(2, dim=-1): a Split in torch's export.
+                var halves = g.Split(g.MatMul(n2, $"onnx::MatMul_gate_up_{i}"), -1, [c.IntermediateSize, c.IntermediateSize]);
+                (gate, up) = (halves[0], halves[1]);
+            }
+            else (gate, up) = (Linear(n2, W("mlp.gate_proj.weight")), Linear(n2, W("mlp.up_proj.weight")));
             x = g.Add(x, Linear(g.Mul(g.Mul(gate, g.Sigmoid(gate)), up), W("mlp.down_proj.weight")));
         }
         var logits = Linear(Norm(x, "model.norm.weight"), "lm_head.weight");

@@ -19,11 +19,11 @@ public sealed class StandardLlamaImportTests
     const int Batch = 2, Seq = 6;
     static readonly int[] Pads = [0, 2];
 
-    internal static string WriteExport(TempDir tmp, string name, ModelConfig c, WeightSet w, bool merged, bool cosTable = false, Action<JsonObject>? editConfig = null)
+    internal static string WriteExport(TempDir tmp, string name, ModelConfig c, WeightSet w, bool merged, bool cosTable = false, Action<JsonObject>? editConfig = null, bool packed = false)
     {
         var dir = tmp.File(name);
         Directory.CreateDirectory(dir);
-        var model = OptimumShapedGraph.Model(c, w, merged, cosTable);
+        var model = OptimumShapedGraph.Model(c, w, merged, cosTable, packed);
         File.WriteAllBytes(Path.Combine(dir, merged ? "decoder_model_merged.onnx" : "model.onnx"), model.ToByteArray());
         var hf = new JsonObject
         {
@@ -97,18 +97,20 @@ public sealed class StandardLlamaImportTests
     }
 
     [Theory]
-    [InlineData("mha-tied", false, false)]
-    [InlineData("gqa-untied", false, true)]
-    [InlineData("qwen2-bias", false, false)]
-    [InlineData("mha-tied", true, false)]
-    [InlineData("gqa-untied", true, false)]
-    [InlineData("qwen2-bias", true, true)]
-    public void Optimum_export_imports_by_following_its_graph_and_matches_its_logits(string variant, bool merged, bool cosTable)
+    [InlineData("mha-tied", false, false, false)]
+    [InlineData("gqa-untied", false, true, false)]
+    [InlineData("qwen2-bias", false, false, false)]
+    [InlineData("mha-tied", true, false, false)]
+    [InlineData("gqa-untied", true, false, false)]
+    [InlineData("qwen2-bias", true, true, false)]
+    [InlineData("gqa-untied", false, false, true)]
+    [InlineData("qwen2-bias", true, false, true)]
+    public void Optimum_export_imports_by_following_its_graph_and_matches_its_logits(string variant, bool merged, bool cosTable, bool packed)
     {
         using var tmp = new TempDir();
         var c = TinyLlama.Config(variant, vocab: 300);
         var w = TinyLlama.Weights(c, seed: 3);
-        var dir = WriteExport(tmp, "export", c, w, merged, cosTable);
+        var dir = WriteExport(tmp, "export", c, w, merged, cosTable, packed: packed);
         var notes = new List<string>();
 
         var (config, weights, _) = OnnxImport.Import(dir, Tokenizer(tmp, c), notes.Add);
@@ -124,7 +126,7 @@ public sealed class StandardLlamaImportTests
         foreach (var branch in merged ? new bool?[] { true, false } : [null])
         {
             var (diff, spread) = Compare(Logits(source, c, branch), actual, c.VocabSize);
-            TestContext.Current.TestOutputHelper?.WriteLine($"{variant} {(merged ? $"merged, use_cache_branch={branch}" : "model.onnx")}{(cosTable ? ", cos/sin tables" : "")}: max |Δlogit| {diff:E2} (max |logit| {spread:F3})");
+            TestContext.Current.TestOutputHelper?.WriteLine($"{variant} {(merged ? $"merged, use_cache_branch={branch}" : "model.onnx")}{(cosTable ? ", cos/sin tables" : "")}{(packed ? ", packed qkv_proj and gate_up_proj" : "")}: max |Δlogit| {diff:E2} (max |logit| {spread:F3})");
             Assert.True(diff <= 1e-4, $"max |Δlogit| {diff}");
             Assert.True(spread > 0.5, "logits too small for the comparison to mean anything");
         }
