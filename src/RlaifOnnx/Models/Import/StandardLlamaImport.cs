@@ -92,7 +92,7 @@ static class StandardLlamaImport
             if (paths[vi].Nodes.Any(n => n.OpType == "Neg")) throw g.Unrecognised($"layer {layer}: the value is rotated");
             if (theta is { } t0 && t0 != layerTheta) throw g.Unrecognised($"layer {layer}: RoPE base {layerTheta} where earlier layers use {t0}");
             theta = layerTheta;
-            CheckScores(g, scores, pv, paths[qi], paths[ki], headDim, layer);
+            CheckScores(g, scores, paths[qi], paths[ki], headDim, layer);
 
             // 3. o_proj on the attention output, then the residual Add.
             var oNode = Follow(g, pv.Output[0]).Weights.SingleOrDefault() ?? throw g.Unrecognised($"layer {layer}: no single output projection after attention");
@@ -166,7 +166,7 @@ static class StandardLlamaImport
     // ---- walking -----------------------------------------------------------------------------
 
     /// <summary>Where a value flows: the nodes it passes through, the (MatMul, input) pairs it reaches with a weight-free MatMul, and the weight MatMuls it reaches.</summary>
-    internal sealed record Path(HashSet<NodeProto> Nodes, HashSet<(NodeProto, int)> Reached, List<NodeProto> Weights);
+    internal sealed record Flow(HashSet<NodeProto> Nodes, HashSet<(NodeProto, int)> Reached, List<NodeProto> Weights);
 
     static bool IsWeightMatMul(GraphIndex g, NodeProto n) =>
         n.OpType is "MatMul" or "MatMulNBits" && (n.OpType == "MatMulNBits" || g.IsConstant(n.Input[1]));
@@ -177,9 +177,9 @@ static class StandardLlamaImport
     /// Follows <paramref name="start"/> forward until each path meets a MatMul. Shape/Size are not followed:
     /// a shape is not the value's data (exports read sequence lengths off q and k to slice the mask).
     /// </summary>
-    static Path Follow(GraphIndex g, string start)
+    static Flow Follow(GraphIndex g, string start)
     {
-        var path = new Path([], [], []);
+        var path = new Flow([], [], []);
         var queue = new Queue<string>([start]);
         var seen = new HashSet<string> { start };
         while (queue.Count > 0)
@@ -241,7 +241,7 @@ static class StandardLlamaImport
     }
 
     /// <summary>The score MatMul (q·kᵀ) and the MatMul after Softmax (probabilities·v) that the three projections meet at.</summary>
-    static (NodeProto Scores, NodeProto Pv) AttentionMatMuls(GraphIndex g, List<Path> paths, int layer)
+    static (NodeProto Scores, NodeProto Pv) AttentionMatMuls(GraphIndex g, List<Flow> paths, int layer)
     {
         var met = paths.SelectMany(p => p.Reached).Select(r => r.Item1).Distinct().ToList();
         var scores = met.Where(m => paths.Any(p => p.Reached.Contains((m, 0))) && paths.Any(p => p.Reached.Contains((m, 1)))).ToList();
@@ -255,7 +255,7 @@ static class StandardLlamaImport
     }
 
     /// <summary>Softmax over the last axis; the product of constant factors on the q, k and score paths is 1/√d; no soft-capping.</summary>
-    static void CheckScores(GraphIndex g, NodeProto scores, NodeProto pv, Path q, Path k, long headDim, int layer)
+    static void CheckScores(GraphIndex g, NodeProto scores, Flow q, Flow k, long headDim, int layer)
     {
         var toSoftmax = Follow(g, scores.Output[0]).Nodes;
         var softmax = toSoftmax.Single(n => n.OpType == "Softmax");
@@ -295,7 +295,7 @@ static class StandardLlamaImport
     /// RoPE along a projection's path: rotate_half (a Neg, halves taken by contiguous Slice/Split) and
     /// cos/sin from inverse frequencies θ^(−2i/d) over the whole head or from a plain cos/sin table. Returns θ.
     /// </summary>
-    static double Rotary(GraphIndex g, Path path, long headDim, int layer, string what)
+    static double Rotary(GraphIndex g, Flow path, long headDim, int layer, string what)
     {
         if (!path.Nodes.Any(n => n.OpType == "Neg")) throw g.Unrecognised($"layer {layer}: the {what} is not rotated (no rotate_half)");
         foreach (var slice in path.Nodes.Where(n => n.OpType == "Slice"))
