@@ -22,7 +22,7 @@ public sealed class RewardScorer : IRewardModel
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
     readonly ChatTemplate? template;
     readonly InferenceOptions options;
-    readonly int padId;
+    readonly int padId, vocabSize;
     // Scoring calls may come from several threads; the tokenizer is used by one at a time.
     readonly Lock tokenizerLock = new();
     int truncated;
@@ -42,7 +42,7 @@ public sealed class RewardScorer : IRewardModel
         var provider = this.options.Provider(modelPath);
         var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
-        (padId, MaxTokens) = (config.PadTokenId, config.MaxPositions);
+        (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
@@ -147,6 +147,7 @@ public sealed class RewardScorer : IRewardModel
         for (var i = 0; i < rows.Length; i++)
         {
             if (sequences[i].Length == 0) throw UserError.At("reward input", null, $"[{i}]", "tokenizes to no tokens; a reward needs at least one");
+            TokenizerVocabulary.Check(sequences[i], vocabSize);
             var (ids, cut) = KeepEnd(sequences[i], MaxTokens);
             if (cut) Interlocked.Increment(ref truncated);
             rows[i] = ids;

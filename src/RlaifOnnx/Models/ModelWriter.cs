@@ -13,7 +13,7 @@ public abstract record TokenizerSource
 {
     /// <summary>Files copied from a tokenizer folder when present; the first two are required.</summary>
     public static readonly string[] TokenizerFiles =
-        [ModelFolder.TokenizerFile, ModelFolder.TokenizerConfigFile, "special_tokens_map.json", "vocab.json", "merges.txt"];
+        [ModelFolder.TokenizerFile, ModelFolder.TokenizerConfigFile, "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model"];
 
     public sealed record Folder(string Path) : TokenizerSource;
     public sealed record Tiny(TinyTokenizer Tokenizer) : TokenizerSource;
