@@ -125,6 +125,13 @@ public class PpoStageTests
             Assert.InRange(m.Values["response_length"], 1, 9);
         }
         Assert.Equal(0, metrics[0].Values["kl"], 6);   // the policy starts as the reference
+        // Weight sync with LoRA: the first iteration writes the base once; later ones write only the adapter file.
+        var rolloutDir = Path.Combine(output, TrainPolicy.RolloutPolicySubdir);
+        var adapterBytes = new FileInfo(Path.Combine(rolloutDir, RolloutPolicy.AdapterFile)).Length;
+        Assert.True(metrics[0].Values["weight_sync_bytes"] > new FileInfo(Path.Combine(rolloutDir, ModelFolder.DataFile)).Length);
+        Assert.Equal(adapterBytes, metrics[1].Values["weight_sync_bytes"]);
+        foreach (var key in new[] { "weight_sync_seconds", "generation_seconds", "scoring_seconds", "forward_seconds", "policy_update_seconds", "value_update_seconds" })
+            Assert.All(metrics, m => Assert.True(m.Values[key] >= 0 && m.Values[key] <= m.Values["seconds"], $"{key} = {m.Values[key]}"));
         Assert.Equal(0.05, metrics[0].Values["beta"]);
 
         // Both folders: the policy an LM folder whose weights moved, the value model a PM folder whose weights moved.
@@ -166,7 +173,7 @@ public class PpoStageTests
         Assert.Equal(Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "policy"))), Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))));
         var (first, again) = (whole[^1], resumed[^1]);
         Assert.Equal(3, again.Step);
-        foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds"))
+        foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds" && !kv.Key.EndsWith("_seconds")))
             Assert.True(value.Equals(again.Values[key]), $"{key}: {value} vs {again.Values[key]}");
         Assert.NotEqual(whole[0].Values["beta"], whole[2].Values["beta"]);   // the adaptive β moved, and was restored
         Assert.Equal(policyBytes, Bytes(TrainPolicy.ModelSubdir));
