@@ -77,7 +77,10 @@ public static partial class TrainPolicy
         /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
         /// </summary>
         public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "linear" };
-        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        /// <summary>
+        /// LoRA adapters: rank (0 = train every weight), alpha, targets, dropout. With a rank, the value model gets
+        /// adapters with the same settings over the PM's frozen base (and trains its head), as the policy over its own.
+        /// </summary>
         public LoraConfig Lora { get; init; } = new();
         /// <summary>How rollouts are sampled: temperature (must be positive), top_p, max_new_tokens (of a response).</summary>
         public SamplingConfig Sampling { get; init; } = new() { Temperature = 0.7, MaxNewTokens = 53 };
@@ -121,6 +124,8 @@ public static partial class TrainPolicy
             if (!(Sampling.Temperature > 0)) yield return new("sampling", $"temperature must be positive (PPO samples), got {Sampling.Temperature}");
             // PPO trains the distribution it samples from, softmax(logits / temperature); nucleus sampling draws from another.
             if (Sampling.TopP < 1) yield return new("sampling", $"top_p must be 1 for PPO rollouts (got {Sampling.TopP}): the policy trained is softmax(logits/temperature), which top_p < 1 does not sample");
+            // Dropout would make the trained log-probs differ from the rollout's (and the first ratio ≠ 1).
+            if (Lora.Dropout > 0) yield return new("lora", $"dropout must be 0 for PPO (got {Lora.Dropout}): rollouts and the old log-probs run without it");
             if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
             if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
             else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
@@ -192,16 +197,31 @@ public static partial class TrainPolicy
         var sharesBase = lora is not null && Path.GetFullPath(referenceDir) == Path.GetFullPath(config.PolicyModel);
         var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
         var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
+        // With LoRA the value model is adapters and its own head over the PM's frozen base, as the policy over its
+        // base; when it starts from the reward model, that base scores the rewards too: one copy of the PM's weights.
+        IReadOnlyList<LoraAdapter> valueAdapters = lora is null ? [] : Lora.Apply(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), lora).Adapters;
+        var valueFrozen = lora is null ? new Dictionary<string, WeightTensor>()
+            : valueWeights.Where(w => w.Key != PreferenceModelGraphs.HeadWeight).ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
+        var valueHead = valueWeights[PreferenceModelGraphs.HeadWeight];
+        IReadOnlyDictionary<string, WeightTensor> valueTrainable = lora is null ? valueWeights
+            : new Dictionary<string, WeightTensor>(Lora.InitialWeights(valueAdapters, StableRandom.SeedFor(config.Seed, "value lora")), StringComparer.Ordinal)
+            {
+                // Its own copy: the trainer updates it in place, and the reward reads the PM's head.
+                [PreferenceModelGraphs.HeadWeight] = new WeightTensor(valueHead.Shape, (float[])valueHead.Data.Clone()),
+            };
+        var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
 
         using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
             Ppo.PolicyOptions(PolicyTrainerOptions(config)));
-        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
+        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, valueFrozen,
             Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
         using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
         using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
-        using var valueForward = new BoundForward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
-        using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
+        using var valueForward = new BoundForward(Ppo.ValuesGraph(valueMeta.Config, lora), Union(valueFrozen, valueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput);
+        using var rewardScorer = sharesPm
+            ? new RewardScorer(config.RewardModel, valueWeights, new InferenceOptions { BatchSize = config.MiniBatchSize })
+            : new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
 
         // Resume: both trainers from their newest common checkpoint made with the same settings.
         var policyCheckpoints = Path.Combine(config.OutputDir, "checkpoints", "policy");
@@ -379,7 +399,7 @@ public static partial class TrainPolicy
             [.. policyMeta.Lineage, new LineageEntry("ppo", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
         var valueTarget = Path.Combine(config.OutputDir, ValueModelSubdir);
         PreferenceModelFolder.Write(valueTarget, valueMeta.Config,
-            Export.Weights(valueMeta.Config, new Dictionary<string, WeightTensor>(), valueTrainer, shapes: PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
+            Export.Weights(valueMeta.Config, valueFrozen, valueTrainer, valueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
             [.. valueMeta.Lineage, new LineageEntry("ppo value model", Path.GetFullPath(valueDir), DateTimeOffset.UtcNow)]);
         return new Summary(target, valueTarget, config.Iterations, last);
     }

@@ -145,6 +145,9 @@ public class PpoStageTests
         var pmBefore = PreferenceModelFolder.ReadWeights(pm);
         var pmAfter = PreferenceModelFolder.ReadWeights(summary.ValueModel);
         Assert.False(pmBefore[PreferenceModelGraphs.HeadWeight].Data.SequenceEqual(pmAfter[PreferenceModelGraphs.HeadWeight].Data));
+        // With LoRA the value model is adapters over the PM's frozen base: targeted projections moved, the others did not.
+        Assert.False(pmBefore["model.layers.0.self_attn.q_proj.weight"].Data.SequenceEqual(pmAfter["model.layers.0.self_attn.q_proj.weight"].Data));
+        Assert.True(pmBefore["model.layers.0.mlp.up_proj.weight"].Data.SequenceEqual(pmAfter["model.layers.0.mlp.up_proj.weight"].Data));
         Assert.True(Directory.Exists(Path.Combine(output, TrainPolicy.RolloutPolicySubdir)));
     }
 
