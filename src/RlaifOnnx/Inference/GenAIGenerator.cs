@@ -58,14 +58,11 @@ public sealed class GenAIGenerator : ITextGenerator
             // The provider comes from our options, not from whatever genai_config.json lists.
             config.ClearProviders();
             if (provider == "cuda") config.AppendProvider("cuda");
-            // ONNX Runtime's warnings stay off stderr (errors still surface as exceptions): e.g. a rollout folder's LoRA
-            // inputs, overridable initializers by design, would each print one.
-            var sessionOptions = new JsonObject { ["log_severity_level"] = 3 };
-            if (this.options.IntraOpThreads > 0) sessionOptions["intra_op_num_threads"] = this.options.IntraOpThreads;
-            config.Overlay(new JsonObject
-            {
-                ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = sessionOptions } },
-            }.ToJsonString());
+            if (this.options.IntraOpThreads > 0)
+                config.Overlay(new JsonObject
+                {
+                    ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = new JsonObject { ["intra_op_num_threads"] = this.options.IntraOpThreads } } },
+                }.ToJsonString());
             model = new Model(config);
             tokenizer = new Tokenizer(model);
         }
