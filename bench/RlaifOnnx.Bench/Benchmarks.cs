@@ -21,6 +21,7 @@ public static class Benchmarks
         new("label", LabelBench.Run),
         new("train", TrainingBench.Run),
         new("serving", ServingBench.Run),
+        new("ppo", PpoBench.Run),
     ];
 }
 
