@@ -77,7 +77,7 @@ public sealed class RewardScorer : IRewardModel
         ModelDir = Path.GetFullPath(modelDir);
         this.options = options ?? new InferenceOptions();
         var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
-        (padId, MaxTokens) = (config.PadTokenId, config.MaxPositions);
+        (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
         bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput);
         try { tokenizer = OpenTokenizer(ModelDir); }
