@@ -163,6 +163,24 @@ public static partial class Label
         var ids = pairs?.Select(p => p.Id).ToList() ?? prompts!.Select(p => p.Id).ToList();
         if (config.Limit is { } limit) ids = ids.Take(limit).ToList();
 
+        var createdOutput = !Directory.Exists(config.OutputDir);
+        try
+        {
+            return await LabelAll(config, ids, constitution, pairs, prompts, scorer, countTokens, maxQuestionTokens, reasoner, policy, cancellationToken, source);
+        }
+        catch
+        {
+            // Failed before the first record (a server that does not answer, a question that cannot fit): leave nothing
+            // behind. (A filter would run before the writer's Dispose has removed its empty file.)
+            if (createdOutput && Directory.Exists(config.OutputDir) && !Directory.EnumerateFileSystemEntries(config.OutputDir).Any())
+                Directory.Delete(config.OutputDir);
+            throw;
+        }
+    }
+
+    static async Task<string> LabelAll(Config config, List<string> ids, ConstitutionSet constitution, List<PairItem>? pairs, List<PromptItem>? prompts,
+        IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens, ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken, string source)
+    {
         Directory.CreateDirectory(config.OutputDir);
         var comparisonsPath = Path.Combine(config.OutputDir, ComparisonsFile);
         var fewShotBlock = FewShotBlock(constitution, config);
