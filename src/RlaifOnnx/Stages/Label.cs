@@ -102,6 +102,10 @@ public static partial class Label
         public int CalibrationBins { get; init; } = 10;
         /// <summary>Execution provider for local models: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
 
         public IEnumerable<ConfigProblem> Problems()
         {
@@ -115,6 +119,7 @@ public static partial class Label
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
             if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
         }
     }
 
@@ -124,7 +129,8 @@ public static partial class Label
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var inputs = ReadInputs(config, source);
         // share_prefix: false is the plain way, one full pass per question, so no prefix is reused across calls either.
-        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, PrefixCacheBytes = config.SharePrefix ? new InferenceOptions().PrefixCacheBytes : 0 };
+        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, PrefixCacheBytes = config.SharePrefix ? new InferenceOptions().PrefixCacheBytes : 0,
+            HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds };
         using var scorer = StageBackends.OpenScorer(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model");
         using var reasoner = config.ChainOfThought ? StageBackends.OpenGenerator(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model") : null;
         using var policy = config.Prompts is not null ? StageBackends.OpenGenerator(config.PolicyModel!, config.PolicyServerModel, options, source, "policy_model") : null;
@@ -163,24 +169,6 @@ public static partial class Label
         var ids = pairs?.Select(p => p.Id).ToList() ?? prompts!.Select(p => p.Id).ToList();
         if (config.Limit is { } limit) ids = ids.Take(limit).ToList();
 
-        var createdOutput = !Directory.Exists(config.OutputDir);
-        try
-        {
-            return await LabelAll(config, ids, constitution, pairs, prompts, scorer, countTokens, maxQuestionTokens, reasoner, policy, cancellationToken, source);
-        }
-        catch
-        {
-            // Failed before the first record (a server that does not answer, a question that cannot fit): leave nothing
-            // behind. (A filter would run before the writer's Dispose has removed its empty file.)
-            if (createdOutput && Directory.Exists(config.OutputDir) && !Directory.EnumerateFileSystemEntries(config.OutputDir).Any())
-                Directory.Delete(config.OutputDir);
-            throw;
-        }
-    }
-
-    static async Task<string> LabelAll(Config config, List<string> ids, ConstitutionSet constitution, List<PairItem>? pairs, List<PromptItem>? prompts,
-        IScorer scorer, Func<string, int> countTokens, int maxQuestionTokens, ITextGenerator? reasoner, ITextGenerator? policy, CancellationToken cancellationToken, string source)
-    {
         Directory.CreateDirectory(config.OutputDir);
         var comparisonsPath = Path.Combine(config.OutputDir, ComparisonsFile);
         var fewShotBlock = FewShotBlock(constitution, config);

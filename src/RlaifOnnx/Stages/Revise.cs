@@ -58,9 +58,14 @@ public static class Revise
         public SftRevisions SftRevisions { get; init; } = SftRevisions.Last;
         /// <summary>Execution provider for a local model: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
 
         public IEnumerable<ConfigProblem> Problems()
         {
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
             if (Rounds < 1) yield return new("rounds", $"must be at least 1, got {Rounds}");
             if (FewShot < 0) yield return new("few_shot", $"must be 0 or more, got {FewShot}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
@@ -77,7 +82,7 @@ public static class Revise
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var (constitution, prompts) = ReadInputs(config, source);
         using var generator = StageBackends.OpenGenerator(config.HelpfulModel, config.HelpfulServerModel,
-            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize }, source, "helpful_model");
+            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds }, source, "helpful_model");
         return await Run(config, constitution, prompts, generator, cancellationToken);
     }
 
