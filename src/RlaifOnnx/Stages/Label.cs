@@ -176,12 +176,14 @@ public static partial class Label
         var clock = Stopwatch.StartNew();
         using (var output = ResumableJsonlWriter<ComparisonRecord>.Open(comparisonsPath, r => r.Id))
         {
-            var todo = Enumerable.Range(0, ids.Count).Where(i => !output.IsDone(ids[i])).ToList();
-            using var progress = new Progress("label", todo.Count);
-            for (var start = 0; start < todo.Count; start += config.BatchSize)
+            // Batches have fixed boundaries in input order, so a resumed run puts together (and, sampling, seeds) what
+            // an uninterrupted one would; a batch a killed run left partly written is labelled again and only its
+            // missing records appended.
+            var batches = Enumerable.Range(0, ids.Count).Chunk(config.BatchSize).Where(b => b.Any(i => !output.IsDone(ids[i]))).Select(b => b.ToList()).ToList();
+            using var progress = new Progress("label", ids.Count, alreadyDone: ids.Count(output.IsDone));
+            foreach (var indices in batches)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var indices = todo.Skip(start).Take(config.BatchSize).ToList();
                 // 1. the comparisons of this batch (sampling two answers per prompt when there are no pairs)
                 var batch = pairs is not null
                     ? indices.Select(i => pairs[i]).ToList()
@@ -189,6 +191,7 @@ public static partial class Label
                 // 2–5. questions, reasoning, scores, labels
                 foreach (var record in await LabelBatch(batch, constitution, config, fewShotBlock, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
                 {
+                    if (output.IsDone(record.Id)) continue;
                     output.Append(record);
                     progress.Advance();
                     labelled++;

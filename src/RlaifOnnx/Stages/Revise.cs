@@ -111,18 +111,21 @@ public static class Revise
         var revisionsPath = Path.Combine(config.OutputDir, RevisionsFile);
         using (var output = ResumableJsonlWriter<RevisionRecord>.Open(revisionsPath, r => r.Id))
         {
-            var todo = prompts.Where(p => !output.IsDone(p.Id)).ToList();
+            // Batches have fixed boundaries in prompt order and a seed drawn from their first prompt's id, so a
+            // resumed run generates what an uninterrupted one would (the same chats padded together, the same
+            // seed); a batch a killed run left partly written is generated again and only its missing records appended.
+            var batches = prompts.Chunk(config.BatchSize).Where(b => b.Any(p => !output.IsDone(p.Id))).Select(b => b.ToList()).ToList();
             // A local model's context bounds every chat: over-long ones are fitted (see Fit) and the record marked.
             var countTokens = StageBackends.ChatTokenCounter(generator);
             var budget = (StageBackends.ContextLength(config.HelpfulModel) ?? int.MaxValue) - config.Sampling.MaxNewTokens;
-            using var progress = new Progress("revise", todo.Count);
+            using var progress = new Progress("revise", prompts.Count, alreadyDone: output.Count);
             var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature, TopP = config.Sampling.TopP, Seed = config.Seed };
-            for (var start = 0; start < todo.Count; start += config.BatchSize)
+            foreach (var batch in batches)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = todo.Skip(start).Take(config.BatchSize).ToList();
                 foreach (var record in await ReviseBatch(batch, constitution, config, generator, sampling with { Seed = StableRandom.SeedFor(config.Seed, batch[0].Id) }, countTokens, budget, cancellationToken))
                 {
+                    if (output.IsDone(record.Id)) continue;
                     output.Append(record);
                     progress.Advance();
                 }

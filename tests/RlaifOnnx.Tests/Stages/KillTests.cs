@@ -9,7 +9,7 @@ namespace RlaifOnnx.Tests.Stages;
 /// lost or repeated, the outputs byte-identical to an uninterrupted run's, metric steps strictly increasing,
 /// and no temporary folder left behind. The compiled `rlaif` runs as a process, as a user runs it.
 /// </summary>
-public class KillTests
+public partial class KillTests
 {
     /// <summary>Starts `rlaif ARGS`, kills it after <paramref name="after"/> unless it finished; true when it was killed.</summary>
     static bool RunAndKill(string[] args, TimeSpan after)
@@ -33,14 +33,19 @@ public class KillTests
     /// landed; whenever a folder's run gets to the end (a fast machine), that folder is checked with
     /// <paramref name="check"/> and the next kills go to a new one. Returns how many folders were checked.
     /// </summary>
-    static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10)
+    static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10,
+        Action<string>? afterKill = null)
     {
         var landed = 0;
         var folders = 0;
         while (landed < kills)
         {
             var output = Path.Combine(root, $"killed-{folders++}");
-            while (landed < kills && RunAndKill(args(output), TimeSpan.FromMilliseconds(random.Next(minMs, maxMs)))) landed++;
+            while (landed < kills && RunAndKill(args(output), TimeSpan.FromMilliseconds(random.Next(minMs, maxMs))))
+            {
+                landed++;
+                afterKill?.Invoke(output);
+            }
             var last = CliProcess.Run(args(output));   // finish (or find it finished) and check
             Assert.True(last.ExitCode == 0, last.Stderr);
             check(output);
