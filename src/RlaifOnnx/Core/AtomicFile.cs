@@ -16,40 +16,13 @@ public static class AtomicFile
         Write(path, s => s.Write(copy));
     }
 
-    /// <summary>
-    /// Removes the temp files a killed writer of <paramref name="full"/> left (".NAME.PID.GUID.tmp" whose process
-    /// is gone): a SIGKILL runs no finally block, and nothing else would ever remove them.
-    /// </summary>
-    static void RemoveOrphans(string full)
-    {
-        var prefix = $".{Path.GetFileName(full)}.";
-        foreach (var path in Directory.EnumerateFiles(Path.GetDirectoryName(full)!, prefix + "*.tmp"))
-        {
-            var rest = Path.GetFileName(path)[prefix.Length..];
-            var dot = rest.IndexOf('.');
-            if (dot <= 0 || !int.TryParse(rest[..dot], out var pid) || pid == Environment.ProcessId || IsRunning(pid)) continue;
-            try { File.Delete(path); } catch (IOException) { }
-        }
-    }
-
-    static bool IsRunning(int pid)
-    {
-        try
-        {
-            using var process = System.Diagnostics.Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (ArgumentException) { return false; }
-        catch (InvalidOperationException) { return false; }
-    }
-
     /// <summary>Runs <paramref name="write"/> on a temp stream, flushes it to disk, then renames it over <paramref name="path"/>.</summary>
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        RemoveOrphans(full);
+        Orphans.RemoveBeside(full);   // what killed writers of this file left
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))

@@ -79,6 +79,8 @@ public static class OnnxFile
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
         var copy = model.Clone();
+        Orphans.RemoveBeside(full);   // what killed writers left
+        if (externalDataFileName is not null) Orphans.RemoveBeside(Path.Combine(folder, externalDataFileName));
         string? dataTemp = null;
         if (externalDataFileName is not null)
         {

@@ -220,6 +220,7 @@ public static partial class TrainPolicy
 
         var order = new DataOrder(prompts.Count, config.Seed);
         var rolloutDir = Path.Combine(config.OutputDir, RolloutPolicySubdir);
+        Orphans.RemoveBeside(rolloutDir);   // rollout policies a killed run was writing
         GenAIGenerator? generator = null;
         long generatorStep = -1;
         var last = new Dictionary<string, double>();

@@ -18,9 +18,6 @@ public partial class KillTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(whole, file)), File.ReadAllBytes(Path.Combine(killed, file)));
     }
 
-    /// <summary>Lines of <paramref name="file"/> in <paramref name="dir"/> now (0 when it is not there yet).</summary>
-    static int LinesNow(string dir, string file) => File.Exists(Path.Combine(dir, file)) ? File.ReadAllLines(Path.Combine(dir, file)).Length : 0;
-
     static void NoTempFiles(string killed)
     {
         Assert.Empty(TempFolders(killed));
@@ -52,16 +49,14 @@ public partial class KillTests
         var reference = CliProcess.Run(Args(whole));
         Assert.True(reference.ExitCode == 0, reference.Stderr);
 
-        var seen = new List<int>();
-        KillRepeatedly(temp.Path, Args, new Random(4242), 700, 2200, killed =>
+        var kills = KillAtProgress(temp.Path, Args, killed => LinesIn(Path.Combine(killed, Revise.RevisionsFile)), Prompts, new Random(4242), killed =>
         {
             SameRecords(whole, killed, Revise.RevisionsFile, Prompts);
             SameRecords(whole, killed, Revise.SftMessagesFile, Prompts);
             SameRecords(whole, killed, Revise.SftPromptCompletionFile, Prompts);
             NoTempFiles(killed);
-        }, afterKill: killed => seen.Add(LinesNow(killed, Revise.RevisionsFile)));
-        // The kills landed in the middle of the work, not only before it started.
-        Assert.Contains(seen, n => n is > 0 and < Prompts);
+        });
+        Assert.Equal(10, kills.Count);
     }
 
     [Fact]
@@ -132,8 +127,10 @@ public partial class KillTests
         var reference = CliProcess.Run(Args(whole));
         Assert.True(reference.ExitCode == 0, reference.Stderr);
 
-        var seen = new List<int>();
-        KillRepeatedly(temp.Path, Args, new Random(99), 700, 3000, afterKill: killed => seen.Add(LinesNow(killed, Evaluate.GenerationsFile)), check: killed =>
+        // Progress over the three resumable files, so kills land in answering, rewarding and judging.
+        static int Progress(string killed) => LinesIn(Path.Combine(killed, Evaluate.GenerationsFile)) + LinesIn(Path.Combine(killed, Evaluate.RewardsFile))
+            + LinesIn(Path.Combine(killed, Evaluate.JudgmentsFile));
+        var kills = KillAtProgress(temp.Path, Args, Progress, 5 * Prompts, new Random(99), killed =>
         {
             SameRecords(whole, killed, Evaluate.GenerationsFile, 2 * Prompts);
             SameRecords(whole, killed, Evaluate.RewardsFile, 2 * Prompts);
@@ -141,6 +138,6 @@ public partial class KillTests
             Assert.Equal(File.ReadAllBytes(Path.Combine(whole, Evaluate.ReportFile)), File.ReadAllBytes(Path.Combine(killed, Evaluate.ReportFile)));
             NoTempFiles(killed);
         });
-        Assert.Contains(seen, n => n is > 0 and < 2 * Prompts);
+        Assert.Equal(10, kills.Count);
     }
 }

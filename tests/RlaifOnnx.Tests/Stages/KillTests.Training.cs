@@ -45,7 +45,7 @@ public partial class KillTests
         const int Helpful = 24;
         var helpful = temp.File("helpful.jsonl");
         File.WriteAllLines(helpful, Enumerable.Range(0, Helpful).Select(i => $"{{\"id\": \"h{i}\", \"prompt\": \"How do I bake bread number {i}?\"}}"));
-        const int Steps = 500;
+        const int Steps = 120;
         // The helpful answers are sampled (temperature 1) in batches of 3, then the mix trains: kills land in both.
         string[] Args(string output) => ["sft", "--model", model, "--revisions", revisions, "--helpfulness-prompts", helpful, "--helpful-model", model,
             "--helpfulness-fraction", "0.5", "--generation-batch-size", "3", "--sampling-max-new-tokens", "8", "--out", output,
@@ -56,8 +56,8 @@ public partial class KillTests
         Assert.True(reference.ExitCode == 0, reference.Stderr);
         var wholeSamples = File.ReadAllLines(Path.Combine(whole, Sft.HelpfulnessSamplesFile)).Length;
 
-        var seen = new List<int>();
-        KillRepeatedly(temp.Path, Args, new Random(31337), 800, 4000, afterKill: killed => seen.Add(LinesNow(Path.Combine(killed, Sft.TrainSubdir), "metrics.jsonl")), check: killed =>
+        static int Progress(string killed) => LinesIn(Path.Combine(killed, Sft.HelpfulnessSamplesFile)) + LinesIn(Path.Combine(killed, Sft.TrainSubdir, "metrics.jsonl"));
+        var kills = KillAtProgress(temp.Path, Args, Progress, Helpful + Steps, new Random(31337), killed =>
         {
             SameRecords(whole, killed, Sft.HelpfulnessSamplesFile, wholeSamples);
             Assert.Equal(File.ReadAllBytes(Path.Combine(whole, Sft.MixFile)), File.ReadAllBytes(Path.Combine(killed, Sft.MixFile)));
@@ -65,7 +65,7 @@ public partial class KillTests
             SameMetrics(Path.Combine(whole, Sft.TrainSubdir, "metrics.jsonl"), Path.Combine(killed, Sft.TrainSubdir, "metrics.jsonl"), Steps, "loss");
             NoTempFiles(killed);
         });
-        Assert.Contains(seen, n => n is > 0 and < Steps);   // some kills landed in the middle of training
+        Assert.Equal(10, kills.Count);
     }
 
     [Fact]
@@ -78,7 +78,7 @@ public partial class KillTests
         File.WriteAllLines(preferences, Enumerable.Range(0, Pairs).Select(i =>
             $"{{\"id\": \"q{i}\", \"prompt\": [{{\"role\": \"user\", \"content\": \"Is tea {i} good?\"}}], \"chosen\": [{{\"role\": \"assistant\", \"content\": \"Sure, tea {i} is good.\"}}], " +
             $"\"rejected\": [{{\"role\": \"assistant\", \"content\": \"No.\"}}], \"margin\": 0.8}}"));
-        const int Steps = 500;
+        const int Steps = 120;
         string[] Args(string output) => ["dpo", "--model", model, "--preferences", preferences, "--out", output, "--steps", $"{Steps}", "--batch-size", "3",
             "--save-every", "7", "--max-length", "64", "--beta", "0.5", "--optimizer-learning-rate", "0.001", "--optimizer-schedule", "constant"];
 
@@ -86,15 +86,15 @@ public partial class KillTests
         var reference = CliProcess.Run(Args(whole));
         Assert.True(reference.ExitCode == 0, reference.Stderr);
 
-        var seen = new List<int>();
-        KillRepeatedly(temp.Path, Args, new Random(2718), 600, 3500, afterKill: killed => seen.Add(LinesNow(killed, Dpo.MetricsFile)), check: killed =>
+        static int Progress(string killed) => LinesIn(Path.Combine(killed, Dpo.ReferenceFile)) + LinesIn(Path.Combine(killed, Dpo.MetricsFile));
+        var kills = KillAtProgress(temp.Path, Args, Progress, Pairs + Steps, new Random(2718), killed =>
         {
             SameRecords(whole, killed, Dpo.ReferenceFile, Pairs);
             SameWeights(whole, killed);
             SameMetrics(Path.Combine(whole, Dpo.MetricsFile), Path.Combine(killed, Dpo.MetricsFile), Steps, "loss", "rewards/margins");
             NoTempFiles(killed);
         });
-        Assert.Contains(seen, n => n is > 0 and < Steps);
+        Assert.Equal(10, kills.Count);
     }
 
     [Fact]
@@ -105,7 +105,7 @@ public partial class KillTests
         var policy = TinyLm(temp, "policy");
         var prompts = temp.File("prompts.jsonl");
         File.WriteAllLines(prompts, Enumerable.Range(0, 16).Select(i => $"{{\"prompt\": \"Question {i}: is tea good?\"}}"));
-        const int Iterations = 40;
+        const int Iterations = 24;
         string[] Args(string output) => ["ppo", "--policy-model", policy, "--reward-model", pm.Dir, "--prompts", prompts, "--out", output,
             "--iterations", $"{Iterations}", "--rollout-batch-size", "4", "--mini-batch-size", "2", "--ppo-epochs", "1", "--sampling-max-new-tokens", "6",
             "--save-every", "1", "--max-prompt-tokens", "64", "--optimizer-learning-rate", "0.001", "--seed", "3"];
@@ -114,13 +114,12 @@ public partial class KillTests
         var reference = CliProcess.Run(Args(whole));
         Assert.True(reference.ExitCode == 0, reference.Stderr);
 
-        var seen = new List<int>();
-        KillRepeatedly(temp.Path, Args, new Random(1618), 800, 4000, afterKill: killed => seen.Add(LinesNow(killed, TrainPolicy.MetricsFile)), check: killed =>
+        var kills = KillAtProgress(temp.Path, Args, killed => LinesIn(Path.Combine(killed, TrainPolicy.MetricsFile)), Iterations, new Random(1618), killed =>
         {
             SameWeights(whole, killed);
             SameMetrics(Path.Combine(whole, TrainPolicy.MetricsFile), Path.Combine(killed, TrainPolicy.MetricsFile), Iterations, "score", "kl", "policy_loss", "value_loss");
             NoTempFiles(killed);
         });
-        Assert.Contains(seen, n => n is > 0 and < Iterations);
+        Assert.Equal(10, kills.Count);
     }
 }
