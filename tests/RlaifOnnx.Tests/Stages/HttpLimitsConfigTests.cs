@@ -39,8 +39,8 @@ public class HttpLimitsConfigTests
         File.WriteAllText(config, "http_timeout_seconds: 0.3\nhttp_deadline_seconds: 2\n");
         var clock = Stopwatch.StartNew();
         var result = await Task.Run(() => CliProcess.Run([.. Revise(server, temp, output), "--config", config]));
+        // The limits named are the config's (the defaults are 60 s and 300 s).
         BadInputAssert.OneLineError(result, "per-attempt timeout of 0.3 s|total deadline of 2 s ran out", output);
-        Assert.True(server.Requests >= 1, "the server was never asked");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2 + 15), $"took {clock.Elapsed.TotalSeconds:0.0} s");
     }
 

@@ -1,4 +1,5 @@
 using RlaifOnnx.Stages;
+using static RlaifOnnx.Tests.Stages.KillTests;
 
 namespace RlaifOnnx.Tests.Stages;
 
@@ -7,10 +8,11 @@ namespace RlaifOnnx.Tests.Stages;
 /// seeded random points and then finished: every record once, and the files byte-identical to an uninterrupted
 /// run's on this machine (both runs sample on the same CPU in the same test, so byte identity is the check).
 /// </summary>
-public partial class KillTests
+/// <remarks>Its own class, so these run beside the other kill tests rather than after them.</remarks>
+public class GenerationKillTests
 {
     /// <summary>Each line of <paramref name="file"/> once, and the file equal to the uninterrupted run's.</summary>
-    static void SameRecords(string whole, string killed, string file, int expectedLines)
+    internal static void SameRecords(string whole, string killed, string file, int expectedLines)
     {
         var lines = File.ReadAllLines(Path.Combine(killed, file));
         Assert.Equal(expectedLines, lines.Length);                // 0 lost
@@ -18,13 +20,13 @@ public partial class KillTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(whole, file)), File.ReadAllBytes(Path.Combine(killed, file)));
     }
 
-    static void NoTempFiles(string killed)
+    internal static void NoTempFiles(string killed)
     {
         Assert.Empty(TempFolders(killed));
         Assert.Empty(Directory.GetFiles(killed, "*.tmp", SearchOption.AllDirectories));
     }
 
-    static string TinyLm(TempDir temp, string name, int seed = 1)
+    internal static string TinyLm(TempDir temp, string name, int seed = 1)
     {
         var dir = temp.File(name);
         var made = CliProcess.Run("model", "create", "--arch", "llama", "--out", dir, "--hidden-size", "32", "--layers", "2", "--heads", "4",

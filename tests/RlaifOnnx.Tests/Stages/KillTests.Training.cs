@@ -1,6 +1,8 @@
 using RlaifOnnx.Models;
 using RlaifOnnx.Reporting;
 using RlaifOnnx.Stages;
+using static RlaifOnnx.Tests.Stages.GenerationKillTests;
+using static RlaifOnnx.Tests.Stages.KillTests;
 
 namespace RlaifOnnx.Tests.Stages;
 
@@ -9,7 +11,8 @@ namespace RlaifOnnx.Tests.Stages;
 /// exported weights byte-identical to an uninterrupted run's, every step logged once in order with the
 /// uninterrupted run's values, the stage's JSONL records once each, no temp folder left.
 /// </summary>
-public partial class KillTests
+/// <remarks>Its own class, so these run beside the other kill tests rather than after them.</remarks>
+public class TrainingKillTests
 {
     /// <summary>Every exported weight file (outside checkpoints/) equal to the uninterrupted run's.</summary>
     static void SameWeights(string whole, string killed)

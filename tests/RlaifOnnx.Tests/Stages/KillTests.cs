@@ -9,10 +9,10 @@ namespace RlaifOnnx.Tests.Stages;
 /// lost or repeated, the outputs byte-identical to an uninterrupted run's, metric steps strictly increasing,
 /// and no temporary folder left behind. The compiled `rlaif` runs as a process, as a user runs it.
 /// </summary>
-public partial class KillTests
+public class KillTests
 {
     /// <summary>Starts `rlaif ARGS`, kills it after <paramref name="after"/> unless it finished; true when it was killed.</summary>
-    static bool RunAndKill(string[] args, TimeSpan after)
+    internal static bool RunAndKill(string[] args, TimeSpan after)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
@@ -33,7 +33,7 @@ public partial class KillTests
     /// landed; whenever a folder's run gets to the end (a fast machine), that folder is checked with
     /// <paramref name="check"/> and the next kills go to a new one. Returns how many folders were checked.
     /// </summary>
-    static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10)
+    internal static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10)
     {
         var landed = 0;
         var folders = 0;
@@ -53,7 +53,7 @@ public partial class KillTests
     /// every few milliseconds); false when it finished first. Killing at a point of progress rather than after a
     /// time makes every kill land in the middle of the work however fast or loaded the machine is.
     /// </summary>
-    static bool RunAndKillWhen(string[] args, Func<bool> reached)
+    internal static bool RunAndKillWhen(string[] args, Func<bool> reached)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
@@ -76,7 +76,7 @@ public partial class KillTests
     /// random target ahead of where it was resumed from. A folder near its end is finished and checked with
     /// <paramref name="check"/>, and the next kills go to a fresh one. Returns the progress seen at each kill.
     /// </summary>
-    static List<int> KillAtProgress(string root, Func<string, string[]> args, Func<string, int> progress, int total, Random random, Action<string> check, int kills = 10)
+    internal static List<int> KillAtProgress(string root, Func<string, string[]> args, Func<string, int> progress, int total, Random random, Action<string> check, int kills = 10)
     {
         var seen = new List<int>();
         var folders = 0;
@@ -99,7 +99,7 @@ public partial class KillTests
     }
 
     /// <summary>Complete lines in a file now (0 when it is not there yet): records or metric steps written so far.</summary>
-    static int LinesIn(string path)
+    internal static int LinesIn(string path)
     {
         try
         {
@@ -112,7 +112,7 @@ public partial class KillTests
         catch (IOException) { return 0; }
     }
 
-    static string[] TempFolders(string root) =>
+    internal static string[] TempFolders(string root) =>
         Directory.GetDirectories(root, "*", SearchOption.AllDirectories).Where(d => Path.GetFileName(d).EndsWith(".tmp", StringComparison.Ordinal)).ToArray();
 
     [Fact]
