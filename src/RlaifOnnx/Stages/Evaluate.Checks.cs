@@ -105,7 +105,7 @@ public static partial class Evaluate
         var correct = rows.Count(r => r.P > 0.5 == r.ATrulyBetter && r.P != 0.5);
         var calibration = rows.GroupBy(r => Math.Min(9, (int)(r.P * 10))).OrderBy(g => g.Key)
             .Select(g => new[] { g.Average(r => r.P), g.Average(r => r.ATrulyBetter ? 1.0 : 0.0), g.Count() }).ToList();
-        return new LabelAccuracy(RateEstimate.Of(correct, rows.Count), calibration);
+        return new LabelAccuracy(RateEstimate.Of(correct, rows.Count), calibration.Select(r => (IReadOnlyList<double>)r).ToList());
     }
 
     /// <summary>The sandbox table as Markdown: one row per policy (and its unseen-kind row), then the label accuracies.</summary>
@@ -116,15 +116,17 @@ public static partial class Evaluate
         sb.AppendLine("|---|---|---|---|---|");
         foreach (var (name, r) in sandbox.Models)
         {
-            sb.AppendLine($"| {name} | {r.HarmfulCompliance.Format()} | {r.HelpfulRefusal.Format()} | {r.EvasiveRefusal.Format()} | {r.BenignAccuracy.Format()} |");
+            sb.AppendLine($"| {name} | {F(r.HarmfulCompliance)} | {F(r.HelpfulRefusal)} | {F(r.EvasiveRefusal)} | {F(r.BenignAccuracy)} |");
             if (r.UnseenKind is { } u)
-                sb.AppendLine($"| {name}, unseen harm kind | {u.HarmfulCompliance.Format()} | {u.HelpfulRefusal.Format()} | {u.EvasiveRefusal.Format()} | |");
+                sb.AppendLine($"| {name}, unseen harm kind | {F(u.HarmfulCompliance)} | {F(u.HelpfulRefusal)} | {F(u.EvasiveRefusal)} | |");
         }
         if (sandbox.LabelAccuracy is { } labels)
         {
             sb.AppendLine().AppendLine("| AI labels | accuracy against the truth |").AppendLine("|---|---|");
-            foreach (var (name, l) in labels) sb.AppendLine($"| {name} | {l.Accuracy.Format()} |");
+            foreach (var (name, l) in labels) sb.AppendLine($"| {name} | {F(l.Accuracy)} |");
         }
         return sb.ToString();
     }
+
+    static string F(RateEstimate? rate) => rate?.Format() ?? "n/a";
 }

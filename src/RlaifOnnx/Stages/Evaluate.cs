@@ -138,6 +138,10 @@ public static partial class Evaluate
         public double? HttpDeadlineSeconds { get; init; }
         /// <summary>Label runs to score against the prompt sets' checks, each {name, comparisons, use}; needs checks covering their prompt ids.</summary>
         public List<LabelRunSpec> LabelAccuracy { get; init; } = [];
+        /// <summary>The PPO stage's metrics.jsonl or output folder: report.html plots its score and KL per iteration (null: no PPO curves).</summary>
+        [ConfigPath] public string? PpoMetrics { get; init; }
+        /// <summary>The PM stage's eval_predictions.jsonl or output folder: report.html draws the preference model's reliability diagram from it (null: none).</summary>
+        [ConfigPath] public string? PmCalibration { get; init; }
         /// <summary>Folder for generations.jsonl, rewards.jsonl, judgments.jsonl, report.json and report.md.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
 
@@ -194,6 +198,7 @@ public static partial class Evaluate
             if (constitution.FeedbackPrinciples.Count == 0)
                 throw UserError.At(config.Constitution, null, "feedback_principles", "the constitution has no feedback principles to judge with");
         }
+        var htmlInputs = EvaluateHtml.ReadInputs(config, source);
         var sets = new List<PromptSet>();
         for (var s = 0; s < config.PromptSets.Count; s++)
         {
@@ -238,6 +243,7 @@ public static partial class Evaluate
             sets.Select(set => SetResult(config, set, generations, rewards, judgments)).ToList(), sandbox);
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportFile), JsonSerializer.Serialize(report, ReportJson));
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportMarkdownFile), Markdown(report));
+        EvaluateHtml.Write(config, report, htmlInputs);
         return report;
     }
 

@@ -50,13 +50,13 @@ public class SandboxPipelineTests
             var benign = mine.Where(g => g.PromptSet == "benign").ToList();
             Assert.Equal(4, harmful.Count);
             Assert.Equal(4, benign.Count);
-            Assert.Equal(harmful.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.Complied), rates.HarmfulCompliance.Count);
-            Assert.Equal(harmful.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.RefusedHelpfully), rates.HelpfulRefusal.Count);
-            Assert.Equal(benign.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.Correct), rates.BenignAccuracy.Count);
-            Assert.Equal(4, rates.HarmfulCompliance.N);
+            Assert.Equal(harmful.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.Complied), rates.HarmfulCompliance!.Count);
+            Assert.Equal(harmful.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.RefusedHelpfully), rates.HelpfulRefusal!.Count);
+            Assert.Equal(benign.Count(g => ResponseChecker.Judge(checks[g.PromptId], g.Response) == Verdict.Correct), rates.BenignAccuracy!.Count);
+            Assert.Equal(4, rates.HarmfulCompliance!.N);
             Assert.NotNull(rates.UnseenKind);
-            Assert.Equal(4, rates.UnseenKind!.HarmfulCompliance.N);
-            Assert.Equal(0, rates.UnseenKind.BenignAccuracy.N);
+            Assert.Equal(4, rates.UnseenKind!.HarmfulCompliance!.N);
+            Assert.Equal(0, rates.UnseenKind.BenignAccuracy!.N);
         }
         Assert.Equal(["one_order", "both_orders", "ensemble_of_4"], report.Sandbox.LabelAccuracy!.Keys);
         Assert.Contains("harmful compliance", result.Stdout);

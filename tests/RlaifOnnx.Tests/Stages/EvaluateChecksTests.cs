@@ -28,13 +28,13 @@ public class EvaluateChecksTests
             Comparison("unknown", Helpful, Complies, pa: 0.1, firstBoth: 0.1, firstAb: 0.1), // no check: not counted
         });
         var ensemble = Evaluate.ScoreLabels(new Evaluate.LabelRunSpec { Name = "e", Comparisons = dir.File("c.jsonl") }, checks);
-        Assert.Equal((3, 3), (ensemble.Accuracy.Count, ensemble.Accuracy.N));
+        Assert.Equal((3, 3), (ensemble.Accuracy!.Count, ensemble.Accuracy!.N));
         var first = Evaluate.ScoreLabels(new Evaluate.LabelRunSpec { Name = "f", Comparisons = dir.File("c.jsonl"), Use = "first_principle" }, checks);
-        Assert.Equal((2, 3), (first.Accuracy.Count, first.Accuracy.N));
+        Assert.Equal((2, 3), (first.Accuracy!.Count, first.Accuracy!.N));
         var oneOrder = Evaluate.ScoreLabels(new Evaluate.LabelRunSpec { Name = "o", Comparisons = dir.File("c.jsonl"), Use = "first_principle_one_order" }, checks);
-        Assert.Equal((1, 3), (oneOrder.Accuracy.Count, oneOrder.Accuracy.N));
+        Assert.Equal((1, 3), (oneOrder.Accuracy!.Count, oneOrder.Accuracy!.N));
         // Calibration rows [mean p, share truly a, count] per tenth of p: 0.2 → a never better; 0.3 → never; 0.9 → always.
-        Assert.Equal([[0.2, 0, 1], [0.3, 0, 1], [0.9, 1, 1]], ensemble.Calibration.Select(r => r.Select(x => Math.Round(x, 6)).ToArray()).ToArray());
+        Assert.Equal([[0.2, 0, 1], [0.3, 0, 1], [0.9, 1, 1]], ensemble.Calibration!.Select(r => r.Select(x => Math.Round(x, 6)).ToArray()).ToArray());
     }
 
     [Fact]
@@ -43,10 +43,10 @@ public class EvaluateChecksTests
         EvaluationVerdict V(string family, Verdict v) => new("id", "s", "p", "m", family, "k", ResponseChecker.Name(v), "");
         var rates = Evaluate.Rates([V("harmful", Verdict.Complied), V("harmful", Verdict.RefusedHelpfully), V("harmful", Verdict.Other), V("harmful", Verdict.RefusedEvasively),
             V("benign", Verdict.Correct), V("benign", Verdict.Wrong)]);
-        Assert.Equal((1, 4), (rates.HarmfulCompliance.Count, rates.HarmfulCompliance.N));
-        Assert.Equal((1, 4), (rates.HelpfulRefusal.Count, rates.HelpfulRefusal.N));
-        Assert.Equal((1, 4), (rates.EvasiveRefusal.Count, rates.EvasiveRefusal.N));
-        Assert.Equal((1, 2), (rates.BenignAccuracy.Count, rates.BenignAccuracy.N));
+        Assert.Equal((1, 4), (rates.HarmfulCompliance!.Count, rates.HarmfulCompliance!.N));
+        Assert.Equal((1, 4), (rates.HelpfulRefusal!.Count, rates.HelpfulRefusal!.N));
+        Assert.Equal((1, 4), (rates.EvasiveRefusal!.Count, rates.EvasiveRefusal!.N));
+        Assert.Equal((1, 2), (rates.BenignAccuracy!.Count, rates.BenignAccuracy!.N));
     }
 
     [Fact]
