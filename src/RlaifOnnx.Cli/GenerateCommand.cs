@@ -1,4 +1,6 @@
 using System.CommandLine;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 using RlaifOnnx.Stages;
 
@@ -22,10 +24,12 @@ public static class GenerateCommand
         var provider = new Option<string>("--execution-provider") { Description = "cpu or cuda (local models; cuda needs the CUDA build)", DefaultValueFactory = _ => "cpu" };
         var modelName = new Option<string?>("--model-name") { Description = "Model name sent to a server (default: the first of its /v1/models)" };
         var apiKeyEnv = new Option<string>("--api-key-env") { Description = "Environment variable holding the server's API key", DefaultValueFactory = _ => "OPENAI_API_KEY" };
+        var httpTimeout = new Option<double?>("--http-timeout-seconds") { Description = "For a server: seconds one HTTP attempt may take before it is retried (default: $RLAIF_HTTP_TIMEOUT, else 60)" };
+        var httpDeadline = new Option<double?>("--http-deadline-seconds") { Description = "For a server: seconds one request may take in all, retries included (default: $RLAIF_HTTP_DEADLINE, else 300)" };
 
         var command = new Command("generate", "Generate a completion for every prompt of a file")
         {
-            model, prompts, output, maxNewTokens, temperature, topP, topK, seed, batchSize, chat, provider, modelName, apiKeyEnv,
+            model, prompts, output, maxNewTokens, temperature, topP, topK, seed, batchSize, chat, provider, modelName, apiKeyEnv, httpTimeout, httpDeadline,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,6 +41,8 @@ public static class GenerateCommand
                 TopK = parse.GetValue(topK),
                 Seed = parse.GetValue(seed),
             };
+            foreach (var problem in HttpLimits.Problems(parse.GetValue(httpTimeout), parse.GetValue(httpDeadline)))
+                throw new UserError($"--{problem.Key.Replace('_', '-')}: {problem.Problem}");
             // Read and check every prompt before loading anything: a bad line fails fast and writes nothing.
             var entries = PromptGeneration.Read(parse.GetValue(prompts)!);
             var target = parse.GetValue(model)!;
@@ -45,7 +51,7 @@ public static class GenerateCommand
                 {
                     BaseUrl = new Uri(target), Model = parse.GetValue(modelName), ApiKeyEnvironmentVariable = parse.GetValue(apiKeyEnv)!,
                     MaxConcurrency = parse.GetValue(batchSize),
-                })
+                }.WithLimits(parse.GetValue(httpTimeout), parse.GetValue(httpDeadline)))
                 : new GenAIGenerator(target, new InferenceOptions { BatchSize = parse.GetValue(batchSize), ExecutionProvider = parse.GetValue(provider)! });
             var outPath = parse.GetValue(output)!;
             var count = await PromptGeneration.RunAsync(generator, entries, outPath, sampling, parse.GetValue(chat), cancellationToken);

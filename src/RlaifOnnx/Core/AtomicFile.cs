@@ -22,6 +22,7 @@ public static class AtomicFile
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Orphans.RemoveBeside(full);   // what killed writers of this file left
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))

@@ -18,6 +18,7 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
     readonly Func<T, string> idOf;
     readonly HashSet<string> done;
     readonly Lock gate = new();
+    readonly bool created;
     bool disposed;
 
     /// <summary>The file being written.</summary>
@@ -32,9 +33,10 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
     /// <summary>Bytes of a torn last line that <see cref="Open"/> cut off (0 when the file ended cleanly).</summary>
     public long DroppedTornBytes { get; }
 
-    ResumableJsonlWriter(string path, FileStream stream, FileStream lockFile, Func<T, string> idOf, HashSet<string> done, long droppedTornBytes)
+    ResumableJsonlWriter(string path, FileStream stream, FileStream lockFile, Func<T, string> idOf, HashSet<string> done, long droppedTornBytes, bool created)
     {
         Path = path;
+        this.created = created;
         this.stream = stream;
         this.lockFile = lockFile;
         this.idOf = idOf;
@@ -62,6 +64,7 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
         try { lockFile = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1); }
         catch (IOException e) { throw UserError.At(path, null, null, $"cannot open for writing; is another run writing it? ({e.Message})"); }
         FileStream? stream = null;
+        var created = !File.Exists(full);
         try
         {
             // bufferSize 1: no managed buffering, so each Append is one write system call.
@@ -74,7 +77,7 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
                 stream.Flush(flushToDisk: true);
             }
             stream.Seek(0, SeekOrigin.End);
-            return new ResumableJsonlWriter<T>(path, stream, lockFile, idOf, done, dropped);
+            return new ResumableJsonlWriter<T>(path, stream, lockFile, idOf, done, dropped, created);
         }
         catch
         {
@@ -194,6 +197,10 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
         }
     }
 
+    /// <summary>
+    /// Closes the file. A file this writer created and never appended to is removed: a run that failed before
+    /// its first record leaves no empty output behind.
+    /// </summary>
     public void Dispose()
     {
         lock (gate)
@@ -203,7 +210,9 @@ public sealed class ResumableJsonlWriter<T> : IDisposable
             try { stream.Flush(flushToDisk: true); }
             finally
             {
+                var empty = created && done.Count == 0 && stream.Length == 0;
                 stream.Dispose();
+                if (empty) File.Delete(stream.Name);   // under the lock still, so no other writer has it open
                 ReleaseLock(lockFile);
             }
         }

@@ -122,7 +122,16 @@ public sealed class GenAIGenerator : ITextGenerator
         (await GenerateAsync(prompts, sampling, cancellationToken)).Select(g => g.Text).ToList();
 
     /// <summary>Generates for raw prompt texts, in batches; results in input order with their token ids.</summary>
-    public async Task<IReadOnlyList<Generation>> GenerateAsync(IReadOnlyList<string> prompts, SamplingOptions sampling, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<Generation>> GenerateAsync(IReadOnlyList<string> prompts, SamplingOptions sampling, CancellationToken cancellationToken = default) =>
+        GenerateAsync(prompts, sampling, onToken: null, cancellationToken);
+
+    /// <summary>
+    /// Generates as <see cref="GenerateAsync(IReadOnlyList{string}, SamplingOptions, CancellationToken)"/> does and
+    /// calls <paramref name="onToken"/>(prompt index, token id) for every new token as soon as GenAI's
+    /// GenerateNextToken has made it (the end token and what follows it are not passed), for streaming.
+    /// Cancelling stops generation before the next token.
+    /// </summary>
+    public async Task<IReadOnlyList<Generation>> GenerateAsync(IReadOnlyList<string> prompts, SamplingOptions sampling, Action<int, int>? onToken, CancellationToken cancellationToken = default)
     {
         ValidateSampling(sampling);
         await gate.WaitAsync(cancellationToken);
@@ -134,7 +143,7 @@ public sealed class GenAIGenerator : ITextGenerator
                 for (var start = 0; start < prompts.Count; start += options.BatchSize)
                 {
                     var batch = prompts.Skip(start).Take(options.BatchSize).ToArray();
-                    results.AddRange(GenerateBatch(batch, sampling, cancellationToken));
+                    results.AddRange(GenerateBatch(batch, sampling, start, onToken, cancellationToken));
                 }
                 return (IReadOnlyList<Generation>)results;
             }, cancellationToken);
@@ -145,7 +154,7 @@ public sealed class GenAIGenerator : ITextGenerator
         }
     }
 
-    IReadOnlyList<Generation> GenerateBatch(string[] prompts, SamplingOptions sampling, CancellationToken cancellationToken)
+    IReadOnlyList<Generation> GenerateBatch(string[] prompts, SamplingOptions sampling, int offset, Action<int, int>? onToken, CancellationToken cancellationToken)
     {
         using var sequences = tokenizer.EncodeBatch(prompts);
         var promptIds = new int[prompts.Length][];
@@ -165,6 +174,7 @@ public sealed class GenAIGenerator : ITextGenerator
         generatorParams.SetSearchOption("max_length", longest + sampling.MaxNewTokens);
         var greedy = sampling.Temperature == 0;
         generatorParams.SetSearchOption("do_sample", !greedy);
+        if (sampling.MinNewTokens > 0) generatorParams.SetSearchOption("min_length", longest + sampling.MinNewTokens);
         if (!greedy)
         {
             generatorParams.SetSearchOption("temperature", sampling.Temperature);
@@ -177,10 +187,24 @@ public sealed class GenAIGenerator : ITextGenerator
         using var generator = new Generator(model, generatorParams);
         if (activeAdapter is not null) generator.SetActiveAdapter(adapters!, activeAdapter);
         generator.AppendTokenSequences(sequences);
+        var ended = new bool[prompts.Length];
+        var produced = new int[prompts.Length];
         while (!generator.IsDone())
         {
             cancellationToken.ThrowIfCancellationRequested();
             generator.GenerateNextToken();
+            if (onToken is null) continue;
+            // Each sequence's newest token, passed on until its end token (the rule CutAtEos applies afterwards).
+            for (var i = 0; i < prompts.Length; i++)
+            {
+                if (ended[i]) continue;
+                var sequence = generator.GetSequence((ulong)i);
+                if (sequence.Length <= longest + produced[i]) continue;
+                var token = sequence[^1];
+                if (eosIds.Contains(token) || produced[i] >= sampling.MaxNewTokens) { ended[i] = true; continue; }
+                produced[i]++;
+                onToken(offset + i, token);
+            }
         }
 
         var results = new Generation[prompts.Length];
@@ -259,6 +283,7 @@ public sealed class GenAIGenerator : ITextGenerator
         if (s.MaxNewTokens <= 0) throw UserError.At("sampling", null, "max_new_tokens", $"must be positive, got {s.MaxNewTokens}");
         if (!double.IsFinite(s.Temperature) || s.Temperature < 0) throw UserError.At("sampling", null, "temperature", $"must be 0 (greedy) or a positive number, got {s.Temperature}");
         if (double.IsNaN(s.TopP) || s.TopP is <= 0 or > 1) throw UserError.At("sampling", null, "top_p", $"must be in (0, 1], got {s.TopP}");
+        if (s.MinNewTokens < 0 || s.MinNewTokens > s.MaxNewTokens) throw UserError.At("sampling", null, "min_tokens", $"must be from 0 to max_tokens ({s.MaxNewTokens}), got {s.MinNewTokens}");
         if (s.TopK < 0) throw UserError.At("sampling", null, "top_k", $"must be 0 (off) or positive, got {s.TopK}");
     }
 

@@ -26,6 +26,10 @@ public sealed record InferenceOptions
     /// of every labelling question, runs only its remaining tokens: automatic prefix caching, as in vLLM.
     /// </summary>
     public long PrefixCacheBytes { get; init; } = 256L << 20;
+    /// <summary>For a server: how long one HTTP attempt may take, in seconds (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+    public double? HttpTimeoutSeconds { get; init; }
+    /// <summary>For a server: how long one call may take in all, retries included, in seconds (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+    public double? HttpDeadlineSeconds { get; init; }
 
     internal string Provider(string source)
     {

@@ -30,6 +30,13 @@ public sealed record OpenAIOptions
     /// insist on at least 1, and the extra generated token is ignored either way.
     /// </summary>
     public int ScoringMaxTokens { get; init; } = 1;
+
+    /// <summary>These options with the per-attempt timeout and total deadline given in seconds (null keeps the current one).</summary>
+    public OpenAIOptions WithLimits(double? timeoutSeconds, double? deadlineSeconds) => this with
+    {
+        Timeout = timeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : Timeout,
+        Deadline = deadlineSeconds is { } d ? TimeSpan.FromSeconds(d) : Deadline,
+    };
 }
 
 /// <summary>

@@ -30,6 +30,8 @@ public sealed record CompletionRequest
     /// <summary>Not in OpenAI's API; vLLM and llama.cpp accept it.</summary>
     public int? TopK { get; init; }
     public int? Seed { get; init; }
+    /// <summary>Fewest tokens to generate before the end token may end the answer; not in OpenAI's API, vLLM accepts it.</summary>
+    public int? MinTokens { get; init; }
     /// <summary>How many top alternatives per token to return; null = no log-probs.</summary>
     public int? Logprobs { get; init; }
     public bool? Echo { get; init; }
@@ -81,6 +83,8 @@ public sealed record ChatCompletionRequest
     public double? TopP { get; init; }
     public int? TopK { get; init; }
     public int? Seed { get; init; }
+    /// <summary>Fewest tokens to generate before the end token may end the answer; not in OpenAI's API, vLLM accepts it.</summary>
+    public int? MinTokens { get; init; }
     public bool? Logprobs { get; init; }
     public int? TopLogprobs { get; init; }
     /// <summary>Server-sent events: chunks of the answer, then "data: [DONE]".</summary>

@@ -11,4 +11,6 @@ public sealed record SamplingOptions
     public double TopP { get; init; } = 1.0;
     public int TopK { get; init; }
     public int Seed { get; init; }
+    /// <summary>Fewest new tokens: the end token is held back until this many (vLLM's min_tokens; 0 = off).</summary>
+    public int MinNewTokens { get; init; }
 }

@@ -96,6 +96,7 @@ public static class ModelWriter
     {
         var parent = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(parent);
+        Orphans.RemoveBeside(target);   // folders killed writers of this target left
         var temp = Path.Combine(parent, $".{Path.GetFileName(target)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         Directory.CreateDirectory(temp);
         try

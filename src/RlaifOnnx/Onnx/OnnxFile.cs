@@ -78,6 +78,8 @@ public static class OnnxFile
         var full = Path.GetFullPath(path);
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
+        Orphans.RemoveBeside(full);   // what killed writers left
+        if (externalDataFileName is not null) Orphans.RemoveBeside(Path.Combine(folder, externalDataFileName));
         string? dataTemp = null;
         // The model is not copied (it may hold every weight of a large model): its large tensors point at the
         // external file while it is written, and get their data back afterwards.

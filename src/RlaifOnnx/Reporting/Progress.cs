@@ -114,13 +114,22 @@ public sealed class Progress : IDisposable
         }
     }
 
-    /// <summary>Draws the final state (the end line) once.</summary>
+    /// <summary>
+    /// Draws the final state (the end line) once. When there was work and none of it got done (the run
+    /// stopped at its first item: an error on its way out), no line is drawn (a terminal's bar is wiped):
+    /// "nothing to do" would be false, and the error that follows is the only line to say why.
+    /// </summary>
     public void Dispose()
     {
         lock (gate)
         {
             if (disposed) return;
             disposed = true;
+            if (Done == baseline && total > baseline)
+            {
+                if (interactive && lastWidth > 0) { output.Write("\r" + new string(' ', lastWidth) + "\r"); output.Flush(); }
+                return;
+            }
             Draw(final: true);
         }
     }

@@ -10,39 +10,23 @@ internal sealed class RequestError(int status, string message) : Exception(messa
 }
 
 /// <summary>
-/// stream=true answers as the OpenAI API and vLLM send them: server-sent events, one "data: {chunk}"
-/// per token piece (text_completion chunks for /v1/completions, chat.completion.chunk deltas for chat,
-/// the first delta carrying the role), a last chunk with the finish_reason, then "data: [DONE]".
-/// The pieces concatenate to the whole answer's text.
+/// stream=true answers as the OpenAI API and vLLM send them: server-sent events, one "data: {chunk}" per
+/// piece of text as it is generated (text_completion chunks for /v1/completions, chat.completion.chunk deltas
+/// for chat, the first delta carrying the role), a last chunk per choice with its finish_reason, then
+/// "data: [DONE]". <paramref name="produce"/> sends the chunks through the function it is given; every chunk is
+/// flushed at once. A client that goes away cancels the token <paramref name="produce"/> gets, which stops
+/// generation (Kestrel learns of it from a write that fails). An error once the stream has started is sent as a
+/// last {"error": …} event (the status is gone).
 /// </summary>
-internal sealed class EventStream(IReadOnlyList<JsonObject> chunks) : IResult
+internal sealed class EventStream(Func<Func<JsonObject, Task>, CancellationToken, Task> produce) : IResult
 {
-    public static EventStream Completion(string id, long created, string model, IReadOnlyList<(IReadOnlyList<string> Pieces, string FinishReason)> choices)
+    internal static JsonObject CompletionChunk(string id, long created, string model, int index, string text, string? finishReason) => new()
     {
-        var chunks = new List<JsonObject>();
-        for (var i = 0; i < choices.Count; i++)
-        {
-            foreach (var piece in choices[i].Pieces)
-                chunks.Add(CompletionChunk(id, created, model, new JsonObject { ["index"] = i, ["text"] = piece, ["logprobs"] = null, ["finish_reason"] = null }));
-            chunks.Add(CompletionChunk(id, created, model, new JsonObject { ["index"] = i, ["text"] = "", ["logprobs"] = null, ["finish_reason"] = choices[i].FinishReason }));
-        }
-        return new EventStream(chunks);
-    }
-
-    public static EventStream Chat(string id, long created, string model, IReadOnlyList<string> pieces, string finishReason)
-    {
-        var chunks = new List<JsonObject> { ChatChunk(id, created, model, new JsonObject { ["role"] = "assistant", ["content"] = "" }, null) };
-        foreach (var piece in pieces) chunks.Add(ChatChunk(id, created, model, new JsonObject { ["content"] = piece }, null));
-        chunks.Add(ChatChunk(id, created, model, new JsonObject(), finishReason));
-        return new EventStream(chunks);
-    }
-
-    static JsonObject CompletionChunk(string id, long created, string model, JsonObject choice) => new()
-    {
-        ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model, ["choices"] = new JsonArray(choice),
+        ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = model,
+        ["choices"] = new JsonArray(new JsonObject { ["index"] = index, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finishReason }),
     };
 
-    static JsonObject ChatChunk(string id, long created, string model, JsonObject delta, string? finishReason) => new()
+    internal static JsonObject ChatChunk(string id, long created, string model, JsonObject delta, string? finishReason) => new()
     {
         ["id"] = id, ["object"] = "chat.completion.chunk", ["created"] = created, ["model"] = model,
         ["choices"] = new JsonArray(new JsonObject { ["index"] = 0, ["delta"] = delta, ["logprobs"] = null, ["finish_reason"] = finishReason }),
@@ -50,13 +34,24 @@ internal sealed class EventStream(IReadOnlyList<JsonObject> chunks) : IResult
 
     public async Task ExecuteAsync(HttpContext context)
     {
+        var aborted = context.RequestAborted;
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
-        foreach (var chunk in chunks)
+        async Task Send(string line)
         {
-            await context.Response.WriteAsync($"data: {chunk.ToJsonString()}\n\n", context.RequestAborted);
-            await context.Response.Body.FlushAsync(context.RequestAborted);
+            await context.Response.WriteAsync($"{line}\n\n", aborted);
+            await context.Response.Body.FlushAsync(aborted);
         }
-        await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        try
+        {
+            await produce(chunk => Send($"data: {chunk.ToJsonString()}"), aborted);
+            await Send("data: [DONE]");
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested) { }   // the client went away: nothing to send to
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            var error = new JsonObject { ["error"] = new JsonObject { ["message"] = e.Message.Split('\n', 2)[0], ["type"] = e is Core.UserError ? "invalid_request_error" : "server_error" } };
+            try { await Send($"data: {error.ToJsonString()}"); } catch (Exception) when (aborted.IsCancellationRequested) { }
+        }
     }
 }

@@ -17,7 +17,7 @@ namespace RlaifOnnx.Serving;
 /// write) is served for generation only, and log-prob requests get a 400 that says why. Port 0 takes any free port; <see cref="Port"/> tells
 /// which. This is how `rlaif serve` deploys a model folder.
 /// </summary>
-public sealed class OpenAIServer : IAsyncDisposable
+public sealed partial class OpenAIServer : IAsyncDisposable
 {
     readonly WebApplication app;
     readonly GenAIGenerator generator;
@@ -132,11 +132,19 @@ public sealed class OpenAIServer : IAsyncDisposable
         if (request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, encoded.Max(e => e.Length));
         for (var i = 0; i < encoded.Count; i++) CheckContext(encoded[i].Length, maxTokens, prompts.Count == 1 ? "prompt" : $"prompt[{i}]");
         CheckBatch(encoded.Sum(e => (long)e.Length + maxTokens));
+        var sampling = Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed, request.MinTokens);
+        var id = $"cmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream == true)
+            return Streamed(prompts, maxTokens == 0 ? null : sampling, encoded.Sum(e => e.Length),
+                opening: echo ? prompts.Select((p, i) => EventStream.CompletionChunk(id, created, modelName, i, p, null)).ToList() : [],
+                piece: (i, text) => EventStream.CompletionChunk(id, created, modelName, i, text, null),
+                finish: (i, reason) => EventStream.CompletionChunk(id, created, modelName, i, "", reason));
 
         // max_tokens 0 is a pure scoring request: no generation, only the echoed prompt.
         IReadOnlyList<Generation> generations = maxTokens == 0
             ? encoded.Select(ids => new Generation(ids, [], "", "length")).ToList()
-            : await generator.GenerateAsync(prompts, Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken);
+            : await generator.GenerateAsync(prompts, sampling, cancellationToken);
 
         IReadOnlyList<TokenLogProb[]>? scored = request.Logprobs is null ? null
             : Scorer().TokenLogProbs(generations.Select(g => g.PromptIds.Concat(g.NewIds).ToArray()).ToList(), top, cancellationToken);
@@ -155,11 +163,6 @@ public sealed class OpenAIServer : IAsyncDisposable
         }
         var usage = UsageOf(generations);
         metrics.AddTokens(usage.PromptTokens, usage.CompletionTokens);
-        var id = $"cmpl-{Guid.NewGuid():N}";
-        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (request.Stream == true)
-            return EventStream.Completion(id, created, modelName, generations.Select((g, i) =>
-                ((IReadOnlyList<string>)(echo ? [prompts[i], .. Pieces(g.NewIds, 0).Select(p => p.Text)] : Pieces(g.NewIds, 0).Select(p => p.Text).ToList()), g.FinishReason)).ToList());
         return new CompletionResponse { Id = id, Created = created, Model = modelName, Choices = choices, Usage = usage };
     }
 
@@ -181,7 +184,15 @@ public sealed class OpenAIServer : IAsyncDisposable
         if (request.MaxCompletionTokens is null && request.MaxTokens is null) maxTokens = DefaultMaxTokens(maxTokens, promptTokens);
         CheckContext(promptTokens, maxTokens, "messages");
         CheckBatch((long)promptTokens + maxTokens);
-        var g = (await generator.GenerateAsync([prompt], Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed), cancellationToken))[0];
+        var sampling = Sampling(maxTokens, request.Temperature, request.TopP, request.TopK, request.Seed, request.MinTokens);
+        var id = $"chatcmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        if (request.Stream == true)
+            return Streamed([prompt], sampling, promptTokens,
+                opening: [EventStream.ChatChunk(id, created, modelName, new() { ["role"] = "assistant", ["content"] = "" }, null)],
+                piece: (_, text) => EventStream.ChatChunk(id, created, modelName, new() { ["content"] = text }, null),
+                finish: (_, reason) => EventStream.ChatChunk(id, created, modelName, [], reason));
+        var g = (await generator.GenerateAsync([prompt], sampling, cancellationToken))[0];
 
         ChatLogprobs? logprobs = null;
         if (request.Logprobs == true && g.NewIds.Length > 0)
@@ -196,10 +207,6 @@ public sealed class OpenAIServer : IAsyncDisposable
         }
         var usage = UsageOf([g]);
         metrics.AddTokens(usage.PromptTokens, usage.CompletionTokens);
-        var id = $"chatcmpl-{Guid.NewGuid():N}";
-        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (request.Stream == true)
-            return EventStream.Chat(id, created, modelName, Pieces(g.NewIds, 0).Select(p => p.Text).ToList(), g.FinishReason);
         return new ChatCompletionResponse
         {
             Id = id,
@@ -300,8 +307,9 @@ public sealed class OpenAIServer : IAsyncDisposable
         };
     }
 
-    static SamplingOptions Sampling(int maxTokens, double? temperature, double? topP, int? topK, int? seed) => new()
+    static SamplingOptions Sampling(int maxTokens, double? temperature, double? topP, int? topK, int? seed, int? minTokens) => new()
     {
+        MinNewTokens = minTokens ?? 0,
         MaxNewTokens = maxTokens,
         Temperature = temperature ?? 1.0,
         TopP = topP ?? 1.0,

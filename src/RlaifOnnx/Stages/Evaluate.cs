@@ -132,6 +132,10 @@ public static partial class Evaluate
         public double EloPrior { get; init; } = 0.5;
         /// <summary>Execution provider for local models: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
         /// <summary>Label runs to score against the prompt sets' checks, each {name, comparisons, use}; needs checks covering their prompt ids.</summary>
         public List<LabelRunSpec> LabelAccuracy { get; init; } = [];
         /// <summary>The PPO stage's metrics.jsonl or output folder: report.html plots its score and KL per iteration (null: no PPO curves).</summary>
@@ -153,6 +157,7 @@ public static partial class Evaluate
             if (MaxQuestionTokens is < 16) yield return new("max_question_tokens", $"must be at least 16, got {MaxQuestionTokens}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (!(EloPrior >= 0)) yield return new("elo_prior", $"must be 0 or more, got {EloPrior}");
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
         }
 
         static IEnumerable<ConfigProblem> NameProblems(string key, List<string> names)
@@ -253,7 +258,7 @@ public static partial class Evaluate
         using var output = ResumableJsonlWriter<EvaluationGeneration>.Open(Path.Combine(config.OutputDir, GenerationsFile), g => g.Id);
         if (output.ResumedCount > 0) log($"{GenerationsFile}: {output.ResumedCount} answers from an earlier run");
         var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature };
-        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
+        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds };
         for (var i = 0; i < config.Policies.Count; i++)
         {
             var policy = config.Policies[i];
@@ -319,6 +324,7 @@ public static partial class Evaluate
             FeedbackModel = config.FeedbackModel!, FeedbackServerModel = config.FeedbackServerModel, Constitution = config.Constitution,
             OutputDir = config.OutputDir, Principles = config.Principles, BothOrders = true, FewShot = config.FewShot,
             Seed = config.Seed, BatchSize = config.BatchSize, ExecutionProvider = config.ExecutionProvider, MaxQuestionTokens = config.MaxQuestionTokens,
+            HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds,
         };
         var asked = new List<(string Id, PromptSet Set, PromptItem Prompt, string A, string B)>();
         foreach (var set in sets)
@@ -333,7 +339,7 @@ public static partial class Evaluate
             var todo = asked.Where(x => !output.IsDone(x.Id)).ToList();
             if (todo.Count > 0)
             {
-                var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize };
+                var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds };
                 using var scorer = StageBackends.OpenScorer(config.FeedbackModel!, config.FeedbackServerModel, options, source, "feedback_model");
                 // The label stage's budget rule: the feedback model's context less room for the answer.
                 var budget = config.MaxQuestionTokens ?? (StageBackends.ContextLength(config.FeedbackModel!) is { } context ? context - 8 : 4096);

@@ -102,6 +102,10 @@ public static partial class Label
         public int CalibrationBins { get; init; } = 10;
         /// <summary>Execution provider for local models: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
 
         public IEnumerable<ConfigProblem> Problems()
         {
@@ -115,6 +119,7 @@ public static partial class Label
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
             if (Limit is < 1) yield return new("limit", $"must be at least 1, got {Limit}");
             if (CalibrationBins < 1) yield return new("calibration_bins", $"must be at least 1, got {CalibrationBins}");
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
         }
     }
 
@@ -124,7 +129,8 @@ public static partial class Label
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var inputs = ReadInputs(config, source);
         // share_prefix: false is the plain way, one full pass per question, so no prefix is reused across calls either.
-        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, PrefixCacheBytes = config.SharePrefix ? new InferenceOptions().PrefixCacheBytes : 0 };
+        var options = new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, PrefixCacheBytes = config.SharePrefix ? new InferenceOptions().PrefixCacheBytes : 0,
+            HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds };
         using var scorer = StageBackends.OpenScorer(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model");
         using var reasoner = config.ChainOfThought ? StageBackends.OpenGenerator(config.FeedbackModel, config.FeedbackServerModel, options, source, "feedback_model") : null;
         using var policy = config.Prompts is not null ? StageBackends.OpenGenerator(config.PolicyModel!, config.PolicyServerModel, options, source, "policy_model") : null;
@@ -170,14 +176,16 @@ public static partial class Label
         var clock = Stopwatch.StartNew();
         using (var output = ResumableJsonlWriter<ComparisonRecord>.Open(comparisonsPath, r => r.Id))
         {
-            var todo = Enumerable.Range(0, ids.Count).Where(i => !output.IsDone(ids[i])).ToList();
-            using var progress = new Progress("label", todo.Count);
+            // Batches have fixed boundaries in input order, so a resumed run puts together (and, sampling, seeds) what
+            // an uninterrupted one would; a batch a killed run left partly written is labelled again and only its
+            // missing records appended.
+            var batches = Enumerable.Range(0, ids.Count).Chunk(config.BatchSize).Where(b => b.Any(i => !output.IsDone(ids[i]))).Select(b => b.ToList()).ToList();
+            using var progress = new Progress("label", ids.Count, alreadyDone: ids.Count(output.IsDone));
             try
             {
-                for (var start = 0; start < todo.Count; start += config.BatchSize)
+                foreach (var indices in batches)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    var indices = todo.Skip(start).Take(config.BatchSize).ToList();
                     // 1. the comparisons of this batch (sampling two answers per prompt when there are no pairs)
                     var batch = pairs is not null
                         ? indices.Select(i => pairs[i]).ToList()
@@ -185,6 +193,7 @@ public static partial class Label
                     // 2–5. questions, reasoning, scores, labels
                     foreach (var record in await LabelBatch(batch, constitution, config, fewShotBlock, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
                     {
+                        if (output.IsDone(record.Id)) continue;
                         output.Append(record);
                         progress.Advance();
                         labelled++;

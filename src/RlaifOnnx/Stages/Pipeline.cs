@@ -74,7 +74,11 @@ public static class Pipeline
         Func<object, string, Action<string>?, CancellationToken, Task<string>> Run)
     {
         static StageKind Of<T>(string name, string description, Func<T, string, Action<string>?, CancellationToken, Task<string>> run) where T : class =>
-            new(name, description, typeof(T), StageConfig.LoadWithOverrides<T>, (config, path, log, ct) => run((T)config, path, log, ct));
+            new(name, description, typeof(T), StageConfig.LoadWithOverrides<T>,
+                (config, path, log, ct) => OutputFolder.RemovedIfFailedEmpty(OutputDirOf(config), () => run((T)config, path, log, ct)));
+
+        /// <summary>The config's output_dir (every stage config has one).</summary>
+        static string? OutputDirOf(object config) => config.GetType().GetProperty("OutputDir")?.GetValue(config) as string;
 
         internal static readonly IReadOnlyList<StageKind> All =
         [

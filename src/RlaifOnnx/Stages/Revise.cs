@@ -58,9 +58,14 @@ public static class Revise
         public SftRevisions SftRevisions { get; init; } = SftRevisions.Last;
         /// <summary>Execution provider for a local model: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
 
         public IEnumerable<ConfigProblem> Problems()
         {
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
             if (Rounds < 1) yield return new("rounds", $"must be at least 1, got {Rounds}");
             if (FewShot < 0) yield return new("few_shot", $"must be 0 or more, got {FewShot}");
             if (BatchSize < 1) yield return new("batch_size", $"must be at least 1, got {BatchSize}");
@@ -77,7 +82,7 @@ public static class Revise
         // Every input is read and checked before a model is loaded: bad input fails fast and writes nothing.
         var (constitution, prompts) = ReadInputs(config, source);
         using var generator = StageBackends.OpenGenerator(config.HelpfulModel, config.HelpfulServerModel,
-            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize }, source, "helpful_model");
+            new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.BatchSize, HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds }, source, "helpful_model");
         return await Run(config, constitution, prompts, generator, cancellationToken);
     }
 
@@ -106,18 +111,21 @@ public static class Revise
         var revisionsPath = Path.Combine(config.OutputDir, RevisionsFile);
         using (var output = ResumableJsonlWriter<RevisionRecord>.Open(revisionsPath, r => r.Id))
         {
-            var todo = prompts.Where(p => !output.IsDone(p.Id)).ToList();
+            // Batches have fixed boundaries in prompt order and a seed drawn from their first prompt's id, so a
+            // resumed run generates what an uninterrupted one would (the same chats padded together, the same
+            // seed); a batch a killed run left partly written is generated again and only its missing records appended.
+            var batches = prompts.Chunk(config.BatchSize).Where(b => b.Any(p => !output.IsDone(p.Id))).Select(b => b.ToList()).ToList();
             // A local model's context bounds every chat: over-long ones are fitted (see Fit) and the record marked.
             var countTokens = StageBackends.ChatTokenCounter(generator);
             var budget = (StageBackends.ContextLength(config.HelpfulModel) ?? int.MaxValue) - config.Sampling.MaxNewTokens;
-            using var progress = new Progress("revise", todo.Count);
+            using var progress = new Progress("revise", prompts.Count, alreadyDone: output.Count);
             var sampling = new SamplingOptions { MaxNewTokens = config.Sampling.MaxNewTokens, Temperature = config.Sampling.Temperature, TopP = config.Sampling.TopP, Seed = config.Seed };
-            for (var start = 0; start < todo.Count; start += config.BatchSize)
+            foreach (var batch in batches)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var batch = todo.Skip(start).Take(config.BatchSize).ToList();
                 foreach (var record in await ReviseBatch(batch, constitution, config, generator, sampling with { Seed = StableRandom.SeedFor(config.Seed, batch[0].Id) }, countTokens, budget, cancellationToken))
                 {
+                    if (output.IsDone(record.Id)) continue;
                     output.Append(record);
                     progress.Advance();
                 }

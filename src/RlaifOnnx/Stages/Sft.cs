@@ -64,6 +64,10 @@ public static class Sft
         public LoraConfig Lora { get; init; } = new();
         /// <summary>Execution provider for a local helpful model: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>For a server model: seconds one HTTP attempt may take before it is retried (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
+        public double? HttpTimeoutSeconds { get; init; }
+        /// <summary>For a server model: seconds one call may take in all, retries and Retry-After waits included (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
+        public double? HttpDeadlineSeconds { get; init; }
         /// <summary>Folder for helpfulness_samples.jsonl, sft_mix.jsonl and train/ (metrics.jsonl, checkpoints/, model/).</summary>
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Seed of the sampling, the mix's draws and shuffle, the data order and the LoRA initialisation.</summary>
@@ -98,6 +102,7 @@ public static class Sft
             if (MicroBatchSize < 0) yield return new("micro_batch_size", $"must be 0 or more, got {MicroBatchSize}");
             if (MaxLength < 2) yield return new("max_length", $"must be at least 2, got {MaxLength}");
             if (SaveEvery < 1) yield return new("save_every", $"must be at least 1, got {SaveEvery}");
+            foreach (var problem in HttpLimits.Problems(HttpTimeoutSeconds, HttpDeadlineSeconds)) yield return problem;
         }
     }
 
@@ -207,7 +212,7 @@ public static class Sft
             {
                 using var owned = helpfulModel is null
                     ? StageBackends.OpenGenerator(config.HelpfulModel!, config.HelpfulServerModel,
-                        new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.GenerationBatchSize }, source, "helpful_model")
+                        new InferenceOptions { ExecutionProvider = config.ExecutionProvider, BatchSize = config.GenerationBatchSize, HttpTimeoutSeconds = config.HttpTimeoutSeconds, HttpDeadlineSeconds = config.HttpDeadlineSeconds }, source, "helpful_model")
                     : null;
                 var generator = helpfulModel ?? owned!;
                 var countTokens = StageBackends.ChatTokenCounter(generator);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using RlaifOnnx.Configuration;
 using RlaifOnnx.Core;
 using RlaifOnnx.Inference;
 
@@ -14,14 +15,14 @@ public static class StageBackends
 
     public static ITextGenerator OpenGenerator(string model, string? serverModelName, InferenceOptions options, string source, string field)
     {
-        if (IsUrl(model)) return new OpenAIBackend(Server(model, serverModelName, source, field));
+        if (IsUrl(model)) return new OpenAIBackend(Server(model, serverModelName, options, source, field));
         CheckFolder(model, source, field);
         return new GenAIGenerator(model, options);
     }
 
     public static IScorer OpenScorer(string model, string? serverModelName, InferenceOptions options, string source, string field)
     {
-        if (IsUrl(model)) return new OpenAIBackend(Server(model, serverModelName, source, field));
+        if (IsUrl(model)) return new OpenAIBackend(Server(model, serverModelName, options, source, field));
         CheckFolder(model, source, field);
         return new OrtScorer(model, options);
     }
@@ -67,15 +68,21 @@ public static class StageBackends
     /// <summary>Checks a model value before anything is loaded: an http(s) URL, or a folder with genai_config.json; a <see cref="UserError"/> otherwise.</summary>
     public static void CheckModel(string model, string source, string field)
     {
-        if (IsUrl(model)) Server(model, null, source, field);
+        if (IsUrl(model)) Server(model, null, new InferenceOptions(), source, field);
         else CheckFolder(model, source, field);
     }
 
-    static OpenAIOptions Server(string url, string? name, string source, string field)
+    /// <summary>
+    /// Where the server is and how patiently to talk to it: the stage's http_timeout_seconds and
+    /// http_deadline_seconds when given, else $RLAIF_HTTP_TIMEOUT / $RLAIF_HTTP_DEADLINE, else 60 s and 5 min.
+    /// </summary>
+    static OpenAIOptions Server(string url, string? name, InferenceOptions options, string source, string field)
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
             throw UserError.At(source, null, field, $"'{url}' is not an http(s) URL");
-        return new OpenAIOptions { BaseUrl = uri, Model = name };
+        foreach (var problem in HttpLimits.Problems(options.HttpTimeoutSeconds, options.HttpDeadlineSeconds))
+            throw UserError.At(source, null, problem.Key, problem.Problem);
+        return new OpenAIOptions { BaseUrl = uri, Model = name }.WithLimits(options.HttpTimeoutSeconds, options.HttpDeadlineSeconds);
     }
 
     static void CheckFolder(string dir, string source, string field)

@@ -242,6 +242,7 @@ public static partial class TrainPolicy
 
         var order = new DataOrder(prompts.Count, config.Seed);
         // GenAI's copy of the policy: with LoRA the base is written once and each sync moves only the adapters.
+        Orphans.RemoveBeside(Path.Combine(config.OutputDir, RolloutPolicySubdir));   // rollout policies a killed run was writing
         using var rollout = new RolloutPolicy(Path.Combine(config.OutputDir, RolloutPolicySubdir), model, policyWeights, lora, adapters, config.PolicyModel,
             new InferenceOptions { BatchSize = config.MiniBatchSize });
         long syncedStep = -1;

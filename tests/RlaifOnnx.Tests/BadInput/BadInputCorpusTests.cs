@@ -200,6 +200,12 @@ public class BadInputCorpusTests(CorpusFixture fixture) : IClassFixture<CorpusFi
         ["model-create-unknown-arch"] = (f, d) => (["model", "create", "--arch", "transformer-xl", "--out", Path.Combine(d, "made")], "arch", [Path.Combine(d, "made")]),
         ["model-create-max-positions-negative"] = (f, d) => ModelCreate(d, "max_position", "--max-positions", "-4"),
 
+        ["generate-http-timeout-nan"] = (f, d) => Generate(f, d, "--http-timeout-seconds", "--http-timeout-seconds", "NaN"),
+        ["generate-http-deadline-zero"] = (f, d) => Generate(f, d, "--http-deadline-seconds", "--http-deadline-seconds", "0"),
+        ["revise-http-timeout-negative"] = (f, d) => (["revise", "--prompts", Prompts(d), "--helpful-model", "http://127.0.0.1:9/v1", "--out", Path.Combine(d, "run"), "--http-timeout-seconds", "-1"], "--http-timeout-seconds", [Path.Combine(d, "run")]),
+        ["config-label-http-deadline-infinite"] = (f, d) => (["label", "--config", Write(d, "c.yaml", $"pairs: {Write(d, "pairs.jsonl", "{\"prompt\": \"p\", \"response_a\": \"a\", \"response_b\": \"b\"}\n")}\nfeedback_model: http://127.0.0.1:9/v1\noutput_dir: {Path.Combine(d, "run")}\nhttp_deadline_seconds: .inf\n")], "http_deadline_seconds", [Path.Combine(d, "run")]),
+        ["config-evaluate-http-timeout-huge"] = (f, d) => (["evaluate", "--config", Write(d, "c.yaml", $"policies:\n  - {{name: a, model: http://127.0.0.1:9/v1}}\nprompt_sets:\n  - {{name: s, source: {Prompts(d)}}}\noutput_dir: {Path.Combine(d, "run")}\nhttp_timeout_seconds: 1e300\n")], "http_timeout_seconds", [Path.Combine(d, "run")]),
+
         // ---- serve flags ----
         ["serve-threads-negative"] = (f, d) => Serve(f, d, "--threads", "--threads", "-3"),
         ["serve-batch-size-zero"] = (f, d) => Serve(f, d, "--batch-size", "--batch-size", "0"),

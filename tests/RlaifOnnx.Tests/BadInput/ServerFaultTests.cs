@@ -91,4 +91,22 @@ public class ServerFaultTests
         var result = Generate(new Uri($"http://127.0.0.1:{port}/"), temp, out _);
         AssertFault(result, clock.Elapsed, "total deadline of 4 s ran out after|Connection refused");
     }
+
+    [Fact]
+    public async Task Label_against_a_failing_feedback_server_prints_only_the_error_and_leaves_no_output()
+    {
+        // The failure comes at the first batch, after validation: no "label: nothing to do" line before the
+        // error, and no empty comparisons.jsonl (nor its folder) left behind.
+        await using var server = await TestHttpServer.StartAsync((c, _) => Echo(c, 500));
+        using var temp = new TempDir();
+        var pairs = temp.File("pairs.jsonl");
+        File.WriteAllText(pairs, "{\"id\": \"q1\", \"prompt\": \"Is tea good?\", \"response_a\": \"Yes\", \"response_b\": \"No\"}\n");
+        var output = temp.File("run");
+        var result = await Task.Run(() => CliProcess.RunWith(new Dictionary<string, string>
+        {
+            ["OPENAI_API_KEY"] = Key, ["RLAIF_HTTP_TIMEOUT"] = "1", ["RLAIF_HTTP_DEADLINE"] = "2",
+        }, "label", "--pairs", pairs, "--feedback-model", server.BaseUrl.ToString(), "--out", output));
+        BadInputAssert.OneLineError(result, "HTTP 500|total deadline of 2 s ran out", output);
+        Assert.DoesNotContain(Key, result.Stdout + result.Stderr);
+    }
 }

@@ -32,6 +32,24 @@ public class ProgressTests
     }
 
     [Fact]
+    public void A_run_that_stops_before_its_first_item_draws_no_line()
+    {
+        // An error on the way out of the first batch: "nothing to do" would be false, the error says why.
+        var output = new StringWriter();
+        using (new Progress("label", 10, output, interactive: false)) { }
+        Assert.Equal("", output.ToString());
+        // The terminal's bar drawn at the start is wiped, not ended as a line.
+        var terminal = new StringWriter();
+        using (new Progress("label", 10, terminal, interactive: true)) { }
+        Assert.DoesNotContain(Environment.NewLine, terminal.ToString());
+        Assert.EndsWith("\r", terminal.ToString());
+        // When there really was nothing to do, it says so.
+        var resumed = new StringWriter();
+        using (new Progress("label", 10, resumed, interactive: false, alreadyDone: 10)) { }
+        Assert.Equal("label: nothing to do (10 done in an earlier run)" + Environment.NewLine, resumed.ToString());
+    }
+
+    [Fact]
     public void FormatRateAndDuration_LiteralValues()
     {
         Assert.Equal("3.1/s", Progress.FormatRate(3.1));

@@ -12,7 +12,7 @@ namespace RlaifOnnx.Tests.Stages;
 public class KillTests
 {
     /// <summary>Starts `rlaif ARGS`, kills it after <paramref name="after"/> unless it finished; true when it was killed.</summary>
-    static bool RunAndKill(string[] args, TimeSpan after)
+    internal static bool RunAndKill(string[] args, TimeSpan after)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
@@ -33,7 +33,7 @@ public class KillTests
     /// landed; whenever a folder's run gets to the end (a fast machine), that folder is checked with
     /// <paramref name="check"/> and the next kills go to a new one. Returns how many folders were checked.
     /// </summary>
-    static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10)
+    internal static int KillRepeatedly(string root, Func<string, string[]> args, Random random, int minMs, int maxMs, Action<string> check, int kills = 10)
     {
         var landed = 0;
         var folders = 0;
@@ -48,7 +48,71 @@ public class KillTests
         return folders;
     }
 
-    static string[] TempFolders(string root) =>
+    /// <summary>
+    /// Starts `rlaif ARGS` and SIGKILLs it as soon as <paramref name="reached"/> says it has got far enough (polled
+    /// every few milliseconds); false when it finished first. Killing at a point of progress rather than after a
+    /// time makes every kill land in the middle of the work however fast or loaded the machine is.
+    /// </summary>
+    internal static bool RunAndKillWhen(string[] args, Func<bool> reached)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        while (!reached())
+            if (process.WaitForExit(5)) return false;
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        return true;
+    }
+
+    /// <summary>
+    /// Ten (or <paramref name="kills"/>) SIGKILLs at seeded random points of progress: each run is killed once
+    /// <paramref name="progress"/> (records or steps written so far, out of <paramref name="total"/>) passes a
+    /// random target ahead of where it was resumed from. A folder near its end is finished and checked with
+    /// <paramref name="check"/>, and the next kills go to a fresh one. Returns the progress seen at each kill.
+    /// </summary>
+    internal static List<int> KillAtProgress(string root, Func<string, string[]> args, Func<string, int> progress, int total, Random random, Action<string> check, int kills = 10)
+    {
+        var seen = new List<int>();
+        var folders = 0;
+        while (seen.Count < kills)
+        {
+            var output = Path.Combine(root, $"killed-{folders++}");
+            while (seen.Count < kills)
+            {
+                var now = progress(output);
+                if (now >= total - 1) break;
+                var target = Math.Min(total - 1, now + 1 + random.Next(Math.Max(1, total / 12)));
+                if (!RunAndKillWhen(args(output), () => progress(output) >= target)) break;
+                seen.Add(progress(output));
+            }
+            var last = CliProcess.Run(args(output));   // finish (or find it finished) and check
+            Assert.True(last.ExitCode == 0, last.Stderr);
+            check(output);
+        }
+        return seen;
+    }
+
+    /// <summary>Complete lines in a file now (0 when it is not there yet): records or metric steps written so far.</summary>
+    internal static int LinesIn(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            var count = 0;
+            int b;
+            while ((b = stream.ReadByte()) >= 0) if (b == '\n') count++;
+            return count;
+        }
+        catch (IOException) { return 0; }
+    }
+
+    internal static string[] TempFolders(string root) =>
         Directory.GetDirectories(root, "*", SearchOption.AllDirectories).Where(d => Path.GetFileName(d).EndsWith(".tmp", StringComparison.Ordinal)).ToArray();
 
     [Fact]
