@@ -23,6 +23,8 @@ report.AppendLine("# Benchmarks");
 report.AppendLine();
 report.AppendLine($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, {Machine.Cpu()}, " +
                   $".NET {Environment.Version}, ONNX Runtime {Machine.OrtVersion()}.");
+report.AppendLine($"CPU flags: {Machine.CpuFlags()}. Every figure below was measured on this CPU; the GEMM kernels ONNX Runtime (MLAS) " +
+                  "and PyTorch pick depend on these flags, so figures from another CPU kind are not comparable.");
 report.AppendLine($"Reproduce: `make bench` (runs `dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out {outPath}`).");
 report.AppendLine("Every ratio below divides numbers measured in this same run.");
 report.AppendLine();

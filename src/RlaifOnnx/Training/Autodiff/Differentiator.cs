@@ -47,13 +47,24 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             {
                 var n = nodes[i];
                 if (!n.Output.Any(o => _requiresGrad.Contains(o) && _contributions.ContainsKey(o))) continue;
+                // Backward nodes carry their forward node's scope (after the "∂/" prefix), so a profile sums them by region.
+                g.Scope = ScopeOf(n.Name);
                 var dys = n.Output.Select(o => _contributions.ContainsKey(o) ? Gradient(o) : null).ToArray();
                 Apply(n, dys);
             }
         }
+        g.Scope = "";
         foreach (var t in trainable)
             result[t] = _contributions.ContainsKey(t) ? Gradient(t) : ZerosLike(t);
         return result;
+    }
+
+    /// <summary>A node name's scope: everything up to its last '/' ("layer3/mlp/MatMul_2" → "layer3/mlp/"), without a leading "∂/".</summary>
+    internal static string ScopeOf(string nodeName)
+    {
+        var name = nodeName.StartsWith("∂/", StringComparison.Ordinal) ? nodeName[2..] : nodeName;
+        var slash = name.LastIndexOf('/');
+        return slash < 0 ? "" : name[..(slash + 1)];
     }
 
     static bool IsFloat(DataType t) => t is DataType.Float or DataType.Double or DataType.Float16 or DataType.Bfloat16;
