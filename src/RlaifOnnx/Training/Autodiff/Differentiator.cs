@@ -16,6 +16,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     readonly HashSet<string> _requiresGrad = new();
     readonly Dictionary<string, List<string>> _contributions = new();
     readonly Dictionary<string, string> _summed = new();
+    readonly Dictionary<string, NodeProto> _producers = new();
 
     /// <summary>Operators whose outputs carry no gradient (integers, booleans, shapes, piecewise-constant functions).</summary>
     static readonly HashSet<string> NonDifferentiable =
@@ -29,6 +30,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     public Dictionary<string, string> Run(string loss, IReadOnlyList<string> trainable)
     {
         var nodes = g.Graph.Node.ToList();
+        foreach (var n in nodes) foreach (var o in n.Output) _producers[o] = n;
         foreach (var t in trainable) _requiresGrad.Add(t);
         foreach (var n in nodes)
         {
@@ -364,7 +366,20 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             case "GatherElements":
             {
                 var axis = AttrInt(n, "axis", 0);
-                To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
+                if (OneIndexAlongLastAxis(n))
+                    To(0, () =>
+                    {
+                        // One index per row along the last axis (a token's log-prob picked from its vocabulary row): dx is
+                        // dy at the picked position and zero elsewhere, i.e. Where(one-hot, dy, 0) — element-wise and
+                        // parallel, instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it.
+                        var length = AxisLength(In(0), -1);                                                 // [1]
+                        var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));                       // [.., 1]
+                        idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, length), idx);
+                        var positions = g.Range(g.Int64Scalar(0), g.Squeeze(length, 0), g.Int64Scalar(1)); // [V]
+                        return g.Where(g.Equal(positions, idx), Dy(0), Scalar(0));                          // [.., V]
+                    });
+                else
+                    To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
                 break;
             }
             case "Trilu":
@@ -376,6 +391,20 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             default:
                 throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
         }
+    }
+
+    /// <summary>
+    /// True when a GatherElements reads along the last axis with indices that have length 1 there, known from
+    /// the graph: the indices are an Unsqueeze onto that axis (as <c>Losses.TokenLogProbs</c> builds them).
+    /// </summary>
+    bool OneIndexAlongLastAxis(NodeProto n)
+    {
+        if (_ranks.Rank(n.Input[0]) is not { } rank) return false;
+        var axis = AttrInt(n, "axis", 0);
+        if (axis != -1 && axis != rank - 1) return false;
+        if (!_producers.TryGetValue(n.Input[1], out var producer) || producer.OpType != "Unsqueeze") return false;
+        var axes = producer.Input.Count > 1 ? _ranks.ConstantInts(producer.Input[1]) : AttrInts(producer, "axes");
+        return axes is [var a] && (a == -1 || a == rank - 1);
     }
 
     /// <summary>
