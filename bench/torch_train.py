@@ -2,7 +2,7 @@
 rotary embeddings with rotate_half, grouped-query attention, SwiGLU MLP, tied embeddings), the same batch
 of random tokens' shape, mean next-token cross-entropy, global-norm clipping at 1.0 and torch.optim.AdamW,
 on the CPU with the given thread count. Prints one JSON line: tokens/s over the timed steps and the peak
-resident set of this process (ru_maxrss).
+resident set of this process (VmHWM).
 
 Usage: python3 bench/torch_train.py --hidden 768 --layers 12 --heads 12 --kv-heads 4 --intermediate 2048 \
            --vocab 32000 --batch 8 --length 256 --threads 2 --steps 2
@@ -88,6 +88,16 @@ class Llama(nn.Module):
         return self.norm(x) @ self.embed_tokens.weight.t()  # tied LM head
 
 
+def peak_resident_bytes():
+    """VmHWM of this process. Not ru_maxrss: Linux carries that over from the parent across fork and exec, so a
+    child of a process that had just trained would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def blas_library():
     """The BLAS shared library this process loaded (Debian's torch uses whichever libblas.so.3 is selected)."""
     try:
@@ -140,7 +150,7 @@ def main():
         "tokens_per_second": a.batch * a.length / seconds,
         "loss": loss,
         "blas": blas_library(),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_resident_bytes(),
     }))
 
 

@@ -6,6 +6,8 @@ namespace RlaifOnnx.Bench;
 public sealed class BenchContext(bool quick)
 {
     public bool Quick { get; } = quick;
+    /// <summary>Run the PyTorch reference beside the training figures (off with --no-torch while working on the bench).</summary>
+    public bool RunTorch { get; init; } = true;
     /// <summary>fp32 MatMul throughput measured earlier in this run, in FLOP/s.</summary>
     public double? GemmPeakFlops { get; set; }
     public string WorkDir { get; } = Directory.CreateTempSubdirectory("rlaif-bench-").FullName;

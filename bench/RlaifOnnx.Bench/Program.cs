@@ -3,10 +3,11 @@ using System.Text;
 using RlaifOnnx.Bench;
 
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
-// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick]
+// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch]
 var outPath = "bench/RESULTS.md";
 string? only = null;
 var quick = false;
+var torch = true;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -14,6 +15,7 @@ for (var i = 0; i < args.Length; i++)
         case "--out": outPath = args[++i]; break;
         case "--only": only = args[++i]; break;
         case "--quick": quick = true; break;
+        case "--no-torch": torch = false; break;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
@@ -29,7 +31,7 @@ report.AppendLine($"Reproduce: `make bench` (runs `dotnet run --project bench/Rl
 report.AppendLine("Every ratio below divides numbers measured in this same run.");
 report.AppendLine();
 
-var ctx = new BenchContext(quick);
+var ctx = new BenchContext(quick) { RunTorch = torch };
 foreach (var bench in Benchmarks.All)
 {
     if (only is not null && !only.Split(',').Contains(bench.Name)) continue;

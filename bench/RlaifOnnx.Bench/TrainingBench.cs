@@ -53,8 +53,8 @@ public static class TrainingBench
 
         // PyTorch after ours has finished and released its memory, never beside it.
         GC.Collect();
-        Console.Error.WriteLine("   PyTorch reference (bench/torch_train.py) …");
-        var (torch, torchSkipped) = TorchReference.Run(config, batchSize, length, threads, timedSteps);
+        if (ctx.RunTorch) Console.Error.WriteLine("   PyTorch reference (bench/torch_train.py) …");
+        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, timedSteps) : (null, "Skipped (--no-torch).");
 
         double tokens = batchSize * length;
         var tokensPerSecond = tokens / measured.StepSeconds;

@@ -370,13 +370,14 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
                     To(0, () =>
                     {
                         // One index per row along the last axis (a token's log-prob picked from its vocabulary row): dx is
-                        // dy at the picked position and zero elsewhere, i.e. Where(one-hot, dy, 0) — element-wise and
-                        // parallel, instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it.
+                        // dy at the picked position and zero elsewhere, i.e. one-hot · dy — element-wise and parallel,
+                        // instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it. (OneHot and
+                        // Mul: ONNX Runtime's Where broadcasting a [.., 1] operand, and Cast from bool, ran several times slower.)
                         var length = AxisLength(In(0), -1);                                                 // [1]
                         var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));                       // [.., 1]
                         idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, length), idx);
-                        var positions = g.Range(g.Int64Scalar(0), g.Squeeze(length, 0), g.Int64Scalar(1)); // [V]
-                        return g.Where(g.Equal(positions, idx), Dy(0), Scalar(0));                          // [.., V]
+                        var oneHot = g.Op("OneHot", [g.Squeeze(idx, -1), length, g.Constant([0.0, 1.0], 2)], ("axis", -1L)); // [.., V]
+                        return g.Mul(oneHot, Dy(0));
                     });
                 else
                     To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
