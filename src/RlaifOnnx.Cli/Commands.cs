@@ -18,6 +18,7 @@ public static class Commands
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ConstitutionCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
+        root.Subcommands.Add(SandboxCommand.Create());
         foreach (var command in StageCommands.Create()) root.Subcommands.Add(command);
         root.Subcommands.Add(RunCommand.Create());
         return root;

@@ -34,9 +34,10 @@ public static class ModelCommands
         var seed = new Option<int>("--seed") { Description = "Seed of the random weights.", DefaultValueFactory = _ => 0 };
         var modelType = new Option<string?>("--model-type") { Description = "Hugging Face model type for llama: llama, qwen2 or mistral (qwen2 adds q/k/v bias)." };
         var tie = new Option<bool>("--tie-embeddings") { Description = "Reuse the token embedding as the output projection." };
+        var tokenizerCorpus = new Option<string?>("--tokenizer-corpus") { Description = "Learn the tokenizer's merges on this text (.txt) or on every string of this JSONL file, instead of the embedded text." };
         var command = new Command("create", "Write a random-weight model folder with a small tokenizer the project makes itself.")
         {
-            arch, output, vocab, hidden, layers, heads, kvHeads, intermediate, maxPositions, seed, modelType, tie,
+            arch, output, vocab, hidden, layers, heads, kvHeads, intermediate, maxPositions, seed, modelType, tie, tokenizerCorpus,
         };
         command.SetAction(parse =>
         {
@@ -45,7 +46,7 @@ public static class ModelCommands
                 parse.GetValue(modelType), parse.GetValue(tie));
             var outDir = parse.GetValue(output)!;
             var weights = WeightSet.Random(config, parse.GetValue(seed));
-            var tokenizer = TinyTokenizer.Train(config.VocabSize);
+            var tokenizer = TinyTokenizer.Train(config.VocabSize, parse.GetValue(tokenizerCorpus) is { } corpusPath ? TokenizerCorpus.Read(corpusPath) : null);
             ModelWriter.Write(outDir, config, weights, tokenizer, "base",
                 [new LineageEntry($"model create --arch {parse.GetValue(arch)} --seed {parse.GetValue(seed)}", null, DateTimeOffset.UtcNow)]);
             Console.WriteLine($"wrote {outDir}: {config.ModelType}, {config.NumLayers} layers, hidden {config.HiddenSize}, " +
@@ -53,6 +54,36 @@ public static class ModelCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The text a tokenizer is learned on: a text file as it is, or every string value of a JSONL file joined by newlines.</summary>
+    static class TokenizerCorpus
+    {
+        public static string Read(string path)
+        {
+            if (!File.Exists(path)) throw UserError.At("model create", null, "--tokenizer-corpus", $"file '{path}' not found");
+            if (!path.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return File.ReadAllText(path);
+            var sb = new System.Text.StringBuilder();
+            var line = 0;
+            foreach (var text in File.ReadLines(path))
+            {
+                line++;
+                if (text.Length == 0) continue;
+                try { Collect(System.Text.Json.Nodes.JsonNode.Parse(text), sb); }
+                catch (System.Text.Json.JsonException e) { throw UserError.At(path, line, null, $"not valid JSON: {e.Message}"); }
+            }
+            return sb.ToString();
+        }
+
+        static void Collect(System.Text.Json.Nodes.JsonNode? node, System.Text.StringBuilder sb)
+        {
+            switch (node)
+            {
+                case System.Text.Json.Nodes.JsonObject o: foreach (var (_, v) in o) Collect(v, sb); break;
+                case System.Text.Json.Nodes.JsonArray a: foreach (var v in a) Collect(v, sb); break;
+                case System.Text.Json.Nodes.JsonValue v when v.TryGetValue<string>(out var s): sb.Append(s).Append('\n'); break;
+            }
+        }
     }
 
     /// <summary>The config `model create` builds from its options; every bad value is a one-line UserError.</summary>

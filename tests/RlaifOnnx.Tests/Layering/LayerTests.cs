@@ -10,7 +10,7 @@ namespace RlaifOnnx.Tests.Layering;
 public sealed partial class LayerTests
 {
     static readonly string[] Floors =
-        ["Core", "Configuration", "Records", "Reporting", "Onnx", "Models", "Training", "Inference", "Constitution", "Serving", "Stages"];
+        ["Core", "Configuration", "Records", "Reporting", "Onnx", "Models", "Training", "Inference", "Constitution", "Serving", "Stages", "Sandbox"];
 
     static string Library => Path.Combine(Repository.Root, "src", "RlaifOnnx");
 
