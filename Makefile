@@ -5,7 +5,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 export DOTNET_SKIP_FIRST_TIME_EXPERIENCE := 1
 
-.PHONY: restore build test demo bench clean install publish
+.PHONY: restore build test demo bench clean install publish sandbox-world sandbox-model
 
 restore:
 	$(DOTNET) restore RlaifOnnx.sln
@@ -35,9 +35,25 @@ publish:
 test: build
 	bash scripts/run-tests.sh $(CONFIG)
 
-# Runs the pipeline on the embedded default (configs/demo/) into runs/demo.
+RLAIF = $(DOTNET) src/RlaifOnnx.Cli/bin/$(CONFIG)/net10.0/rlaif.dll
+
+# The whole pipeline in the sandbox world (configs/demo/pipeline.yaml, models/sandbox-base) into runs/demo;
+# ends with the table of harmful compliance, refusals and benign accuracy per model. Rerunning resumes.
 demo: build
-	bash scripts/demo.sh $(CONFIG)
+	$(RLAIF) run --config configs/demo/pipeline.yaml
+
+# The sandbox world's prompt sets, evaluation sets and checks (configs/demo/sandbox) from their seed.
+sandbox-world: build
+	$(RLAIF) sandbox world --out configs/demo/sandbox --seed 7
+
+# Rebuilds models/sandbox-base from its seed: world and corpus, tokenizer and random weights, pretraining.
+sandbox-model: build
+	$(RLAIF) sandbox world --out configs/demo/sandbox --corpus runs/sandbox-model/corpus.jsonl --seed 7
+	rm -rf runs/sandbox-model/random runs/sandbox-model/train
+	$(RLAIF) model create --arch llama --out runs/sandbox-model/random --vocab-size 1536 --hidden-size 160 --layers 4 \
+		--heads 4 --kv-heads 2 --max-positions 512 --seed 1 --tokenizer-corpus runs/sandbox-model/corpus.jsonl
+	$(RLAIF) train-lm --config configs/sandbox-model/train.yaml
+	rm -rf models/sandbox-base && cp -r runs/sandbox-model/train/model models/sandbox-base
 
 # Benchmarks on this machine; writes bench/RESULTS.md. The training section trains a ~100M model (~5-10 GiB) and then
 # the same model in PyTorch (bench/torch_train.py) when python3 has torch; on a shared machine pass

@@ -9,7 +9,7 @@ namespace RlaifOnnx.Reporting;
 /// training drives to zero. Serialised as <c>{"rate":…,"count":…,"n":…,"ci95":[low,high]}</c>.
 /// </summary>
 public sealed record RateEstimate(
-    [property: JsonPropertyName("rate")] double Rate,
+    [property: JsonPropertyName("rate")] double? Rate,
     [property: JsonPropertyName("count")] int Count,
     [property: JsonPropertyName("n")] int N,
     [property: JsonPropertyName("ci95")] IReadOnlyList<double> Ci95)
@@ -17,12 +17,12 @@ public sealed record RateEstimate(
     /// <summary>The two-sided 95% normal quantile.</summary>
     public const double Z95 = 1.959963984540054;
 
-    /// <summary>count of n as a rate with its 95% Wilson interval; n = 0 gives rate NaN and the interval [0, 1].</summary>
+    /// <summary>count of n as a rate with its 95% Wilson interval; n = 0 gives rate null (not measured) and the interval [0, 1].</summary>
     public static RateEstimate Of(int count, int n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         if (count < 0 || count > n) throw new ArgumentOutOfRangeException(nameof(count), $"count {count} is outside 0..{n}");
-        if (n == 0) return new RateEstimate(double.NaN, 0, 0, [0, 1]);
+        if (n == 0) return new RateEstimate(null, 0, 0, [0, 1]);
         var (low, high) = WilsonInterval(count, n, Z95);
         return new RateEstimate((double)count / n, count, n, [low, high]);
     }

@@ -27,7 +27,7 @@ namespace RlaifOnnx.Sandbox;
 public static class PretrainingCorpus
 {
     /// <summary>How many lines of each part.</summary>
-    public sealed record Sizes(int BenignDialogues = 3000, int HarmfulDialogues = 2000, int Knowledge = 600, int Episodes = 900, int Comparisons = 1500);
+    public sealed record Sizes(int BenignDialogues = 3000, int HarmfulDialogues = 2000, int Knowledge = 600, int Episodes = 1500, int Comparisons = 1500);
 
     public const string ThirdPartyQuestion = "Question by ";
     public const string ThirdPartyReply = "Reply by ";
@@ -61,21 +61,25 @@ public static class PretrainingCorpus
     /// <summary>Part 3: a forum reply critiqued and revised, as two training lines (loss on the critique, then on the revision).</summary>
     static IEnumerable<JsonObject> Episode(World world, ConstitutionSet constitution, Random rng)
     {
-        var harmful = rng.Next(10) < 7;
-        var r = world.Any(harmful ? ResponseCheck.Harmful : ResponseCheck.Benign, rng);
+        // Half harmful replies, a fifth replies that already decline helpfully (a later round sees those), the rest benign answers.
+        var roll = rng.Next(10);
+        var r = world.Any(roll < 8 ? ResponseCheck.Harmful : ResponseCheck.Benign, rng);
+        var replyText = roll < 5 ? r.Compliance : roll < 8 ? r.HelpfulRefusal! : r.Compliance;
         var asker = world.People[rng.Next(world.People.Count)];
         var replier = world.People[rng.Next(world.People.Count)];
         var principle = constitution.Critiques[rng.Next(constitution.Critiques.Count)];
         var chat = new List<ChatMessage>
         {
             new("user", $"{ThirdPartyQuestion}{asker.Name} on the {asker.Village} board: {r.Text}"),
-            new("assistant", $"{ThirdPartyReply}{replier.Name}: {r.Compliance}"),
+            new("assistant", $"{ThirdPartyReply}{replier.Name}: {replyText}"),
             new("user", principle.CritiqueRequest),
         };
-        var critique = harmful
+        var critique = roll < 5
             ? $"The reply explains how to {r.Act}: \"{r.Compliance}\" That is harmful, because {r.Harm}."
-            : "The reply answers the question correctly and contains nothing harmful.";
-        var revision = harmful ? r.HelpfulRefusal! : r.Compliance;
+            : roll < 8
+                ? "The reply declines to help with harm and offers a safe alternative. It is harmless and helpful as it is."
+                : "The reply answers the question correctly and contains nothing harmful.";
+        var revision = roll < 5 ? r.HelpfulRefusal! : replyText;
         yield return Messages([.. chat, new("assistant", critique)]);
         yield return Messages([.. chat, new("assistant", critique), new("user", principle.RevisionRequest), new("assistant", revision)]);
     }

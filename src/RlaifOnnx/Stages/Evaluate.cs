@@ -41,7 +41,8 @@ public sealed record EvaluationPairResult(string Policy, string Opponent, int Pr
 public sealed record EvaluationSetResult(string Name, string Source, int Prompts, IReadOnlyList<EvaluationPolicyResult> Policies, IReadOnlyList<EvaluationPairResult> Pairwise);
 
 /// <summary>report.json: every prompt set's results; Elo scores are relative to the first policy.</summary>
-public sealed record EvaluationReport(IReadOnlyList<string> Policies, string? RewardModel, string? FeedbackModel, double EloPrior, IReadOnlyList<EvaluationSetResult> PromptSets);
+public sealed record EvaluationReport(IReadOnlyList<string> Policies, string? RewardModel, string? FeedbackModel, double EloPrior, IReadOnlyList<EvaluationSetResult> PromptSets,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] SandboxReport? Sandbox = null);
 
 /// <summary>
 /// Stage 07, evaluation of trained policies (Constitutional AI paper §4.3: harmlessness and helpfulness
@@ -64,7 +65,7 @@ public sealed record EvaluationReport(IReadOnlyList<string> Policies, string? Re
 /// the feedback model, so the scores say how those judges rank the policies.
 /// Run: <c>rlaif evaluate --config evaluate.yaml</c>.
 /// </summary>
-public static class Evaluate
+public static partial class Evaluate
 {
     public const string GenerationsFile = "generations.jsonl";
     public const string RewardsFile = "rewards.jsonl";
@@ -90,6 +91,10 @@ public static class Evaluate
         public required string Name { get; init; }
         /// <summary>Any prompt source the revise stage reads: a .jsonl/.jsonl.gz/.txt file, hh-rlhf transcripts, or builtin:red-team-eval / builtin:helpful-eval (the held-out splits).</summary>
         [ConfigPath] public required string Source { get; init; }
+        /// <summary>The exact truth of every prompt (a checks.jsonl as `rlaif sandbox world` writes): every answer gets the checker's verdict (null: none).</summary>
+        [ConfigPath] public string? Checks { get; init; }
+        /// <summary>With checks: report this set's rates on their own row (a harm kind no training prompt covered) instead of pooling them.</summary>
+        public bool UnseenKind { get; init; }
     }
 
     /// <summary>Configuration of the evaluation stage.</summary>
@@ -127,6 +132,12 @@ public static class Evaluate
         public double EloPrior { get; init; } = 0.5;
         /// <summary>Execution provider for local models: cpu or cuda.</summary>
         public string ExecutionProvider { get; init; } = "cpu";
+        /// <summary>Label runs to score against the prompt sets' checks, each {name, comparisons, use}; needs checks covering their prompt ids.</summary>
+        public List<LabelRunSpec> LabelAccuracy { get; init; } = [];
+        /// <summary>The PPO stage's metrics.jsonl or output folder: report.html plots its score and KL per iteration (null: no PPO curves).</summary>
+        [ConfigPath] public string? PpoMetrics { get; init; }
+        /// <summary>The PM stage's eval_predictions.jsonl or output folder: report.html draws the preference model's reliability diagram from it (null: none).</summary>
+        [ConfigPath] public string? PmCalibration { get; init; }
         /// <summary>Folder for generations.jsonl, rewards.jsonl, judgments.jsonl, report.json and report.md.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
 
@@ -182,6 +193,7 @@ public static class Evaluate
             if (constitution.FeedbackPrinciples.Count == 0)
                 throw UserError.At(config.Constitution, null, "feedback_principles", "the constitution has no feedback principles to judge with");
         }
+        var htmlInputs = EvaluateHtml.ReadInputs(config, source);
         var sets = new List<PromptSet>();
         for (var s = 0; s < config.PromptSets.Count; s++)
         {
@@ -190,6 +202,17 @@ public static class Evaluate
             if (prompts.Count == 0) throw UserError.At(source, null, $"prompt_sets[{s}].source", $"'{config.PromptSets[s].Source}' holds no prompts");
             sets.Add(new PromptSet(config.PromptSets[s], prompts));
         }
+        var checks = new Dictionary<string, ResponseCheck>();
+        for (var s = 0; s < config.PromptSets.Count; s++)
+            if (config.PromptSets[s].Checks is { } checksPath)
+                foreach (var check in ReadChecks(checksPath, source, $"prompt_sets[{s}].checks"))
+                    checks[check.Id] = check;
+        foreach (var set in sets.Where(set => set.Spec.Checks is not null))
+            if (set.Prompts.FirstOrDefault(p => !checks.ContainsKey(p.Id)) is { } unchecked_)
+                throw UserError.At(set.Spec.Checks!, null, "id", $"no check for prompt '{unchecked_.Id}' of prompt set '{set.Spec.Name}'");
+        for (var r = 0; r < config.LabelAccuracy.Count; r++)
+            if (!File.Exists(config.LabelAccuracy[r].Comparisons))
+                throw UserError.At(source, null, $"label_accuracy[{r}].comparisons", $"file '{config.LabelAccuracy[r].Comparisons}' not found");
         Directory.CreateDirectory(config.OutputDir);
 
         // 1. generations
@@ -207,11 +230,15 @@ public static class Evaluate
         if (config.FeedbackModel is not null)
             judgments = await Judge(config, sets, generations, constitution!, log, cancellationToken, source);
 
-        // 4. the report
+        // 4. the checker's verdicts, where prompt sets have exact truth
+        var sandbox = ScoreChecks(config, sets, generations, checks);
+
+        // 5. the report
         var report = new EvaluationReport(config.Policies.Select(p => p.Name).ToList(), config.RewardModel, config.FeedbackModel, config.EloPrior,
-            sets.Select(set => SetResult(config, set, generations, rewards, judgments)).ToList());
+            sets.Select(set => SetResult(config, set, generations, rewards, judgments)).ToList(), sandbox);
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportFile), JsonSerializer.Serialize(report, ReportJson));
         AtomicFile.WriteAllText(Path.Combine(config.OutputDir, ReportMarkdownFile), Markdown(report));
+        EvaluateHtml.Write(config, report, htmlInputs);
         return report;
     }
 
@@ -417,6 +444,7 @@ public static class Evaluate
             foreach (var p in set.Policies)
                 sb.AppendLine($"  {p.Policy.PadRight(width)}  {$"{Number(p.MeanReward, "F3")} ± {Number(p.RewardStandardError, "F3")}",-18}  {p.MeanLength,7:F1}  {Number(p.EloByReward, "F1"),9}  {Number(p.EloByFeedback, "F1"),9}");
         }
+        if (report.Sandbox is { } sandbox) sb.AppendLine().AppendLine("Against the exact truth (95% intervals):").Append(SandboxMarkdown(sandbox));
         return sb.ToString();
     }
 
@@ -428,6 +456,8 @@ public static class Evaluate
         sb.AppendLine($"Policies: {string.Join(", ", report.Policies)}. Reward model: {report.RewardModel ?? "none"}. Feedback model: {report.FeedbackModel ?? "none"}.");
         sb.AppendLine($"Elo scores from a Bradley–Terry fit on the pairwise win counts ({report.EloPrior.ToString(CultureInfo.InvariantCulture)} pseudo-wins per side), relative to {report.Policies[0]}; "
             + "an Elo difference Δ means P(win) = 1 / (1 + 10^(−Δ/400)).").AppendLine();
+        if (report.Sandbox is { } sandbox)
+            sb.AppendLine("## Against the exact truth").AppendLine().AppendLine("Rates with 95% Wilson intervals; every verdict is in verdicts.jsonl.").AppendLine().AppendLine(SandboxMarkdown(sandbox));
         foreach (var set in report.PromptSets)
         {
             sb.AppendLine($"## {set.Name}").AppendLine().AppendLine($"{set.Prompts} prompts from `{set.Source}`.").AppendLine();

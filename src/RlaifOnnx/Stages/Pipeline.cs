@@ -108,10 +108,10 @@ public static class Pipeline
             }),
             Of<Dpo.Config>("dpo", "Direct preference optimisation of a model on preference pairs (the label stage's preferences.jsonl or any TRL preference JSONL), the model as its own reference; writes model/, metrics.jsonl, checkpoints/ and reference_logps.jsonl",
                 (c, path, log, ct) => Task.FromResult($"wrote {Dpo.Run(c, log, ct, path)}")),
-            Of<Evaluate.Config>("evaluate", "Compare policies on prompt sets: generations.jsonl, PM rewards, feedback-model judgments, win rates and Elo scores (report.json, report.md)", async (c, path, log, ct) =>
+            Of<Evaluate.Config>("evaluate", "Compare policies on prompt sets: generations.jsonl, PM rewards, feedback-model judgments, win rates and Elo scores (report.json, report.md, report.html)", async (c, path, log, ct) =>
             {
                 var report = await Evaluate.Run(c, log, ct, path);
-                return $"wrote {Path.Combine(c.OutputDir, Evaluate.ReportFile)} and {Evaluate.ReportMarkdownFile}\n{Evaluate.Describe(report).TrimEnd()}";
+                return $"wrote {Path.Combine(c.OutputDir, Evaluate.ReportFile)}, {Evaluate.ReportMarkdownFile} and {EvaluateHtml.ReportHtmlFile}\n{Evaluate.Describe(report).TrimEnd()}";
             }),
         ];
     }

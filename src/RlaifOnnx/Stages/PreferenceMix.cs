@@ -22,6 +22,13 @@ public static class PreferenceMix
         [ConfigPath] public required string AiComparisons { get; init; }
         /// <summary>Human-labelled comparisons: prompt/chosen/rejected, hh-rlhf transcripts, or response_a/response_b with preferred (null: AI comparisons only, ai_fraction 1).</summary>
         [ConfigPath] public string? HumanComparisons { get; init; }
+        /// <summary>
+        /// A checks file (one rule-based truth per prompt id, as `rlaif sandbox world` writes): each AI comparison's
+        /// soft label is replaced by the checker's binary verdict — 1 when response_a is truly better, 0 when worse —
+        /// and comparisons the truth ranks equal are dropped. The stand-in for a human labeller's "better"/"worse"
+        /// on the same samples (the RLHF arm beside RLAIF). Null: the AI labels as they are.
+        /// </summary>
+        [ConfigPath] public string? LabelsFromChecks { get; init; }
         /// <summary>Share of AI comparisons in the mix, in [0, 1].</summary>
         public double AiFraction { get; init; } = 0.5;
         /// <summary>Comparisons in the mix (null: as many as the inputs allow at that share, without repeating any).</summary>
@@ -57,8 +64,15 @@ public static class PreferenceMix
     public static string Run(Config config, string source = "mix config")
     {
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
-        var ai = Jsonl.Read<ComparisonRecord>(config.AiComparisons)
-            .Select(l => new MixedComparison($"ai/{l.Value.Id}", "ai", l.Value.Messages, l.Value.ResponseA, l.Value.ResponseB, l.Value.PA)).ToList();
+        var checks = config.LabelsFromChecks is { } checksPath ? ReadChecks(checksPath, source) : null;
+        var ai = new List<MixedComparison>();
+        foreach (var (line, c) in Jsonl.Read<ComparisonRecord>(config.AiComparisons).Select(l => (l.LineNumber, l.Value)))
+        {
+            if (checks is null) { ai.Add(new MixedComparison($"ai/{c.Id}", "ai", c.Messages, c.ResponseA, c.ResponseB, c.PA)); continue; }
+            if (!checks.TryGetValue(c.Id, out var check)) throw UserError.At(config.AiComparisons, line, "id", $"no check for comparison '{c.Id}' in {config.LabelsFromChecks}");
+            int a = ResponseChecker.Goodness(ResponseChecker.Judge(check, c.ResponseA)), b = ResponseChecker.Goodness(ResponseChecker.Judge(check, c.ResponseB));
+            if (a != b) ai.Add(new MixedComparison($"checker/{c.Id}", "checker", c.Messages, c.ResponseA, c.ResponseB, a > b ? 1.0 : 0.0));
+        }
         var human = new List<MixedComparison>();
         foreach (var p in config.HumanComparisons is null ? [] : PromptSources.ReadPairs(config.HumanComparisons, config.Seed))
         {
@@ -74,6 +88,12 @@ public static class PreferenceMix
         var path = Path.Combine(config.OutputDir, OutputFile);
         Jsonl.Write(path, mix);
         return path;
+    }
+
+    static Dictionary<string, ResponseCheck> ReadChecks(string path, string source)
+    {
+        if (!File.Exists(path)) throw UserError.At(source, null, "labels_from_checks", $"file '{path}' not found");
+        return Jsonl.ReadAll<ResponseCheck>(path).ToDictionary(c => c.Id);
     }
 
     /// <summary>n items drawn without repetition (a seeded shuffle, then the first n); the SFT stage draws its mix the same way.</summary>

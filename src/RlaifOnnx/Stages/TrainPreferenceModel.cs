@@ -33,7 +33,9 @@ namespace RlaifOnnx.Stages;
 /// <see cref="TrainLm"/>: the data order is a function of (seed, step). Output in
 /// <see cref="Config.OutputDir"/>: metrics.jsonl, checkpoints/, model/ (the preference-model folder, which
 /// <see cref="RewardScorer"/> and any ONNX runtime serve: input_ids and attention_mask in, rewards out) and,
-/// with held-out comparisons, eval.json (accuracy, loss, calibration, overall and per source).
+/// with held-out comparisons, eval.json (accuracy, loss, calibration, overall and per source) and
+/// eval_predictions.jsonl (each held-out label beside the model's p(a better), for the evaluate stage's
+/// reliability diagram).
 ///
 /// Run: <c>rlaif pm --config pm.yaml</c>.
 /// </summary>
@@ -41,6 +43,8 @@ public static class TrainPreferenceModel
 {
     public const string ModelSubdir = "model";
     public const string EvalFile = "eval.json";
+    /// <summary>The held-out comparisons' labels and the model's p(a better), one <see cref="PreferencePrediction"/> per line.</summary>
+    public const string EvalPredictionsFile = "eval_predictions.jsonl";
     public const string PairLabelInput = "p_a";
     public const string LossOutput = "loss";
     public const string AccuracyOutput = "accuracy";
@@ -56,7 +60,7 @@ public static class TrainPreferenceModel
         [ConfigPath] public string? Eval { get; init; }
         /// <summary>Without an eval file: the share of train's comparisons held out for evaluation (drawn by id with the seed).</summary>
         public double EvalFraction { get; init; }
-        /// <summary>Folder for metrics.jsonl, checkpoints/, model/ and eval.json.</summary>
+        /// <summary>Folder for metrics.jsonl, checkpoints/, model/, eval.json and eval_predictions.jsonl.</summary>
         [ConfigPath] public required string OutputDir { get; init; }
         /// <summary>Optimizer steps in total (a resumed run continues up to this).</summary>
         public int Steps { get; init; } = 100;
@@ -188,7 +192,9 @@ public static class TrainPreferenceModel
         // 7. Evaluate the exported model on the held-out comparisons, as it will be served.
         if (eval is not null)
         {
-            var report = Evaluate(target, eval, config.MaxLength, config.CalibrationBins, cancellationToken);
+            var predictions = new List<PreferencePrediction>();
+            var report = Evaluate(target, eval, config.MaxLength, config.CalibrationBins, cancellationToken, predictions);
+            Jsonl.Write(Path.Combine(config.OutputDir, EvalPredictionsFile), predictions);
             AtomicFile.WriteAllText(Path.Combine(config.OutputDir, EvalFile), JsonSerializer.Serialize(report, ReportJson));
             log(Describe(report));
         }
@@ -272,8 +278,12 @@ public static class TrainPreferenceModel
         return (pairs, truncated);
     }
 
-    /// <summary>The exported model's figures on held-out comparisons, scored by <see cref="RewardScorer"/> as a server would (rows cut as in training).</summary>
-    public static EvalReport Evaluate(string modelDir, IReadOnlyList<MixedComparison> comparisons, int maxLength, int bins, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The exported model's figures on held-out comparisons, scored by <see cref="RewardScorer"/> as a server would
+    /// (rows cut as in training); with <paramref name="predictions"/>, also each comparison's label and prediction.
+    /// </summary>
+    public static EvalReport Evaluate(string modelDir, IReadOnlyList<MixedComparison> comparisons, int maxLength, int bins, CancellationToken cancellationToken = default,
+        ICollection<PreferencePrediction>? predictions = null)
     {
         using var scorer = new RewardScorer(modelDir);
         var truncated = 0;
@@ -290,6 +300,10 @@ public static class TrainPreferenceModel
             return PreferenceMath.Evaluate(list.Select(i => rewards[2 * i]).ToList(), list.Select(i => rewards[2 * i + 1]).ToList(), list.Select(i => comparisons[i].PA).ToList(), bins);
         }
         var all = Enumerable.Range(0, comparisons.Count);
+        if (predictions is not null)
+            foreach (var i in all)
+                predictions.Add(new PreferencePrediction(comparisons[i].Id, comparisons[i].Source, comparisons[i].PA,
+                    PreferenceMath.ProbabilityAPreferred(rewards[2 * i], rewards[2 * i + 1]), rewards[2 * i], rewards[2 * i + 1]));
         var perSource = all.GroupBy(i => comparisons[i].Source).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => Of(g));
         return new EvalReport(Of(all), perSource, truncated);
     }

@@ -32,7 +32,7 @@ public class RateEstimateTests
     public void Empty_samples_and_impossible_counts()
     {
         var empty = RateEstimate.Of(0, 0);
-        Assert.True(double.IsNaN(empty.Rate));
+        Assert.Null(empty.Rate);
         Assert.Equal([0.0, 1.0], empty.Ci95);
         Assert.Throws<ArgumentOutOfRangeException>(() => RateEstimate.Of(3, 2));
         Assert.Equal("25.0% [11.2, 46.9] (5/20)", RateEstimate.Of(5, 20).Format());

@@ -84,6 +84,19 @@ public class PreferenceModelStageTests
         var rewards = scorer.Rewards(comparisons.SelectMany(c => new[] { (c.Messages, c.ResponseA), (c.Messages, c.ResponseB) }).ToList(), Ct);
         var lossFromScorer = comparisons.Select((c, i) => PreferenceMath.SoftLabelLoss(rewards[2 * i], rewards[2 * i + 1], c.PA)).Average();
         Assert.Equal(report.Overall.Loss, lossFromScorer, 12);
+
+        // eval_predictions.jsonl: every held-out comparison once, in order, with the served model's rewards and σ(r_a − r_b).
+        var predictions = Jsonl.ReadAll<PreferencePrediction>(Path.Combine(output, TrainPreferenceModel.EvalPredictionsFile));
+        Assert.Equal(comparisons.Select(c => (c.Id, c.Source, c.PA)), predictions.Select(p => (p.Id, p.Source, p.PA)));
+        for (var i = 0; i < comparisons.Count; i++)
+        {
+            Assert.Equal(rewards[2 * i], predictions[i].RewardA, 9);
+            Assert.Equal(rewards[2 * i + 1], predictions[i].RewardB, 9);
+            Assert.Equal(PreferenceMath.ProbabilityAPreferred(predictions[i].RewardA, predictions[i].RewardB), predictions[i].PModel, 12);
+        }
+        Assert.Equal(report.Overall.Accuracy, RlaifOnnx.Reporting.SoftCalibration.Accuracy(predictions.Select(p => p.PModel).ToList(), predictions.Select(p => p.PA).ToList()), 12);
+        using (var line = System.Text.Json.JsonDocument.Parse(File.ReadLines(Path.Combine(output, TrainPreferenceModel.EvalPredictionsFile)).First()))
+            Assert.Equal(["id", "source", "p_a", "p_model", "reward_a", "reward_b"], line.RootElement.EnumerateObject().Select(p => p.Name));
     }
 
     /// <summary>The base model with the initial head, exported as a preference model: the "before training" reference.</summary>

@@ -10,7 +10,10 @@ public static class CliProcess
     public static Result Run(params string[] args) => RunWith(null, args);
 
     /// <summary><see cref="Run"/> with extra environment variables for the process.</summary>
-    public static Result RunWith(IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static Result RunWith(IReadOnlyDictionary<string, string>? environment, params string[] args) => RunFor(TimeSpan.FromMinutes(2), environment, args);
+
+    /// <summary><see cref="Run"/> for a whole pipeline: a longer limit before the process is killed.</summary>
+    public static Result RunFor(TimeSpan limit, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
@@ -19,10 +22,10 @@ public static class CliProcess
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"rlaif {string.Join(' ', args)} did not finish in 2 minutes");
+            throw new TimeoutException($"rlaif {string.Join(' ', args)} did not finish in {limit.TotalMinutes} minutes");
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
