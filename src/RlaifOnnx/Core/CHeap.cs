@@ -23,6 +23,6 @@ public static class CHeap
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; }
     }
 
-    [DllImport("libc", EntryPoint = "mallopt")]
+    [DllImport("libc.so.6", EntryPoint = "mallopt")]
     static extern int MallOpt(int parameter, int value);
 }
