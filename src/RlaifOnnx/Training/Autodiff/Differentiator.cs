@@ -376,12 +376,14 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
                         var length = AxisLength(In(0), -1);                                                 // [1]
                         var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));                       // [.., 1]
                         idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, length), idx);
-                        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast like dy: a no-op in float32 graphs.
+                        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast only in float64 graphs: ONNX
+                        // Runtime runs a float-to-float CastLike as a full copy of the [.., V] tensor.
                         var offOn = new TensorProto { Name = g.Fresh("off_on"), DataType = (int)DataType.Float };
                         offOn.Dims.Add(2);
                         offOn.FloatData.Add([0f, 1f]);
                         var oneHot = g.Op("OneHot", [g.Squeeze(idx, -1), length, g.Initializer(offOn)], ("axis", -1L)); // [.., V]
-                        return g.Mul(g.Op("CastLike", [oneHot, Dy(0)]), Dy(0));
+                        if (floatType != DataType.Float) oneHot = g.Op("CastLike", [oneHot, Dy(0)]);
+                        return g.Mul(oneHot, Dy(0));
                     });
                 else
                     To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
