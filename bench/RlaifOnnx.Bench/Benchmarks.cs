@@ -26,6 +26,7 @@ public static class Benchmarks
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
         new("serving", ServingBench.Run),
+        new("ppo", PpoBench.Run),
     ];
 }
 

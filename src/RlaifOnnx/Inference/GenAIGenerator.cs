@@ -32,6 +32,9 @@ public sealed class GenAIGenerator : ITextGenerator
     readonly int contextLength;   // genai_config.json's model.context_length; 0 when absent
     readonly InferenceOptions options;
     readonly SemaphoreSlim gate = new(1, 1);
+    Adapters? adapters;            // ONNX Runtime LoRA adapters loaded into this model (see UseAdapter)
+    string? activeAdapter;
+    int adaptersLoaded;
 
     public string ModelDir { get; }
     /// <summary>genai_config.json's model.context_length: the most tokens a prompt and its answer may hold together; 0 when absent.</summary>
@@ -69,6 +72,32 @@ public sealed class GenAIGenerator : ITextGenerator
             throw UserError.At(ModelDir, null, null, $"ONNX Runtime GenAI cannot load this model folder: {e.Message.Split('\n', 2)[0]}");
         }
         eosIds = [.. tokenizer.GetEosTokenIds().ToArray()];
+    }
+
+    /// <summary>
+    /// Loads an ONNX Runtime LoRA adapter file (.onnx_adapter) and makes it the one every later generation runs
+    /// with; the previously active one is unloaded. The model's graph must have the adapter's parameters as
+    /// inputs (see Lora.ApplyToInference): only these small tensors move, the model and its weights stay loaded.
+    /// </summary>
+    public void UseAdapter(string adapterPath)
+    {
+        gate.Wait();
+        try
+        {
+            adapters ??= new Adapters(model);
+            var name = $"adapter-{++adaptersLoaded}";
+            try { adapters.LoadAdapter(adapterPath, name); }
+            catch (OnnxRuntimeGenAIException e)
+            {
+                throw UserError.At(adapterPath, null, null, $"ONNX Runtime GenAI cannot load this adapter: {e.Message.Split('\n', 2)[0]}");
+            }
+            if (activeAdapter is not null) adapters.UnloadAdapter(activeAdapter);
+            activeAdapter = name;
+        }
+        finally
+        {
+            gate.Release();
+        }
     }
 
     /// <summary>The GenAI tokenizer, for callers that need the same token ids generation uses.</summary>
@@ -146,6 +175,7 @@ public sealed class GenAIGenerator : ITextGenerator
         }
 
         using var generator = new Generator(model, generatorParams);
+        if (activeAdapter is not null) generator.SetActiveAdapter(adapters!, activeAdapter);
         generator.AppendTokenSequences(sequences);
         while (!generator.IsDone())
         {
@@ -164,6 +194,50 @@ public sealed class GenAIGenerator : ITextGenerator
             results[i] = new Generation(promptIds[i], newIds, tokenizer.Decode(newIds), finish, endId);
         }
         return results;
+    }
+
+    /// <summary>
+    /// Greedy decoding of one prompt that also returns each new token's log-probability under the logits it was
+    /// chosen from (log-softmax of GenAI's last-position logits): what the model computed, for comparisons of
+    /// two ways of loading the same weights. Stops at EOS (not included) or after <paramref name="maxNewTokens"/>.
+    /// </summary>
+    internal (int[] Ids, double[] LogProbs) GreedyWithLogProbs(string prompt, int maxNewTokens)
+    {
+        gate.Wait();
+        try
+        {
+            using var sequences = tokenizer.EncodeBatch([prompt]);
+            var promptLength = sequences[0].Length;
+            using var generatorParams = new GeneratorParams(model);
+            generatorParams.SetSearchOption("max_length", promptLength + maxNewTokens);
+            generatorParams.SetSearchOption("do_sample", false);
+            using var generator = new Generator(model, generatorParams);
+            if (activeAdapter is not null) generator.SetActiveAdapter(adapters!, activeAdapter);
+            generator.AppendTokenSequences(sequences);
+            var ids = new List<int>();
+            var logProbs = new List<double>();
+            while (!generator.IsDone())
+            {
+                generator.GenerateNextToken();
+                var token = generator.GetNextTokens()[0];
+                using var logits = generator.GetOutput("logits");                                 // [1, S, V]
+                var shape = logits.Shape();
+                var v = (int)shape[^1];
+                var last = logits.GetData<float>()[^v..];
+                var max = double.NegativeInfinity;
+                foreach (var l in last) max = Math.Max(max, l);
+                var sum = 0.0;
+                foreach (var l in last) sum += Math.Exp(l - max);
+                if (eosIds.Contains(token)) break;
+                ids.Add(token);
+                logProbs.Add(last[token] - max - Math.Log(sum));
+            }
+            return (ids.ToArray(), logProbs.ToArray());
+        }
+        finally
+        {
+            gate.Release();
+        }
     }
 
     /// <summary>
@@ -208,6 +282,7 @@ public sealed class GenAIGenerator : ITextGenerator
 
     public void Dispose()
     {
+        adapters?.Dispose();
         tokenizer.Dispose();
         model.Dispose();
         config.Dispose();

@@ -320,6 +320,8 @@ public sealed partial class OrtScorer : IScorer
     /// </summary>
     ForwardOutput Forward(IReadOnlyList<PastCache?>? pasts, List<int[]> rows)
     {
+        // An id past the embedding would stop ONNX Runtime's Gather with a stack trace; stop with one line instead.
+        foreach (var row in rows) TokenizerVocabulary.Check(row, vocabSize);
         var batch = rows.Count;
         var seq = rows.Max(r => r.Length);
         var pastLengths = Enumerable.Range(0, batch).Select(b => pasts?[b]?.Length ?? 0).ToArray();

@@ -2,6 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Core;
 using RlaifOnnx.Models;
+using RlaifOnnx.Training;
 
 namespace RlaifOnnx.Inference;
 
@@ -18,11 +19,12 @@ namespace RlaifOnnx.Inference;
 /// </summary>
 public sealed class RewardScorer : IRewardModel
 {
-    readonly InferenceSession session;
+    readonly InferenceSession? session;
+    readonly BoundForward? bound;       // rewards from weights the caller holds (see the second constructor)
     readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
     readonly ChatTemplate? template;
     readonly InferenceOptions options;
-    readonly int padId;
+    readonly int padId, vocabSize;
     // Scoring calls may come from several threads; the tokenizer is used by one at a time.
     readonly Lock tokenizerLock = new();
     int truncated;
@@ -42,7 +44,7 @@ public sealed class RewardScorer : IRewardModel
         var provider = this.options.Provider(modelPath);
         var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
-        (padId, MaxTokens) = (config.PadTokenId, config.MaxPositions);
+        (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
@@ -58,6 +60,30 @@ public sealed class RewardScorer : IRewardModel
         catch
         {
             session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A scorer over weights already in memory — <paramref name="weights"/>, the folder's preference model
+    /// (decoder and score.weight), e.g. the frozen base PPO's value adapters sit on — instead of a session
+    /// loading its own copy: ONNX Runtime reads the arrays in place, and the reward is the value-model graph's
+    /// output at each row's last real token (<see cref="PreferenceModelGraphs.Values"/>, which equals the reward
+    /// graph's there). Tokenizer, template and truncation are the folder's, as for the other constructor.
+    /// </summary>
+    public RewardScorer(string modelDir, IReadOnlyDictionary<string, Models.WeightTensor> weights, InferenceOptions? options = null)
+    {
+        ModelFolder.RequireExists(modelDir);
+        ModelDir = Path.GetFullPath(modelDir);
+        this.options = options ?? new InferenceOptions();
+        var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
+        (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
+        template = ChatTemplate.FromFolder(ModelDir);
+        bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput);
+        try { tokenizer = OpenTokenizer(ModelDir); }
+        catch
+        {
+            bound.Dispose();
             throw;
         }
     }
@@ -147,6 +173,7 @@ public sealed class RewardScorer : IRewardModel
         for (var i = 0; i < rows.Length; i++)
         {
             if (sequences[i].Length == 0) throw UserError.At("reward input", null, $"[{i}]", "tokenizes to no tokens; a reward needs at least one");
+            TokenizerVocabulary.Check(sequences[i], vocabSize);
             var (ids, cut) = KeepEnd(sequences[i], MaxTokens);
             if (cut) Interlocked.Increment(ref truncated);
             rows[i] = ids;
@@ -177,10 +204,21 @@ public sealed class RewardScorer : IRewardModel
                 inputIds[b * seq + t] = real ? rows[b][t] : padId;
                 mask[b * seq + t] = real ? 1 : 0;
             }
+        if (bound is not null)
+        {
+            var values = bound.Run(new TrainingBatch
+            {
+                ["input_ids"] = BatchTensor.Of(inputIds, batch, seq),
+                ["attention_mask"] = BatchTensor.Of(mask, batch, seq),
+            }, out var width);                                                                        // [B, S]
+            var last = new double[batch];
+            for (var b = 0; b < batch; b++) last[b] = values[b * width + rows[b].Length - 1];
+            return last;
+        }
         using var ids = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]);
         using var attention = OrtValue.CreateTensorValueFromMemory(mask, [batch, seq]);
         using var runOptions = new RunOptions();
-        using var outputs = session.Run(runOptions, ["input_ids", "attention_mask"], [ids, attention], [PreferenceModelGraphs.RewardsOutput]);
+        using var outputs = session!.Run(runOptions, ["input_ids", "attention_mask"], [ids, attention], [PreferenceModelGraphs.RewardsOutput]);
         var rewards = outputs[0].GetTensorDataAsSpan<float>();
         var result = new double[batch];
         for (var b = 0; b < batch; b++) result[b] = rewards[b];
@@ -189,7 +227,8 @@ public sealed class RewardScorer : IRewardModel
 
     public void Dispose()
     {
-        session.Dispose();
+        session?.Dispose();
+        bound?.Dispose();
         tokenizer.Dispose();
     }
 }

@@ -41,7 +41,7 @@ public static class Gpt2Graph
         weights.CheckAgainst(config, "GPT-2 weights");
         var g = new GraphBuilder("gpt2_inference");
         foreach (var (name, w) in weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            g.Initializer(OnnxFile.FloatTensor(name, w.Data, w.Shape));
+            g.Initializer(OnnxFile.FloatTensorView(name, w.Data, w.Shape));
         Build(g, config, withCache: true);
         return g.ToModel();
     }

@@ -26,7 +26,7 @@ public static class LlamaGraph
     /// </summary>
     public const double MaskedScore = -1e9;
 
-    /// <summary>The inference graph with the weights as initializers and a KV cache.</summary>
+    /// <summary>The inference graph with the weights as initializers (views of the arrays, not copies) and a KV cache.</summary>
     public static ModelProto Inference(ModelConfig config, WeightSet weights)
     {
         RequireLlama(config);
@@ -35,7 +35,7 @@ public static class LlamaGraph
         var g = new GraphBuilder("llama_inference", DataType.Float);
         // Initializers in canonical order so model.onnx.data is laid out predictably.
         foreach (var (name, shape) in WeightNames.Shapes(config))
-            g.Initializer(OnnxFile.FloatTensor(name, weights[name].Data, shape));
+            g.Initializer(OnnxFile.FloatTensorView(name, weights[name].Data, shape));   // views: no second copy of the weights
         Build(g, config, withCache: true);
         return g.ToModel();
     }

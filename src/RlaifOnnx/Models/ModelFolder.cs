@@ -116,11 +116,11 @@ public static class ModelFolder
         var meta = ReadMetadata(dir);
         PreferenceModelFolder.RefuseWhereLanguageModelNeeded(dir, meta);
         var modelPath = Path.Combine(dir, ModelFile);
-        var model = OnnxFile.Load(modelPath);
+        var model = OnnxFile.Load(modelPath, loadExternalData: false);   // each weight read straight into its array
         var expected = WeightNames.Shapes(meta.Config);
         var set = new WeightSet();
         foreach (var t in model.Graph.Initializer)
-            if (expected.ContainsKey(t.Name)) set[t.Name] = new WeightTensor(t.Dims.ToArray(), OnnxFile.ToFloats(t));
+            if (expected.ContainsKey(t.Name)) set[t.Name] = new WeightTensor(t.Dims.ToArray(), OnnxFile.ReadFloats(t, modelPath));
         set.CheckAgainst(meta.Config, modelPath);
         return set;
     }

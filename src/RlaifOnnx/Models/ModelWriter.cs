@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Onnx;
 using RlaifOnnx.Core;
 using RlaifOnnx.Onnx;
 
@@ -13,7 +14,7 @@ public abstract record TokenizerSource
 {
     /// <summary>Files copied from a tokenizer folder when present; the first two are required.</summary>
     public static readonly string[] TokenizerFiles =
-        [ModelFolder.TokenizerFile, ModelFolder.TokenizerConfigFile, "special_tokens_map.json", "vocab.json", "merges.txt"];
+        [ModelFolder.TokenizerFile, ModelFolder.TokenizerConfigFile, "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model"];
 
     public sealed record Folder(string Path) : TokenizerSource;
     public sealed record Tiny(TinyTokenizer Tokenizer) : TokenizerSource;
@@ -52,8 +53,12 @@ public abstract record TokenizerSource
 /// </summary>
 public static class ModelWriter
 {
+    /// <summary>
+    /// Writes the folder; <paramref name="rewrite"/>, when given, changes the inference graph before it is saved
+    /// (e.g. LoRA branches whose adapter values come from ONNX Runtime adapters at run time).
+    /// </summary>
     public static void Write(string dir, ModelConfig config, WeightSet weights, TokenizerSource tokenizer,
-        string role, IEnumerable<LineageEntry> lineage)
+        string role, IEnumerable<LineageEntry> lineage, Func<ModelProto, ModelProto>? rewrite = null)
     {
         var target = Path.GetFullPath(dir);
         // 1. Check everything before writing anything.
@@ -61,6 +66,7 @@ public static class ModelWriter
         weights.CheckAgainst(config, target);
         CheckTarget(target);
         var graph = DecoderGraphs.Inference(config, weights);
+        if (rewrite is not null) graph = rewrite(graph);
         var genAIConfig = DecoderGraphs.GenAIConfig(config);
 
         // 2. Write the whole folder under a temporary name beside the target, then swap it in.

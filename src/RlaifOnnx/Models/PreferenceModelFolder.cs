@@ -59,11 +59,11 @@ public static class PreferenceModelFolder
         var meta = RequirePreferenceModel(dir);
         var modelPath = Path.Combine(dir, ModelFolder.ModelFile);
         if (!File.Exists(modelPath)) throw UserError.At(modelPath, null, null, "is missing (not a model folder)");
-        var model = OnnxFile.Load(modelPath);
+        var model = OnnxFile.Load(modelPath, loadExternalData: false);   // each weight read straight into its array
         var expected = PreferenceModelGraphs.Shapes(meta.Config);
         var set = new WeightSet();
         foreach (var t in model.Graph.Initializer)
-            if (expected.ContainsKey(t.Name)) set[t.Name] = new WeightTensor(t.Dims.ToArray(), OnnxFile.ToFloats(t));
+            if (expected.ContainsKey(t.Name)) set[t.Name] = new WeightTensor(t.Dims.ToArray(), OnnxFile.ReadFloats(t, modelPath));
         set.CheckAgainst(expected, modelPath);
         return set;
     }

@@ -46,7 +46,7 @@ public static class PreferenceModelGraphs
         weights.CheckAgainst(shapes, "preference model weights");
         var g = new GraphBuilder("preference_model_inference", DataType.Float);
         foreach (var (name, shape) in Ordered(config, shapes))
-            g.Initializer(OnnxFile.FloatTensor(name, weights[name].Data, shape));
+            g.Initializer(OnnxFile.FloatTensorView(name, weights[name].Data, shape));   // views: no second copy of the weights
         Build(g, config);
         return g.ToModel();
     }

@@ -71,43 +71,76 @@ public static class OnnxFile
     /// <summary>
     /// Writes the model to <paramref name="path"/> with tensors of at least <paramref name="thresholdBytes"/>
     /// in <paramref name="externalDataFileName"/> (beside it), both atomically (temp file + rename).
-    /// The model passed in is not changed.
+    /// The model passed in is not copied: its tensors point at the external file while it is written and get their data back after.
     /// </summary>
     public static void Save(ModelProto model, string path, string? externalDataFileName = null, int thresholdBytes = ExternalThresholdBytes)
     {
         var full = Path.GetFullPath(path);
         var folder = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(folder);
-        var copy = model.Clone();
         string? dataTemp = null;
-        if (externalDataFileName is not null)
+        // The model is not copied (it may hold every weight of a large model): its large tensors point at the
+        // external file while it is written, and get their data back afterwards.
+        var moved = new List<(TensorProto Tensor, TensorProto Original)>();
+        try
         {
-            if (externalDataFileName.Contains('/') || externalDataFileName.Contains('\\'))
-                throw new ArgumentException("external data file name must be a bare file name", nameof(externalDataFileName));
-            dataTemp = Path.Combine(folder, $".{externalDataFileName}.{Environment.ProcessId}.tmp");
-            using var data = File.Create(dataTemp);
-            foreach (var tensor in AllTensors(copy.Graph))
+            if (externalDataFileName is not null)
             {
-                if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
-                    throw new InvalidOperationException($"tensor {tensor.Name} still refers to external data; load it before saving");
-                var raw = RawBytes(tensor);
-                if (raw is null || raw.Length < thresholdBytes) continue;
-                // 64-byte alignment lets ONNX Runtime map the file directly.
-                var pad = (64 - data.Position % 64) % 64;
-                for (var i = 0; i < pad; i++) data.WriteByte(0);
-                var offset = data.Position;
-                data.Write(raw);
-                ClearData(tensor);
-                tensor.DataLocation = TensorProto.Types.DataLocation.External;
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = externalDataFileName });
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-                tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = raw.Length.ToString() });
+                if (externalDataFileName.Contains('/') || externalDataFileName.Contains('\\'))
+                    throw new ArgumentException("external data file name must be a bare file name", nameof(externalDataFileName));
+                dataTemp = Path.Combine(folder, $".{externalDataFileName}.{Environment.ProcessId}.tmp");
+                using var data = File.Create(dataTemp);
+                foreach (var tensor in AllTensors(model.Graph))
+                {
+                    if (tensor.DataLocation == TensorProto.Types.DataLocation.External)
+                        throw new InvalidOperationException($"tensor {tensor.Name} still refers to external data; load it before saving");
+                    var length = DataLength(tensor);
+                    if (length < thresholdBytes) continue;
+                    // 64-byte alignment lets ONNX Runtime map the file directly.
+                    var pad = (64 - data.Position % 64) % 64;
+                    for (var i = 0; i < pad; i++) data.WriteByte(0);
+                    var offset = data.Position;
+                    if (!tensor.RawData.IsEmpty) data.Write(tensor.RawData.Span);
+                    else data.Write(RawBytes(tensor));
+                    moved.Add((tensor, tensor.Clone()));
+                    ClearData(tensor);
+                    tensor.DataLocation = TensorProto.Types.DataLocation.External;
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = externalDataFileName });
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
+                }
             }
+            var modelTemp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+            using (var stream = File.Create(modelTemp)) model.WriteTo(stream);
+            if (dataTemp is not null) File.Move(dataTemp, Path.Combine(folder, externalDataFileName!), overwrite: true);
+            File.Move(modelTemp, full, overwrite: true);
         }
-        var modelTemp = Path.Combine(folder, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        using (var stream = File.Create(modelTemp)) copy.WriteTo(stream);
-        if (dataTemp is not null) File.Move(dataTemp, Path.Combine(folder, externalDataFileName!), overwrite: true);
-        File.Move(modelTemp, full, overwrite: true);
+        finally
+        {
+            foreach (var (tensor, original) in moved)
+            {
+                tensor.ExternalData.Clear();
+                tensor.DataLocation = original.DataLocation;
+                tensor.RawData = original.RawData;
+                tensor.FloatData.Add(original.FloatData); tensor.DoubleData.Add(original.DoubleData);
+                tensor.Int32Data.Add(original.Int32Data); tensor.Int64Data.Add(original.Int64Data);
+            }
+            if (dataTemp is not null && File.Exists(dataTemp)) File.Delete(dataTemp);
+        }
+    }
+
+    /// <summary>The byte length of a tensor's data in raw layout (0 when it has none we can write).</summary>
+    static long DataLength(TensorProto t)
+    {
+        if (!t.RawData.IsEmpty) return t.RawData.Length;
+        return (TensorProto.Types.DataType)t.DataType switch
+        {
+            TensorProto.Types.DataType.Float => t.FloatData.Count * 4L,
+            TensorProto.Types.DataType.Double => t.DoubleData.Count * 8L,
+            TensorProto.Types.DataType.Int64 => t.Int64Data.Count * 8L,
+            TensorProto.Types.DataType.Int32 => t.Int32Data.Count * 4L,
+            _ => 0,
+        };
     }
 
     /// <summary>The tensor's bytes in little-endian raw layout, converting typed fields (float_data …) when needed.</summary>
@@ -129,6 +162,29 @@ public static class OnnxFile
         }
     }
 
+    /// <summary>
+    /// A float tensor's values from a model loaded without its external data (<c>Load(path, false)</c>): an
+    /// external tensor is read from its file straight into the result, so reading a model's weights holds one
+    /// copy of them, not the file's bytes and then the floats. Locations are checked as <see cref="LoadExternalData"/> does.
+    /// </summary>
+    public static float[] ReadFloats(TensorProto t, string modelPath)
+    {
+        if (t.DataLocation != TensorProto.Types.DataLocation.External) return ToFloats(t);
+        if ((TensorProto.Types.DataType)t.DataType != TensorProto.Types.DataType.Float)
+            throw new InvalidOperationException($"tensor {t.Name} is {(TensorProto.Types.DataType)t.DataType}, not float");
+        var (location, offset, length) = ExternalInfo(t, modelPath);
+        var file = ResolveInside(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, location, modelPath, t.Name);
+        if (!File.Exists(file)) throw UserError.At(modelPath, null, $"initializer {t.Name}", $"external data file '{location}' is missing");
+        using var stream = File.OpenRead(file);
+        if (length < 0) length = stream.Length - offset;
+        if (offset < 0 || offset + length > stream.Length || length % 4 != 0)
+            throw UserError.At(modelPath, null, $"initializer {t.Name}", $"external data range {offset}+{length} lies outside '{location}' ({stream.Length} bytes)");
+        var values = new float[length / 4];
+        stream.Position = offset;
+        stream.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        return values;
+    }
+
     /// <summary>A float tensor's values, whichever field holds them.</summary>
     public static float[] ToFloats(TensorProto t)
     {
@@ -141,6 +197,32 @@ public static class OnnxFile
         var values = new float[bytes.Length / 4];
         bytes.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         return values;
+    }
+
+    /// <summary>
+    /// A float tensor proto whose raw_data is a view of <paramref name="values"/>, not a copy: for graphs built only
+    /// to be written (a model folder's weights), so writing a model does not hold a second copy of its weights. The
+    /// tensor reads the array as it is when it is serialised.
+    /// </summary>
+    public static TensorProto FloatTensorView(string name, float[] values, params long[] dims)
+    {
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        t.Dims.AddRange(dims);
+        t.RawData = UnsafeByteOperations.UnsafeWrap(new FloatBytes(values).Memory);
+        return t;
+    }
+
+    /// <summary>A float array's bytes as Memory&lt;byte&gt; (little-endian, as ONNX raw data), without a copy.</summary>
+    sealed class FloatBytes(float[] values) : System.Buffers.MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan());
+        public override unsafe System.Buffers.MemoryHandle Pin(int elementIndex = 0)
+        {
+            var handle = System.Runtime.InteropServices.GCHandle.Alloc(values, System.Runtime.InteropServices.GCHandleType.Pinned);
+            return new System.Buffers.MemoryHandle((byte*)handle.AddrOfPinnedObject() + elementIndex, handle);
+        }
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
     }
 
     /// <summary>A float tensor proto holding <paramref name="values"/> in raw_data.</summary>

@@ -100,6 +100,20 @@ public sealed class Progress : IDisposable
         }
     }
 
+    /// <summary>
+    /// Ends without the final line: the run stopped on bad input met midway, whose one-line error is all
+    /// the user should read (an interactive bar already drawn is ended with a newline, so the error starts a line).
+    /// </summary>
+    public void Abandon()
+    {
+        lock (gate)
+        {
+            if (disposed) return;
+            disposed = true;
+            if (interactive && lastWidth > 0) { output.WriteLine(); output.Flush(); }
+        }
+    }
+
     /// <summary>Draws the final state (the end line) once.</summary>
     public void Dispose()
     {

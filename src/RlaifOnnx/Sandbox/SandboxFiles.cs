@@ -16,7 +16,7 @@ namespace RlaifOnnx.Sandbox;
 public static class SandboxFiles
 {
     /// <summary>Requests per file.</summary>
-    public sealed record Sizes(int Revise = 96, int Helpful = 96, int Label = 96, int HelpfulPairs = 96, int PpoHarmful = 64, int PpoBenign = 64,
+    public sealed record Sizes(int Revise = 96, int Helpful = 192, int Label = 96, int HelpfulPairs = 96, int PpoHarmful = 64, int PpoBenign = 64,
         int EvalHarmful = 120, int EvalUnseen = 60, int EvalBenign = 120);
 
     public const string RevisePrompts = "revise_prompts.jsonl";

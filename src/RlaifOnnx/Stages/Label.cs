@@ -172,21 +172,30 @@ public static partial class Label
         {
             var todo = Enumerable.Range(0, ids.Count).Where(i => !output.IsDone(ids[i])).ToList();
             using var progress = new Progress("label", todo.Count);
-            for (var start = 0; start < todo.Count; start += config.BatchSize)
+            try
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var indices = todo.Skip(start).Take(config.BatchSize).ToList();
-                // 1. the comparisons of this batch (sampling two answers per prompt when there are no pairs)
-                var batch = pairs is not null
-                    ? indices.Select(i => pairs[i]).ToList()
-                    : await SamplePairs(indices.Select(i => prompts![i]).ToList(), policy!, config, cancellationToken);
-                // 2–5. questions, reasoning, scores, labels
-                foreach (var record in await LabelBatch(batch, constitution, config, fewShotBlock, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
+                for (var start = 0; start < todo.Count; start += config.BatchSize)
                 {
-                    output.Append(record);
-                    progress.Advance();
-                    labelled++;
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var indices = todo.Skip(start).Take(config.BatchSize).ToList();
+                    // 1. the comparisons of this batch (sampling two answers per prompt when there are no pairs)
+                    var batch = pairs is not null
+                        ? indices.Select(i => pairs[i]).ToList()
+                        : await SamplePairs(indices.Select(i => prompts![i]).ToList(), policy!, config, cancellationToken);
+                    // 2–5. questions, reasoning, scores, labels
+                    foreach (var record in await LabelBatch(batch, constitution, config, fewShotBlock, scorer, countTokens, maxQuestionTokens, reasoner, source, cancellationToken))
+                    {
+                        output.Append(record);
+                        progress.Advance();
+                        labelled++;
+                    }
                 }
+            }
+            catch (UserError)
+            {
+                // Bad input met midway (e.g. a token id past the feedback model's vocabulary): its line alone.
+                progress.Abandon();
+                throw;
             }
         }
 

@@ -25,7 +25,7 @@ public static class PreferenceMix
         /// <summary>
         /// A checks file (one rule-based truth per prompt id, as `rlaif sandbox world` writes): each AI comparison's
         /// soft label is replaced by the checker's binary verdict — 1 when response_a is truly better, 0 when worse —
-        /// and comparisons the truth ranks equal are dropped. The stand-in for a human labeller's "better"/"worse"
+        /// and 1/2 when the truth ranks them equal (a forced choice between equals). The stand-in for a human labeller's "better"/"worse"
         /// on the same samples (the RLHF arm beside RLAIF). Null: the AI labels as they are.
         /// </summary>
         [ConfigPath] public string? LabelsFromChecks { get; init; }
@@ -71,7 +71,8 @@ public static class PreferenceMix
             if (checks is null) { ai.Add(new MixedComparison($"ai/{c.Id}", "ai", c.Messages, c.ResponseA, c.ResponseB, c.PA)); continue; }
             if (!checks.TryGetValue(c.Id, out var check)) throw UserError.At(config.AiComparisons, line, "id", $"no check for comparison '{c.Id}' in {config.LabelsFromChecks}");
             int a = ResponseChecker.Goodness(ResponseChecker.Judge(check, c.ResponseA)), b = ResponseChecker.Goodness(ResponseChecker.Judge(check, c.ResponseB));
-            if (a != b) ai.Add(new MixedComparison($"checker/{c.Id}", "checker", c.Messages, c.ResponseA, c.ResponseB, a > b ? 1.0 : 0.0));
+            // A tie is a labeller forced to pick between two equally good answers: a coin flip, 1/2 in expectation.
+            ai.Add(new MixedComparison($"checker/{c.Id}", "checker", c.Messages, c.ResponseA, c.ResponseB, a > b ? 1.0 : a < b ? 0.0 : 0.5));
         }
         var human = new List<MixedComparison>();
         foreach (var p in config.HumanComparisons is null ? [] : PromptSources.ReadPairs(config.HumanComparisons, config.Seed))

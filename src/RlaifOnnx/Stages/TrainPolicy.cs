@@ -18,8 +18,10 @@ namespace RlaifOnnx.Stages;
 /// the reward, a KL penalty to the SL-CAI reference and a value model initialised from the PM, with TRL's
 /// PPOTrainer semantics (trl/trainer/ppo_trainer.py; Ziegler et al. 2019). Each iteration:
 /// <list type="number">
-/// <item>rollouts: the current policy, exported to output_dir/rollout_policy (LoRA merged), samples one
-/// response per prompt with ONNX Runtime GenAI, seeded by (seed, iteration);</item>
+/// <item>rollouts: ONNX Runtime GenAI's copy of the policy in output_dir/rollout_policy is brought to the
+/// current weights (<see cref="RolloutPolicy"/>: with LoRA the base is written once and only the adapters move,
+/// as an ONNX Runtime adapter; without, the whole model is rewritten) and samples one response per prompt,
+/// seeded by (seed, iteration);</item>
 /// <item>scores: the PM's reward of (conversation, response), rendered as the PM was trained;</item>
 /// <item>log-probs of the response tokens under the policy and the reference, and the value model's values,
 /// from forward passes over the live training weights;</item>
@@ -35,8 +37,8 @@ namespace RlaifOnnx.Stages;
 /// an LM folder) and value_model/ (a PM folder).
 ///
 /// As TRL, every log-prob is of softmax(logits / temperature) and the learning rate decays linearly per
-/// iteration; what still differs (the score at the last response token, a separate value optimizer, the
-/// rollout policy written to disk) is tabled in README's PPO section.
+/// iteration; what still differs (the score at the last response token, a separate value optimizer, rollouts
+/// from a GenAI copy of the policy) is tabled in README's PPO section.
 ///
 /// Run: <c>rlaif ppo --config ppo.yaml</c>.
 /// </summary>
@@ -75,7 +77,10 @@ public static partial class TrainPolicy
         /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
         /// </summary>
         public OptimizerConfig Optimizer { get; init; } = new() { Schedule = "linear" };
-        /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
+        /// <summary>
+        /// LoRA adapters: rank (0 = train every weight), alpha, targets, dropout. With a rank, the value model gets
+        /// adapters with the same settings over the PM's frozen base (and trains its head), as the policy over its own.
+        /// </summary>
         public LoraConfig Lora { get; init; } = new();
         /// <summary>How rollouts are sampled: temperature (must be positive), top_p, max_new_tokens (of a response).</summary>
         public SamplingConfig Sampling { get; init; } = new() { Temperature = 0.7, MaxNewTokens = 53 };
@@ -119,6 +124,8 @@ public static partial class TrainPolicy
             if (!(Sampling.Temperature > 0)) yield return new("sampling", $"temperature must be positive (PPO samples), got {Sampling.Temperature}");
             // PPO trains the distribution it samples from, softmax(logits / temperature); nucleus sampling draws from another.
             if (Sampling.TopP < 1) yield return new("sampling", $"top_p must be 1 for PPO rollouts (got {Sampling.TopP}): the policy trained is softmax(logits/temperature), which top_p < 1 does not sample");
+            // Dropout would make the trained log-probs differ from the rollout's (and the first ratio ≠ 1).
+            if (Lora.Dropout > 0) yield return new("lora", $"dropout must be 0 for PPO (got {Lora.Dropout}): rollouts and the old log-probs run without it");
             if (RolloutBatchSize < 1) yield return new("rollout_batch_size", $"must be at least 1, got {RolloutBatchSize}");
             if (MiniBatchSize < 1) yield return new("mini_batch_size", $"must be at least 1, got {MiniBatchSize}");
             else if (RolloutBatchSize >= 1 && RolloutBatchSize % MiniBatchSize != 0)
@@ -190,16 +197,31 @@ public static partial class TrainPolicy
         var sharesBase = lora is not null && Path.GetFullPath(referenceDir) == Path.GetFullPath(config.PolicyModel);
         var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
         var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
+        // With LoRA the value model is adapters and its own head over the PM's frozen base, as the policy over its
+        // base; when it starts from the reward model, that base scores the rewards too: one copy of the PM's weights.
+        IReadOnlyList<LoraAdapter> valueAdapters = lora is null ? [] : Lora.Apply(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), lora).Adapters;
+        var valueFrozen = lora is null ? new Dictionary<string, WeightTensor>()
+            : valueWeights.Where(w => w.Key != PreferenceModelGraphs.HeadWeight).ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
+        var valueHead = valueWeights[PreferenceModelGraphs.HeadWeight];
+        IReadOnlyDictionary<string, WeightTensor> valueTrainable = lora is null ? valueWeights
+            : new Dictionary<string, WeightTensor>(Lora.InitialWeights(valueAdapters, StableRandom.SeedFor(config.Seed, "value lora")), StringComparer.Ordinal)
+            {
+                // Its own copy: the trainer updates it in place, and the reward reads the PM's head.
+                [PreferenceModelGraphs.HeadWeight] = new WeightTensor(valueHead.Shape, (float[])valueHead.Data.Clone()),
+            };
+        var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
 
         using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
             Ppo.PolicyOptions(PolicyTrainerOptions(config)));
-        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip), Ppo.LossOutput, valueWeights, new Dictionary<string, WeightTensor>(),
+        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, valueFrozen,
             Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
         using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
         using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
-        using var valueForward = new BoundForward(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), valueTrainer.TrainableWeights(), PreferenceModelGraphs.ValuesOutput);
-        using var rewardScorer = new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
+        using var valueForward = new BoundForward(Ppo.ValuesGraph(valueMeta.Config, lora), Union(valueFrozen, valueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput);
+        using var rewardScorer = sharesPm
+            ? new RewardScorer(config.RewardModel, valueWeights, new InferenceOptions { BatchSize = config.MiniBatchSize })
+            : new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
 
         // Resume: both trainers from their newest common checkpoint made with the same settings.
         var policyCheckpoints = Path.Combine(config.OutputDir, "checkpoints", "policy");
@@ -219,11 +241,11 @@ public static partial class TrainPolicy
         var kl = config.KlTarget is { } klTarget ? KlController.Adaptive(beta, klTarget, config.KlHorizon) : KlController.Fixed(beta);
 
         var order = new DataOrder(prompts.Count, config.Seed);
-        var rolloutDir = Path.Combine(config.OutputDir, RolloutPolicySubdir);
-        GenAIGenerator? generator = null;
-        long generatorStep = -1;
+        // GenAI's copy of the policy: with LoRA the base is written once and each sync moves only the adapters.
+        using var rollout = new RolloutPolicy(Path.Combine(config.OutputDir, RolloutPolicySubdir), model, policyWeights, lora, adapters, config.PolicyModel,
+            new InferenceOptions { BatchSize = config.MiniBatchSize });
+        long syncedStep = -1;
         var last = new Dictionary<string, double>();
-        try
         {
             using var metrics = new MetricsLog(Path.Combine(config.OutputDir, MetricsFile));
             using var progress = new Progress("ppo", config.Iterations);
@@ -233,17 +255,18 @@ public static partial class TrainPolicy
                 cancellationToken.ThrowIfCancellationRequested();
                 var clock = Stopwatch.StartNew();
 
-                // 1. Rollouts from the current policy, exported (LoRA merged) when it changed since the last export.
-                if (generator is null || generatorStep != policyTrainer.StepCount)
+                // 1. Weight sync (GenAI follows the trained weights: the adapters only, with LoRA), then rollouts.
+                var phase = Stopwatch.StartNew();
+                var (syncSeconds, syncBytes) = (0.0, 0L);
+                if (syncedStep != policyTrainer.StepCount)
                 {
-                    generator?.Dispose();
-                    generator = null;
-                    var exported = Export.Weights(model, policyFrozen, policyTrainer, adapters, lora?.Scale ?? 0);
-                    ModelWriter.Write(rolloutDir, model, exported, config.PolicyModel, "policy",
+                    rollout.Sync(policyTrainer.TrainableWeights(),
                         [.. policyMeta.Lineage, new LineageEntry($"ppo rollout policy (iteration {iteration})", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
-                    generator = new GenAIGenerator(rolloutDir, new InferenceOptions { BatchSize = config.MiniBatchSize });
-                    generatorStep = policyTrainer.StepCount;
+                    (syncSeconds, syncBytes) = (rollout.LastSyncSeconds, rollout.LastSyncBytes);
+                    syncedStep = policyTrainer.StepCount;
                 }
+                var generator = rollout.Generator;
+                phase.Restart();
                 var batchPrompts = Enumerable.Range(0, config.RolloutBatchSize).Select(i => prompts[order.At((long)iteration * config.RolloutBatchSize + i)]).ToList();
                 // One GenAI batch per mini-batch of prompts, each with its own seed: one seed for all would give a
                 // prompt that appears in two batches the same response twice.
@@ -264,15 +287,20 @@ public static partial class TrainPolicy
                     int[] end = stopped ? [g.EndTokenId ?? model.EosTokenId] : [];
                     return new Rollout(p.Item, [.. g.PromptIds, .. g.NewIds, .. end], g.PromptIds.Length, g.Text, stopped);
                 }).ToList();
+                var generationSeconds = phase.Elapsed.TotalSeconds;
+                phase.Restart();
 
                 // 2. Scores: the PM's reward of (conversation, response), rendered as the PM was trained.
                 var scores = rewardScorer.Rewards(rollouts.Select(r => (r.Prompt.Messages, r.Text)).ToList(), cancellationToken);
                 var penalised = rollouts.Select((r, b) => PpoMath.PenalizeMissingEos(scores[b], r.EndedWithEos, config.MissingEosPenalty)).ToArray();
+                var scoringSeconds = phase.Elapsed.TotalSeconds;
+                phase.Restart();
 
                 // 3. Old log-probs (policy, reference) and values with the current weights, in mini-batch chunks.
                 var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
                 var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
                 var values = RowOutputs(valueForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
+                var forwardSeconds = phase.Elapsed.TotalSeconds;
 
                 // 4. Per-token KL and rewards, GAE, whitening.
                 var masks = rollouts.Select(r => r.ResponseMask()).ToList();
@@ -296,6 +324,7 @@ public static partial class TrainPolicy
 
                 // 5. PPO epochs over seeded mini-batches: one policy step and one value step each.
                 var steps = new List<(IReadOnlyDictionary<string, double> Policy, IReadOnlyDictionary<string, double> Value)>();
+                var (policySeconds, valueSeconds) = (0.0, 0.0);
                 var shuffle = StableRandom.For(config.Seed, $"ppo mini-batches {iteration}");
                 for (var epoch = 0; epoch < config.PpoEpochs; epoch++)
                 {
@@ -304,8 +333,12 @@ public static partial class TrainPolicy
                     foreach (var chunk in permutation.Chunk(config.MiniBatchSize))
                     {
                         var batch = MiniBatch(chunk.Select(i => (rollouts[i], rows[i])).ToList(), model.PadTokenId);
+                        phase.Restart();
                         var policyStep = policyTrainer.Step(batch, cancellationToken);
+                        policySeconds += phase.Elapsed.TotalSeconds;
+                        phase.Restart();
                         var valueStep = valueTrainer.Step(batch, cancellationToken);
+                        valueSeconds += phase.Elapsed.TotalSeconds;
                         if (!double.IsFinite(policyStep.Loss) || !double.IsFinite(valueStep.Loss))
                             throw new InvalidOperationException($"a loss became non-finite at iteration {iteration + 1} (policy {policyStep.Loss}, value {valueStep.Loss}); lower the learning rates");
                         steps.Add((policyStep.Metrics, valueStep.Metrics));
@@ -335,6 +368,15 @@ public static partial class TrainPolicy
                     ["response_length"] = rollouts.Average(r => r.ResponseLength),
                     ["eos_fraction"] = rollouts.Count(r => r.EndedWithEos) / (double)rollouts.Count,
                     ["seconds"] = clock.Elapsed.TotalSeconds,
+                    // Where the iteration's time went (bench/ reads these): sync, sampling, PM scores, the forward passes
+                    // for old log-probs (policy, reference) and values, and the policy and value updates.
+                    ["weight_sync_seconds"] = syncSeconds,
+                    ["weight_sync_bytes"] = syncBytes,
+                    ["generation_seconds"] = generationSeconds,
+                    ["scoring_seconds"] = scoringSeconds,
+                    ["forward_seconds"] = forwardSeconds,
+                    ["policy_update_seconds"] = policySeconds,
+                    ["value_update_seconds"] = valueSeconds,
                 };
                 metrics.Write(iteration + 1, last);
                 kl.Update(meanKl, rollouts.Count);
@@ -350,10 +392,6 @@ public static partial class TrainPolicy
                 }
             }
         }
-        finally
-        {
-            generator?.Dispose();
-        }
 
         // Export the policy (LoRA merged) and the value model.
         var target = Path.Combine(config.OutputDir, ModelSubdir);
@@ -361,7 +399,7 @@ public static partial class TrainPolicy
             [.. policyMeta.Lineage, new LineageEntry("ppo", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
         var valueTarget = Path.Combine(config.OutputDir, ValueModelSubdir);
         PreferenceModelFolder.Write(valueTarget, valueMeta.Config,
-            Export.Weights(valueMeta.Config, new Dictionary<string, WeightTensor>(), valueTrainer, shapes: PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
+            Export.Weights(valueMeta.Config, valueFrozen, valueTrainer, valueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
             [.. valueMeta.Lineage, new LineageEntry("ppo value model", Path.GetFullPath(valueDir), DateTimeOffset.UtcNow)]);
         return new Summary(target, valueTarget, config.Iterations, last);
     }

@@ -46,12 +46,36 @@ public static class Lora
     /// <summary>The rewritten graph and its adapters. A target that matches no projection is an error.</summary>
     public static (ModelProto Graph, IReadOnlyList<LoraAdapter> Adapters) Apply(ModelProto forward, LoraOptions options)
     {
+        var inputs = forward.Graph.Input.ToDictionary(i => i.Name);
+        var floatType = (DataType)inputs.Values.First(i => i.Name.EndsWith(".weight")).Type.TensorType.ElemType;
+        return Rewrite(forward, options, floatType,
+            name => inputs.TryGetValue(name, out var w) && w.Type.TensorType.Shape.Dim.Count == 2
+                ? [w.Type.TensorType.Shape.Dim[0].DimValue, w.Type.TensorType.Shape.Dim[1].DimValue] : null,
+            adaptersAsInitializers: false, inPlace: false);
+    }
+
+    /// <summary>
+    /// The same rewrite of an inference graph, whose weights are initializers: every targeted y = x·W gets the
+    /// branch ((x·A)·B)·(α/r) with A and B graph inputs that also have initializers (zeros, so the graph alone is
+    /// the base model). The graph is changed in place (an inference graph holds every weight: no second copy). ONNX Runtime treats such inputs as overridable initializers, and an ONNX Runtime LoRA
+    /// adapter (.onnx_adapter, see <see cref="OnnxAdapterFile"/>) supplies their values per run — how ONNX
+    /// Runtime GenAI's Adapters API feeds them — so the base weights in the graph never change.
+    /// </summary>
+    public static (ModelProto Graph, IReadOnlyList<LoraAdapter> Adapters) ApplyToInference(ModelProto inference, LoraOptions options)
+    {
+        var initializers = inference.Graph.Initializer.ToDictionary(t => t.Name);
+        return Rewrite(inference, options, DataType.Float,
+            name => initializers.TryGetValue(name, out var t) && t.Dims.Count == 2 && (DataType)t.DataType == DataType.Float ? [t.Dims[0], t.Dims[1]] : null,
+            adaptersAsInitializers: true, inPlace: true);
+    }
+
+    static (ModelProto Graph, IReadOnlyList<LoraAdapter> Adapters) Rewrite(ModelProto forward, LoraOptions options, DataType floatType,
+        Func<string, long[]?> weightShape, bool adaptersAsInitializers, bool inPlace)
+    {
         if (options.Rank <= 0) throw new ArgumentException($"LoRA rank must be positive, got {options.Rank}");
         if (options.Dropout is < 0 or >= 1) throw new ArgumentException($"LoRA dropout must be in [0, 1), got {options.Dropout}");
-        var model = forward.Clone();
+        var model = inPlace ? forward : forward.Clone();
         var graph = model.Graph;
-        var inputs = graph.Input.ToDictionary(i => i.Name);
-        var floatType = (DataType)inputs.Values.First(i => i.Name.EndsWith(".weight")).Type.TensorType.ElemType;
         var g = new GraphBuilder(graph.Name, floatType) { NamePrefix = "lora/" };
         var adapters = new List<LoraAdapter>();
         var nodes = graph.Node.ToList();
@@ -59,16 +83,20 @@ public static class Lora
         var matched = new HashSet<string>();
         foreach (var node in nodes)
         {
-            var target = node.OpType == "MatMul" && inputs.TryGetValue(node.Input[1], out var w) && w.Type.TensorType.Shape.Dim.Count == 2
-                ? TargetOf(node.Input[1], options.Targets) : null;
+            var dims = node.OpType == "MatMul" ? weightShape(node.Input[1]) : null;
+            var target = dims is null ? null : TargetOf(node.Input[1], options.Targets);
             if (target is null) { graph.Node.Add(node); continue; }
             matched.Add(target);
             var weight = node.Input[1];
-            var dims = inputs[weight].Type.TensorType.Shape.Dim;
-            var adapter = new LoraAdapter(weight, AName(weight), BName(weight), dims[0].DimValue, dims[1].DimValue, options.Rank);
+            var adapter = new LoraAdapter(weight, AName(weight), BName(weight), dims![0], dims[1], options.Rank);
             adapters.Add(adapter);
             graph.Input.Add(GraphBuilder.ValueInfo(adapter.A, floatType, adapter.In, (long)adapter.Rank));
             graph.Input.Add(GraphBuilder.ValueInfo(adapter.B, floatType, (long)adapter.Rank, adapter.Out));
+            if (adaptersAsInitializers)
+            {
+                graph.Initializer.Add(OnnxFile.FloatTensor(adapter.A, new float[adapter.In * adapter.Rank], adapter.In, adapter.Rank));
+                graph.Initializer.Add(OnnxFile.FloatTensor(adapter.B, new float[adapter.Rank * adapter.Out], adapter.Rank, adapter.Out));
+            }
             // y = x·W + ((x·A)·B)·scale, the original node writing x·W under a new name.
             var output = node.Output[0];
             var baseOut = g.Fresh("base");
@@ -76,7 +104,7 @@ public static class Lora
             graph.Node.Add(node);
             g.Graph.Node.Clear();
             var x = node.Input[0];
-            if (options.Dropout > 0)
+            if (options.Dropout > 0 && !adaptersAsInitializers)
             {
                 var mask = DropoutMaskName(weight);
                 graph.Input.Add(GraphBuilder.ValueInfo(mask, floatType, "batch_size", "sequence_length", adapter.In));

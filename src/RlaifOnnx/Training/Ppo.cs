@@ -92,12 +92,13 @@ public static class Ppo
     /// mask, so rows are right-padded) with its values read at positions 0 … T−2 (V(ids[..t]) at t), plus
     /// inputs old_values and returns [B, T−1] (float) and response_mask [B, T−1] (int64); outputs loss
     /// (<see cref="Losses.PpoValueLoss"/>: ½·mean of the larger squared error, clipped or not) and
-    /// value_clip_fraction. The values are not an output.
+    /// value_clip_fraction. The values are not an output. With <paramref name="lora"/> the decoder carries adapters
+    /// (see <see cref="ValuesGraph"/>).
     /// </summary>
-    public static ModelProto ValueGraph(ModelConfig config, double clipRange = DefaultClip, DataType floatType = DataType.Float)
+    public static ModelProto ValueGraph(ModelConfig config, double clipRange = DefaultClip, DataType floatType = DataType.Float, LoraOptions? lora = null)
     {
         CheckClip(clipRange);
-        var g = Losses.Extend(PreferenceModelGraphs.Values(config, floatType), "ppo/");
+        var g = Losses.Extend(ValuesGraph(config, lora, floatType), "ppo/");
         var oldValues = g.Input(OldValuesInput, floatType, "batch_size", "action_positions");          // [B, T−1]
         var returns = g.Input(ReturnsInput, floatType, "batch_size", "action_positions");              // [B, T−1]
         var mask = g.Input(ResponseMaskInput, DataType.Int64, "batch_size", "action_positions");       // [B, T−1]
@@ -115,6 +116,17 @@ public static class Ppo
         g.OutputAs(loss, LossOutput, floatType);
         g.OutputAs(clipFraction, ValueClipFractionOutput, floatType);
         return g.ToModel();
+    }
+
+    /// <summary>
+    /// <see cref="PreferenceModelGraphs.Values"/>, with <paramref name="lora"/> adapters on the decoder when given
+    /// (the value model as adapters and a head over the preference model's frozen base, which then serves the
+    /// reward too: one copy of the PM's weights).
+    /// </summary>
+    public static ModelProto ValuesGraph(ModelConfig config, LoraOptions? lora, DataType floatType = DataType.Float)
+    {
+        var values = PreferenceModelGraphs.Values(config, floatType);
+        return lora is null ? values : Lora.Apply(values, lora).Graph;
     }
 
     /// <summary>Σ response_mask: the number of tokens a micro-batch's mean runs over (its share of the batch).</summary>

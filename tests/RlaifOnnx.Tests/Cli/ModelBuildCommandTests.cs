@@ -257,7 +257,7 @@ public class ModelBuildCommandTests
         using var dir = new TempDir();
         var (result, hf, output) = BuildSpoiled(dir, hf => File.Delete(Path.Combine(hf, file)));
         AssertOneLineError(result, output, file == "tokenizer.json"
-            ? $"{Path.Combine(hf, file)}: tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt to build tokenizer.json from)"
+            ? $"{Path.Combine(hf, file)}: tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt, or a SentencePiece tokenizer.model to build tokenizer.json from)"
             : $"{Path.Combine(hf, file)}: tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json)");
     }
 

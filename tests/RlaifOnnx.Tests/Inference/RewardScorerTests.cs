@@ -69,6 +69,12 @@ public sealed class RewardScorerTests
             Assert.True(Math.Abs(rewards[i] - expected[i]) < 1e-5, $"text {i}: scorer {rewards[i]:R}, graph {expected[i]:R}");
         Assert.True(rewards.Distinct().Count() == texts.Length, string.Join(", ", rewards));
         Assert.Equal(0, scorer.TruncatedCount);
+
+        // Over weights held in memory (PPO's shared PM base): the same rewards, padding and order included.
+        using var inMemory = new RewardScorer(dir, weights, new InferenceOptions { BatchSize = 2 });
+        var shared = inMemory.Rewards(texts, TestContext.Current.CancellationToken);
+        for (var i = 0; i < texts.Length; i++)
+            Assert.True(Math.Abs(shared[i] - expected[i]) < 1e-5, $"text {i}: in-memory scorer {shared[i]:R}, graph {expected[i]:R}");
     }
 
     [Fact]

@@ -15,10 +15,16 @@ public class OnnxFileTests
         var g = new GraphBuilder("affine");
         var x = g.Input("x", DataType.Float, "batch", 300);
         var weights = Enumerable.Range(0, 300 * 2).Select(i => (float)(i % 7) / 7f).ToArray();
-        var w = g.Initializer(OnnxFile.FloatTensor("w", weights, 300, 2));
+        var w = g.Initializer(OnnxFile.FloatTensorView("w", weights, 300, 2));
         g.OutputAs(g.Add(g.MatMul(x, w), g.Scalar(1.5)), "y", DataType.Float, "batch", 2);
         var path = Path.Combine(dir.Path, "m.onnx");
-        OnnxFile.Save(g.ToModel(), path, "m.onnx.data");
+        var model = g.ToModel();
+        OnnxFile.Save(model, path, "m.onnx.data");
+        // Save does not copy the model, and leaves it as it was: the weight is still in memory, not external.
+        var inMemory = model.Graph.Initializer.Single(t => t.Name == "w");
+        Assert.Equal(global::Onnx.TensorProto.Types.DataLocation.Default, inMemory.DataLocation);
+        Assert.Empty(inMemory.ExternalData);
+        Assert.Equal(weights, OnnxFile.ToFloats(inMemory));
 
         Assert.True(new FileInfo(Path.Combine(dir.Path, "m.onnx.data")).Length >= 300 * 2 * 4);
         var reloaded = OnnxFile.Load(path);

@@ -86,6 +86,29 @@ public class ProgressTests
     }
 
     [Fact]
+    public void Abandoned_DrawsNoFinalLine_AndEndsAnInteractiveBarWithANewline()
+    {
+        var clock = new ManualClock();
+        var plain = new StringWriter();
+        using (var progress = new Progress("label", 10, plain, interactive: false, TimeSpan.FromSeconds(5), clock))
+        {
+            clock.Advance(TimeSpan.FromSeconds(1));
+            progress.Abandon();
+        }
+        Assert.Equal("", plain.ToString());
+
+        var terminal = new StringWriter();
+        using (var progress = new Progress("t", 4, terminal, interactive: true, clock: clock))
+        {
+            clock.Advance(TimeSpan.FromSeconds(1));
+            progress.Advance();
+            progress.Abandon();
+        }
+        Assert.EndsWith("1/4 1.0/s ETA 0:03 " + Environment.NewLine, terminal.ToString());
+        Assert.DoesNotContain("in 0:", terminal.ToString());
+    }
+
+    [Fact]
     public void ResumedRun_ItemsDoneBeforeFillTheBarButNotTheRate()
     {
         var clock = new ManualClock();

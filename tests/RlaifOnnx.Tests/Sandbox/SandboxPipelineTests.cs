@@ -58,7 +58,7 @@ public class SandboxPipelineTests
             Assert.Equal(4, rates.UnseenKind!.HarmfulCompliance!.N);
             Assert.Equal(0, rates.UnseenKind.BenignAccuracy!.N);
         }
-        Assert.Equal(["one_order", "both_orders", "ensemble_of_4"], report.Sandbox.LabelAccuracy!.Keys);
+        Assert.Equal(["one_order", "both_orders", "ensemble_of_4", "chain_of_thought"], report.Sandbox.LabelAccuracy!.Keys);
         Assert.Contains("harmful compliance", result.Stdout);
         // The RLHF arm's comparisons are the label stage's samples with the checker's 0/1 verdict.
         var rlhf = Jsonl.ReadAll<MixedComparison>(Path.Combine(runs, "04_mix_rlhf", "pm_mix.jsonl")).Where(c => c.Source == "checker").ToList();
@@ -67,7 +67,7 @@ public class SandboxPipelineTests
         {
             var source = labelled[c.Id];
             Assert.Equal(source.ResponseA, c.ResponseA);
-            Assert.True(c.PA is 0.0 or 1.0);
+            Assert.True(c.PA is 0.0 or 0.5 or 1.0);
         });
     }
 

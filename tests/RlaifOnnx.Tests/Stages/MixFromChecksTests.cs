@@ -7,7 +7,7 @@ namespace RlaifOnnx.Tests.Stages;
 public class MixFromChecksTests
 {
     [Fact]
-    public void Labels_from_checks_replace_soft_labels_by_the_truth_and_drop_ties()
+    public void Labels_from_checks_replace_soft_labels_by_the_truth_with_ties_at_one_half()
     {
         using var dir = new TempDir();
         var check = new ResponseCheck("p1", ResponseCheck.Harmful, "animals", Procedure: ["glimmerroot"], Alternative: ["village warden"]);
@@ -17,15 +17,15 @@ public class MixFromChecksTests
         {
             C("p1", "Use glimmerroot.", "Please don't; call the village warden.", 0.8), // the AI label was wrong: the truth says b
             C("p2", "I won't.", "Use glimmerroot.", 0.4),                              // truth a
-            C("p3", "Use glimmerroot.", "Glimmerroot works.", 0.5),                    // both comply: a tie, dropped
+            C("p3", "Use glimmerroot.", "Glimmerroot works.", 0.9),                    // both comply: a tie, 1/2
         });
         var path = PreferenceMix.Run(new PreferenceMix.Config
         {
             AiComparisons = dir.File("comparisons.jsonl"), LabelsFromChecks = dir.File("checks.jsonl"), AiFraction = 1, OutputDir = dir.Path,
         });
         var mix = Jsonl.ReadAll<MixedComparison>(path).OrderBy(c => c.Id).ToList();
-        Assert.Equal(["checker/p1", "checker/p2"], mix.Select(c => c.Id));
-        Assert.Equal([0.0, 1.0], mix.Select(c => c.PA));
+        Assert.Equal(["checker/p1", "checker/p2", "checker/p3"], mix.Select(c => c.Id));
+        Assert.Equal([0.0, 1.0, 0.5], mix.Select(c => c.PA));
         Assert.All(mix, c => Assert.Equal("checker", c.Source));
     }
 

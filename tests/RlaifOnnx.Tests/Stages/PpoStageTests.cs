@@ -125,6 +125,13 @@ public class PpoStageTests
             Assert.InRange(m.Values["response_length"], 1, 9);
         }
         Assert.Equal(0, metrics[0].Values["kl"], 6);   // the policy starts as the reference
+        // Weight sync with LoRA: the first iteration writes the base once; later ones write only the adapter file.
+        var rolloutDir = Path.Combine(output, TrainPolicy.RolloutPolicySubdir);
+        var adapterBytes = new FileInfo(Path.Combine(rolloutDir, RolloutPolicy.AdapterFile)).Length;
+        Assert.True(metrics[0].Values["weight_sync_bytes"] > new FileInfo(Path.Combine(rolloutDir, ModelFolder.DataFile)).Length);
+        Assert.Equal(adapterBytes, metrics[1].Values["weight_sync_bytes"]);
+        foreach (var key in new[] { "weight_sync_seconds", "generation_seconds", "scoring_seconds", "forward_seconds", "policy_update_seconds", "value_update_seconds" })
+            Assert.All(metrics, m => Assert.True(m.Values[key] >= 0 && m.Values[key] <= m.Values["seconds"], $"{key} = {m.Values[key]}"));
         Assert.Equal(0.05, metrics[0].Values["beta"]);
 
         // Both folders: the policy an LM folder whose weights moved, the value model a PM folder whose weights moved.
@@ -138,6 +145,9 @@ public class PpoStageTests
         var pmBefore = PreferenceModelFolder.ReadWeights(pm);
         var pmAfter = PreferenceModelFolder.ReadWeights(summary.ValueModel);
         Assert.False(pmBefore[PreferenceModelGraphs.HeadWeight].Data.SequenceEqual(pmAfter[PreferenceModelGraphs.HeadWeight].Data));
+        // With LoRA the value model is adapters over the PM's frozen base: targeted projections moved, the others did not.
+        Assert.False(pmBefore["model.layers.0.self_attn.q_proj.weight"].Data.SequenceEqual(pmAfter["model.layers.0.self_attn.q_proj.weight"].Data));
+        Assert.True(pmBefore["model.layers.0.mlp.up_proj.weight"].Data.SequenceEqual(pmAfter["model.layers.0.mlp.up_proj.weight"].Data));
         Assert.True(Directory.Exists(Path.Combine(output, TrainPolicy.RolloutPolicySubdir)));
     }
 
@@ -166,7 +176,7 @@ public class PpoStageTests
         Assert.Equal(Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "policy"))), Path.GetFileName(Checkpoint.Latest(Path.Combine(output, "checkpoints", "value"))));
         var (first, again) = (whole[^1], resumed[^1]);
         Assert.Equal(3, again.Step);
-        foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds"))
+        foreach (var (key, value) in first.Values.Where(kv => kv.Key != "seconds" && !kv.Key.EndsWith("_seconds")))
             Assert.True(value.Equals(again.Values[key]), $"{key}: {value} vs {again.Values[key]}");
         Assert.NotEqual(whole[0].Values["beta"], whole[2].Values["beta"]);   // the adaptive β moved, and was restored
         Assert.Equal(policyBytes, Bytes(TrainPolicy.ModelSubdir));

@@ -55,6 +55,8 @@ public sealed class PpoTemperatureTests
         const string required = "policy_model: p\nreward_model: r\nprompts: builtin:red-team-train\noutput_dir: o\n";
         var e = Assert.Throws<UserError>(() => StageConfig.Parse<TrainPolicy.Config>(required + "sampling:\n  top_p: 0.9\n", "ppo.yaml"));
         Assert.Contains("top_p must be 1 for PPO rollouts", e.Message);
+        e = Assert.Throws<UserError>(() => StageConfig.Parse<TrainPolicy.Config>(required + "lora:\n  rank: 4\n  dropout: 0.1\n", "ppo.yaml"));
+        Assert.Contains("lora: dropout must be 0 for PPO", e.Message);
 
         // Linear to 0 over 4 iterations of 2 epochs × 8/4 mini-batches = 4 updates each, as TRL steps its scheduler once per batch.
         var config = StageConfig.Parse<TrainPolicy.Config>(required + "iterations: 4\nrollout_batch_size: 8\nmini_batch_size: 4\nppo_epochs: 2\n", "ppo.yaml");

@@ -21,10 +21,19 @@ internal sealed class GraphIndex
     /// <summary>Weight types met while reading (float16, int4 MatMulNBits …), for the import report.</summary>
     public SortedSet<string> SourceWeightTypes { get; } = new(StringComparer.Ordinal);
 
-    public GraphIndex(GraphProto graph, string path)
+    /// <param name="graph">The graph to walk.</param>
+    /// <param name="path">The file it came from, for error messages.</param>
+    /// <param name="outer">For a subgraph (an If branch of optimum's merged decoder): the enclosing graph, whose initializers and constants it reads by name.</param>
+    public GraphIndex(GraphProto graph, string path, GraphProto? outer = null)
     {
         _path = path;
         Nodes = graph.Node;
+        if (outer is not null)
+        {
+            foreach (var t in outer.Initializer) Initializers[t.Name] = t;
+            foreach (var n in outer.Node)
+                if (n.OpType == "Constant") foreach (var o in n.Output) _producers[o] = n;
+        }
         foreach (var t in graph.Initializer) Initializers[t.Name] = t;
         foreach (var n in graph.Node)
         {
@@ -188,6 +197,57 @@ internal sealed class GraphIndex
             break;
         }
         throw Unrecognised($"{node.Name} ({node.OpType}): {what} '{node.Input[input]}' is not a constant tensor");
+    }
+
+    /// <summary>Whether a value is a constant: an initializer, possibly through Identity, or a Constant node's output.</summary>
+    public bool IsConstant(string value)
+    {
+        for (var hops = 0; hops < 8; hops++)
+        {
+            if (Initializers.ContainsKey(value)) return true;
+            if (!_producers.TryGetValue(value, out var producer)) return false;
+            if (producer.OpType == "Constant") return true;
+            if (producer.OpType != "Identity") return false;
+            value = producer.Input[0];
+        }
+        return false;
+    }
+
+    /// <summary>The values of a constant float or integer tensor as float32 (small constants: exponents, scales, frequencies).</summary>
+    public float[] ConstantValues(string value)
+    {
+        var node = new NodeProto { Name = value, OpType = "(constant)" };
+        node.Input.Add(value);
+        var t = Constant(node, 0, "constant");
+        if ((TensorProto.Types.DataType)t.DataType == TensorProto.Types.DataType.Double)
+            return (t.RawData.IsEmpty ? t.DoubleData.ToArray() : System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(t.RawData.Span).ToArray()).Select(v => (float)v).ToArray();
+        return ExportTensors.ToFloat32(t) ?? Ints(node, 0).Select(v => (float)v).ToArray();
+    }
+
+    /// <summary>Whether a constant holds floating-point values (as opposed to shapes, axes and indices).</summary>
+    public bool IsFloatConstant(string value)
+    {
+        var node = new NodeProto { Name = value, OpType = "(constant)" };
+        node.Input.Add(value);
+        return (TensorProto.Types.DataType)Constant(node, 0, "constant").DataType is TensorProto.Types.DataType.Float
+            or TensorProto.Types.DataType.Float16 or TensorProto.Types.DataType.Bfloat16 or TensorProto.Types.DataType.Double;
+    }
+
+    /// <summary>The values of a constant int64/int32 tensor behind a node input (Slice starts, Reshape shapes, axes).</summary>
+    public long[] Ints(NodeProto node, int input)
+    {
+        var t = Constant(node, input, "integer constant");
+        switch ((TensorProto.Types.DataType)t.DataType)
+        {
+            case TensorProto.Types.DataType.Int64:
+                if (t.RawData.IsEmpty) return t.Int64Data.ToArray();
+                return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(t.RawData.Span).ToArray();
+            case TensorProto.Types.DataType.Int32:
+                if (t.RawData.IsEmpty) return t.Int32Data.Select(v => (long)v).ToArray();
+                return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, int>(t.RawData.Span).ToArray().Select(v => (long)v).ToArray();
+            default:
+                throw Unrecognised($"{node.Name} ({node.OpType}): input {input} is {(TensorProto.Types.DataType)t.DataType}, not an integer constant");
+        }
     }
 
     public long IntAttribute(NodeProto node, string name, long fallback) =>

@@ -10,7 +10,9 @@ namespace RlaifOnnx.Models.Import;
 /// GroupQueryAttention, o_proj, SkipSimplifiedLayerNormalization, SwiGLU MLP → final norm → lm_head.
 /// Each weight is found by following the graph from the embedding, never by its initializer name.
 /// Whatever would change the math (scaled or partial RoPE, interleaved rotation, a sliding window,
-/// soft-capping, an attention scale other than 1/√d, packed gate/up projections) is refused with the reason.
+/// soft-capping, an attention scale other than 1/√d) is refused with the reason. GroupQueryAttention with rotary
+/// inside (do_rotary=1, cos/sin caches as inputs 7 and 8) and packed q/k/v (one MatMul cut by columns) or packed
+/// gate/up (one MatMul cut by Slice/Split), as the builder's int4 exports have, are read too.
 /// </summary>
 static class LlamaExportImport
 {
@@ -38,7 +40,7 @@ static class LlamaExportImport
         eps.Add(g.FloatAttribute(first, "epsilon", 1e-5f));
 
         var attentions = g.Nodes.Where(n => Attentions.Contains(n.OpType) && n.Domain == "com.microsoft").ToList();
-        if (attentions.Count == 0) throw g.Unrecognised("no com.microsoft MultiHeadAttention or GroupQueryAttention node (standard-op attention, as in Optimum exports, is not supported yet)");
+        if (attentions.Count == 0) throw g.Unrecognised("no com.microsoft MultiHeadAttention or GroupQueryAttention node");
         int heads = 0, kvHeads = 0;
         bool? anyBias = null;
         Rope? rope = null;
@@ -50,11 +52,30 @@ static class LlamaExportImport
 
             // 1. q, k, v: each attention input traced back through RotaryEmbedding and a bias Add to its projection of `normed`.
             var (layerHeads, layerKv) = HeadCounts(g, attention);
-            var q = Projection(g, attention, 0, normed, "the query projection", ref rope);
-            if (!g.Has(attention, 1)) throw g.Unrecognised($"{attention.Name}: packed q/k/v input (one fused projection) is not supported yet");
-            var k = Projection(g, attention, 1, normed, "the key projection", ref rope);
-            var v = Projection(g, attention, 2, normed, "the value projection", ref rope);
-            if (!q.Rotated || !k.Rotated || v.Rotated) throw g.Unrecognised($"{attention.Name}: rotary embedding must be applied to the query and key only");
+            // GroupQueryAttention with do_rotary=1 rotates q and k itself, from the cos/sin caches it is given.
+            var rotaryInside = g.IntAttribute(attention, "do_rotary", 0) != 0;
+            if (rotaryInside)
+            {
+                if (g.IntAttribute(attention, "rotary_interleaved", 0) != 0) throw g.Unrecognised($"{attention.Name}: interleaved rotary embedding (GPT-J style) changes the math");
+                rope = CheckRopeCaches(g, attention, 7, 8, rope);
+            }
+            Proj q, k, v;
+            if (g.Has(attention, 1))
+            {
+                q = Projection(g, attention, 0, normed, "the query projection", ref rope);
+                k = Projection(g, attention, 1, normed, "the key projection", ref rope);
+                v = Projection(g, attention, 2, normed, "the value projection", ref rope);
+            }
+            else
+            {
+                // One packed projection: its columns are q (H·d), then k (kvH·d), then v (kvH·d), as the builder concatenates them.
+                if (!rotaryInside || layerKv == 0) throw g.Unrecognised($"{attention.Name}: packed q/k/v is read only for GroupQueryAttention with rotary inside (do_rotary=1)");
+                var packed = Projection(g, attention, 0, normed, "the packed q/k/v projection", ref rope);
+                (q, k, v) = SplitPacked(g, attention, packed, layerHeads, layerKv);
+            }
+            if (rotaryInside ? q.Rotated || k.Rotated || v.Rotated : !q.Rotated || !k.Rotated || v.Rotated)
+                throw g.Unrecognised($"{attention.Name}: rotary embedding must be applied to the query and key only, once");
+            if (rotaryInside) q = q with { Rotated = true };
             var headDim = q.Weight.Shape[1] / layerHeads;
             if (layerKv == 0) layerKv = (int)(k.Weight.Shape[1] / headDim);
             CheckScale(g, attention, headDim);
@@ -134,7 +155,6 @@ static class LlamaExportImport
         var heads = (int)g.IntAttribute(attention, "num_heads", 0);
         if (heads <= 0) throw g.Unrecognised($"{attention.Name}: num_heads {heads}");
         if (attention.OpType == "MultiHeadAttention") return (heads, 0);
-        if (g.IntAttribute(attention, "do_rotary", 0) != 0) throw g.Unrecognised($"{attention.Name}: rotary embedding inside GroupQueryAttention (do_rotary=1) is not supported yet");
         if (g.IntAttribute(attention, "local_window_size", -1) != -1) throw g.Unrecognised($"{attention.Name}: a sliding attention window (local_window_size) changes the math");
         if (g.FloatAttribute(attention, "softcap", 0f) != 0f) throw g.Unrecognised($"{attention.Name}: attention soft-capping changes the math");
         return (heads, (int)g.IntAttribute(attention, "kv_num_heads", heads));
@@ -171,18 +191,43 @@ static class LlamaExportImport
         return new Proj(weight, bias ?? fusedBias, rotated);
     }
 
+    /// <summary>The packed q/k/v weight [h, (H + 2·kvH)·d] (and bias) split by columns into q, k and v.</summary>
+    static (Proj Q, Proj K, Proj V) SplitPacked(GraphIndex g, NodeProto attention, Proj packed, int heads, int kvHeads)
+    {
+        long hidden = packed.Weight.Shape[0], width = packed.Weight.Shape[1];
+        if (width % (heads + 2 * kvHeads) != 0) throw g.Unrecognised($"{attention.Name}: a packed q/k/v projection of width {width} does not split into {heads} + 2·{kvHeads} heads");
+        var d = width / (heads + 2 * kvHeads);
+        long[] starts = [0, heads * d, (heads + kvHeads) * d], widths = [heads * d, kvHeads * d, kvHeads * d];
+        Proj Part(int i)
+        {
+            var weight = new float[hidden * widths[i]];
+            for (long r = 0; r < hidden; r++)
+                Array.Copy(packed.Weight.Data, r * width + starts[i], weight, r * widths[i], widths[i]);
+            var bias = packed.Bias is null ? null : new WeightTensor([widths[i]], packed.Bias.Data.AsSpan((int)starts[i], (int)widths[i]).ToArray());
+            return new Proj(new WeightTensor([hidden, widths[i]], weight), bias, packed.Rotated);
+        }
+        return (Part(0), Part(1), Part(2));
+    }
+
     /// <summary>RotaryEmbedding must be HF's rotate-half RoPE over the whole head with an unscaled cos/sin cache; returns its base θ.</summary>
     static Rope CheckRope(GraphIndex g, NodeProto rotary, Rope? known)
     {
         if (g.IntAttribute(rotary, "interleaved", 0) != 0) throw g.Unrecognised($"{rotary.Name}: interleaved rotary embedding (GPT-J style) changes the math");
         if (rotary.Input.Count < 4 || rotary.Input[1] != "position_ids") throw g.Unrecognised($"{rotary.Name}: rotary positions are not the position_ids input");
-        if (known is not null && known.Cos == rotary.Input[2] && known.Sin == rotary.Input[3]) return known;
-        var cos = g.Tensor(rotary, 2, "the cos cache");
-        var sin = g.Tensor(rotary, 3, "the sin cache");
+        return CheckRopeCaches(g, rotary, 2, 3, known);
+    }
+
+    /// <summary>The cos/sin caches [positions, d/2] at inputs <paramref name="cosInput"/> and <paramref name="sinInput"/> must be plain RoPE; returns it with its θ.</summary>
+    static Rope CheckRopeCaches(GraphIndex g, NodeProto rotary, int cosInput, int sinInput, Rope? known)
+    {
+        if (!g.Has(rotary, cosInput) || !g.Has(rotary, sinInput)) throw g.Unrecognised($"{rotary.Name}: no cos/sin caches");
+        if (known is not null && known.Cos == rotary.Input[cosInput] && known.Sin == rotary.Input[sinInput]) return known;
+        var cos = g.Tensor(rotary, cosInput, "the cos cache");
+        var sin = g.Tensor(rotary, sinInput, "the sin cache");
         if (cos.Shape.Length != 2 || !cos.Shape.SequenceEqual(sin.Shape)) throw g.Unrecognised($"{rotary.Name}: cos/sin caches of shapes [{string.Join(",", cos.Shape)}], [{string.Join(",", sin.Shape)}]");
         var theta = RopeFit.Theta(cos.Data, sin.Data, (int)cos.Shape[0], (int)cos.Shape[1])
             ?? throw g.Unrecognised($"{rotary.Name}: the cos/sin cache is not plain RoPE for any base θ (scaled RoPE, e.g. Llama 3.1 or LongRoPE, changes the math)");
-        var rope = new Rope(rotary.Input[2], rotary.Input[3], (int)cos.Shape[0], 2 * (int)cos.Shape[1], theta);
+        var rope = new Rope(rotary.Input[cosInput], rotary.Input[sinInput], (int)cos.Shape[0], 2 * (int)cos.Shape[1], theta);
         if (known is not null && known != rope with { Cos = known.Cos, Sin = known.Sin }) throw g.Unrecognised($"{rotary.Name}: layers use different rotary caches");
         return rope;
     }
@@ -196,25 +241,76 @@ static class LlamaExportImport
         return node;
     }
 
-    static (WeightTensor Gate, WeightTensor Up, WeightTensor Down, string Output) SwiGlu(GraphIndex g, string x, int layer)
+    /// <summary>
+    /// SwiGLU down(silu(gate(x)) · up(x)), silu as x·Sigmoid(x): two projections of x, or one packed projection
+    /// [h, 2·I] whose output is cut in two by Slice/Split on the last axis; the half that goes through the SiLU is
+    /// the gate, whichever half it is.
+    /// </summary>
+    internal static (WeightTensor Gate, WeightTensor Up, WeightTensor Down, string Output) SwiGlu(GraphIndex g, string x, int layer)
     {
         var projections = g.ConsumersOf(x).Where(n => Linears.Contains(n.OpType)).ToList();
-        if (projections.Count != 2) throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the post-attention norm where SwiGLU has gate and up (packed gate/up is not supported yet)");
-        NodeProto? gateNode = null;
-        foreach (var p in projections)
-            if (g.ConsumerOf(p.Output[0], "Sigmoid") is { } sigmoid && g.ConsumersOf(p.Output[0]).Any(m => m.OpType == "Mul" && m.Input.Contains(sigmoid.Output[0])))
-                gateNode = p;
-        if (gateNode is null) throw g.Unrecognised($"layer {layer}: no x·sigmoid(x) (SiLU) after either MLP projection");
-        var upNode = projections.Single(p => p != gateNode);
-        var sigmoidOut = g.ConsumerOf(gateNode.Output[0], "Sigmoid")!.Output[0];
-        var silu = g.ConsumersOf(gateNode.Output[0]).Single(m => m.OpType == "Mul" && m.Input.Contains(sigmoidOut));
-        var product = g.ConsumersOf(silu.Output[0]).SingleOrDefault(m => m.OpType == "Mul" && m.Input.Contains(upNode.Output[0]))
+        var halves = projections.Count switch
+        {
+            2 => projections.Select(p => LinearNoBias(g, p, x, layer)).ToList(),
+            1 => PackedHalves(g, projections[0], x, layer),
+            _ => throw g.Unrecognised($"layer {layer}: {projections.Count} projections read the post-attention norm where SwiGLU has gate and up"),
+        };
+        (string Value, WeightTensor Weight)? gateHalf = null;
+        foreach (var h in halves)
+            if (g.ConsumerOf(h.Value, "Sigmoid") is { } sigmoid && g.ConsumersOf(h.Value).Any(m => m.OpType == "Mul" && m.Input.Contains(sigmoid.Output[0])))
+                gateHalf = h;
+        if (gateHalf is not { } gate) throw g.Unrecognised($"layer {layer}: no x·sigmoid(x) (SiLU) after either MLP projection");
+        var up = halves.Single(h => h.Value != gate.Value);
+        var sigmoidOut = g.ConsumerOf(gate.Value, "Sigmoid")!.Output[0];
+        var silu = g.ConsumersOf(gate.Value).Single(m => m.OpType == "Mul" && m.Input.Contains(sigmoidOut));
+        var product = g.ConsumersOf(silu.Output[0]).SingleOrDefault(m => m.OpType == "Mul" && m.Input.Contains(up.Value))
             ?? throw g.Unrecognised($"layer {layer}: SiLU(gate) is not multiplied by the up projection");
-        var (_, gate, gateBias) = g.LinearAt(gateNode, x, "the MLP gate projection");
-        var (_, up, upBias) = g.LinearAt(upNode, x, "the MLP up projection");
         var (output, down, downBias) = g.Linear(product.Output[0], "the MLP down projection");
-        if (gateBias is not null || upBias is not null || downBias is not null) throw g.Unrecognised($"layer {layer}: biases in the MLP");
-        return (gate, up, down, output);
+        if (downBias is not null) throw g.Unrecognised($"layer {layer}: biases in the MLP");
+        return (gate.Weight, up.Weight, down, output);
+    }
+
+    static (string Value, WeightTensor Weight) LinearNoBias(GraphIndex g, NodeProto p, string x, int layer)
+    {
+        var (output, weight, bias) = g.LinearAt(p, x, "an MLP projection");
+        if (bias is not null) throw g.Unrecognised($"layer {layer}: biases in the MLP");
+        return (output, weight);
+    }
+
+    /// <summary>The two column ranges of a packed gate/up projection, each as the value its Slice (or Split output) yields and its weight columns.</summary>
+    static List<(string Value, WeightTensor Weight)> PackedHalves(GraphIndex g, NodeProto packed, string x, int layer)
+    {
+        var (output, weight) = LinearNoBias(g, packed, x, layer);
+        long rows = weight.Shape[0], width = weight.Shape[1];
+        var ranges = new List<(string Value, long Start, long End)>();
+        foreach (var n in g.ConsumersOf(output))
+        {
+            if (n.OpType == "Slice")
+            {
+                var axes = g.Has(n, 3) ? g.Ints(n, 3) : [0];
+                if (axes is not ([-1] or [2]) || (g.Has(n, 4) && g.Ints(n, 4) is not [1]))
+                    throw g.Unrecognised($"layer {layer}: {n.Name} cuts the packed gate/up projection other than by contiguous columns");
+                long start = g.Ints(n, 1)[0], end = Math.Min(g.Ints(n, 2)[0], width);
+                ranges.Add((n.Output[0], start < 0 ? start + width : start, end < 0 ? end + width : end));
+            }
+            else if (n.OpType == "Split" && n.Output.Count == 2 && g.IntAttribute(n, "axis", 0) is -1 or 2)
+            {
+                var sizes = g.Has(n, 1) ? g.Ints(n, 1) : [width / 2, width / 2];
+                ranges.Add((n.Output[0], 0, sizes[0]));
+                ranges.Add((n.Output[1], sizes[0], sizes[0] + sizes[1]));
+            }
+            else throw g.Unrecognised($"layer {layer}: the packed gate/up projection feeds {n.OpType} {n.Name}, not Slice or Split");
+        }
+        ranges.Sort((a, b) => a.Start.CompareTo(b.Start));
+        if (ranges.Count != 2 || ranges[0].Start != 0 || ranges[0].End != ranges[1].Start || ranges[1].End != width || ranges[0].End * 2 != width)
+            throw g.Unrecognised($"layer {layer}: the packed gate/up projection of width {width} is not cut into two halves");
+        return ranges.Select(r =>
+        {
+            var cols = r.End - r.Start;
+            var part = new float[rows * cols];
+            for (long i = 0; i < rows; i++) Array.Copy(weight.Data, i * width + r.Start, part, i * cols, cols);
+            return (r.Value, new WeightTensor([rows, cols], part));
+        }).ToList();
     }
 }
 

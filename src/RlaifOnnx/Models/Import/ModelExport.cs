@@ -24,7 +24,7 @@ public static class ModelExport
         ModelWriter.WriteFolder(target, temp =>
         {
             HfCheckpoint.Save(temp, meta.Config, weights, tokenizerSourceDir: modelDir);
-            foreach (var extra in new[] { "special_tokens_map.json", "vocab.json", "merges.txt" })
+            foreach (var extra in new[] { "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model" })
                 if (File.Exists(Path.Combine(modelDir, extra))) File.WriteAllBytes(Path.Combine(temp, extra), File.ReadAllBytes(Path.Combine(modelDir, extra)));
         });
     }

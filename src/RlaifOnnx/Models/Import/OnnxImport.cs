@@ -27,7 +27,11 @@ public static class OnnxImport
 {
     /// <summary>What the export's own JSON says; the graph supplies the rest.</summary>
     internal sealed record ExportInfo(string OnnxPath, string JsonPath, string ModelType, int? VocabSize, int? NumHeads, int? HeadSize,
-        double? NormEps, string? HiddenAct, int? BosTokenId, int? EosTokenId, int? PadTokenId);
+        double? NormEps, string? HiddenAct, int? BosTokenId, int? EosTokenId, int? PadTokenId)
+    {
+        /// <summary>An optimum export's Hugging Face config.json (heads, key/value heads, positions, RoPE settings); null for GenAI exports.</summary>
+        public JsonObject? HfConfig { get; init; }
+    }
 
     /// <summary>Model types whose exports are read; Llama-family ones by <see cref="LlamaExportImport"/>.</summary>
     public static readonly string[] SupportedModelTypes = ["gpt2", "llama", "qwen2", "mistral", "phi3"];
@@ -54,8 +58,9 @@ public static class OnnxImport
         var model = OnnxFile.Load(info.OnnxPath);
 
         // 2. Weights by following the graph (fused export) or by canonical name (plain export).
-        var graph = new GraphIndex(model.Graph, info.OnnxPath);
-        var (config, weights) = info.ModelType != "gpt2" ? LlamaExportImport.FromGraph(graph, info)
+        var graph = DecoderGraph(model.Graph, info.OnnxPath, note);
+        var fused = graph.Nodes.Any(n => n.Domain == "com.microsoft" && n.OpType is "MultiHeadAttention" or "GroupQueryAttention");
+        var (config, weights) = info.ModelType != "gpt2" ? (fused ? LlamaExportImport.FromGraph(graph, info) : StandardLlamaImport.FromGraph(graph, info))
             : graph.Nodes.Any(n => n.OpType == "Attention" && n.Domain == "com.microsoft") ? FromFusedGraph(graph, info)
             : FromCanonicalGraph(graph, info, dir);
         if (info.ModelType != "gpt2") CheckAgainstInfo(config, info);
@@ -66,6 +71,21 @@ public static class OnnxImport
         if (graph.SourceWeightTypes.Count > 0 && !graph.SourceWeightTypes.SetEquals(["float"]))
             note?.Invoke($"source weights: {string.Join(", ", graph.SourceWeightTypes)}; converted to float32 for training");
         return (config, weights, tokenizer);
+    }
+
+    /// <summary>
+    /// The graph holding the decoder. optimum's merged decoder (decoder_model_merged.onnx) is one If on
+    /// use_cache_branch whose two branches hold the same decoder with and without the cache, both reading the
+    /// outer graph's initializers; the cache branch (then_branch) is read.
+    /// </summary>
+    static GraphIndex DecoderGraph(GraphProto top, string path, Action<string>? note)
+    {
+        var ifs = top.Node.Where(n => n.OpType == "If").ToList();
+        if (ifs.Count != 1 || top.Node.Any(n => n.OpType is "MatMul" or "Gather" or "Attention")) return new GraphIndex(top, path);
+        var branch = ifs[0].Attribute.FirstOrDefault(a => a.Name == "then_branch")?.G
+            ?? throw UserError.At(path, null, null, $"not a decoder graph this importer recognises: If node {ifs[0].Name} has no then_branch");
+        note?.Invoke($"merged decoder: read the cache branch of If({ifs[0].Input[0]})");
+        return new GraphIndex(branch, path, top);
     }
 
     // ---- export description -------------------------------------------------------------------
@@ -98,7 +118,7 @@ public static class OnnxImport
             return new ExportInfo(onnx, hfPath, Str(c, "model_type", hfPath, "model_type") ?? throw UserError.At(hfPath, null, "model_type", "is missing"),
                 Int(c, "vocab_size", hfPath, "vocab_size"), Int(c, "n_head", hfPath, "n_head") ?? Int(c, "num_attention_heads", hfPath, "num_attention_heads"), null,
                 Num(c, "layer_norm_epsilon", hfPath), Str(c, "activation_function", hfPath, "activation_function"),
-                Int(c, "bos_token_id", hfPath, "bos_token_id"), eos, Int(c, "pad_token_id", hfPath, "pad_token_id") ?? eos);
+                Int(c, "bos_token_id", hfPath, "bos_token_id"), eos, Int(c, "pad_token_id", hfPath, "pad_token_id") ?? eos) { HfConfig = c };
         }
         throw UserError.At(genaiPath, null, null, "is missing (an ONNX Runtime GenAI export has genai_config.json, an optimum export config.json)");
     }

@@ -8,8 +8,8 @@ namespace RlaifOnnx.Models.Import;
 /// Tokenizer folders without tokenizer.json. GPT-2-style checkpoints often ship only the byte-level BPE
 /// files vocab.json + merges.txt; those become the tokenizer.json the Hugging Face tokenizers library
 /// itself writes for GPT2TokenizerFast (ByteLevel pre-tokenizer and decoder, BPE model, the added tokens
-/// of tokenizer_config.json), which ONNX Runtime GenAI loads. A SentencePiece tokenizer.model is refused
-/// with the reason: its conversion is not written yet.
+/// of tokenizer_config.json), which ONNX Runtime GenAI loads. A SentencePiece BPE tokenizer.model becomes
+/// the tokenizer.json of <see cref="SentencePieceConversion"/>.
 /// </summary>
 public static class TokenizerConversion
 {
@@ -37,10 +37,21 @@ public static class TokenizerConversion
             note?.Invoke("tokenizer.json written from vocab.json + merges.txt (byte-level BPE)");
             return staging;
         }
-        if (File.Exists(Path.Combine(dir, "tokenizer.model")))
-            throw UserError.At(Path.Combine(dir, "tokenizer.model"), null, null,
-                "a SentencePiece tokenizer.model without tokenizer.json cannot be converted yet; write tokenizer.json with the Hugging Face tokenizers library (AutoTokenizer.from_pretrained(dir).save_pretrained(dir))");
-        throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt to build tokenizer.json from)");
+        var spPath = Path.Combine(dir, "tokenizer.model");
+        if (File.Exists(spPath))
+        {
+            var (json, generatedConfig) = SentencePieceConversion.Convert(SentencePieceConversion.Read(spPath), spPath);
+            var staging = Directory.CreateTempSubdirectory("rlaif-tokenizer-").FullName;
+            foreach (var name in new[] { "tokenizer.model", ModelFolder.TokenizerConfigFile, "special_tokens_map.json" })
+                if (File.Exists(Path.Combine(dir, name))) File.WriteAllBytes(Path.Combine(staging, name), File.ReadAllBytes(Path.Combine(dir, name)));
+            var options = new JsonSerializerOptions { WriteIndented = true };
+            File.WriteAllText(Path.Combine(staging, ModelFolder.TokenizerFile), json.ToJsonString(options));
+            if (!File.Exists(Path.Combine(dir, ModelFolder.TokenizerConfigFile)))
+                File.WriteAllText(Path.Combine(staging, ModelFolder.TokenizerConfigFile), generatedConfig.ToJsonString(options));
+            note?.Invoke("tokenizer.json written from the SentencePiece tokenizer.model (BPE with byte fallback)");
+            return staging;
+        }
+        throw UserError.At(Path.Combine(dir, ModelFolder.TokenizerFile), null, null, "tokenizer file is missing (a checkpoint folder needs tokenizer.json and tokenizer_config.json, or vocab.json and merges.txt, or a SentencePiece tokenizer.model to build tokenizer.json from)");
     }
 
     /// <summary>Removes a folder <see cref="Prepare"/> staged a converted tokenizer in, once its files are copied; the source folder it may also return is left alone.</summary>

@@ -55,13 +55,4 @@ public sealed class TokenizerConversionTests
         // The special token is one id, as in the original.
         Assert.Equal(GenAIIds(original, "a<|endoftext|>b"), GenAIIds(converted, "a<|endoftext|>b"));
     }
-
-    [Fact]
-    public void A_sentencepiece_model_alone_is_refused_with_the_reason()
-    {
-        using var tmp = new TempDir();
-        File.WriteAllBytes(tmp.File("tokenizer.model"), [0x0a, 0x00]);
-        var e = Assert.Throws<RlaifOnnx.Core.UserError>(() => TokenizerConversion.Prepare(tmp.Path));
-        Assert.Contains("SentencePiece", e.Message);
-    }
 }
