@@ -55,9 +55,12 @@ sandbox-model: build
 	$(RLAIF) train-lm --config configs/sandbox-model/train.yaml
 	rm -rf models/sandbox-base && cp -r runs/sandbox-model/train/model models/sandbox-base
 
-# Benchmarks on this machine; writes bench/RESULTS.md.
+# Benchmarks on this machine; writes bench/RESULTS.md. The training section trains a ~100M model (~5-10 GiB) and then
+# the same model in PyTorch (bench/torch_train.py) when python3 has torch; on a shared machine pass
+# BENCH_LOCK=FILE to run the whole bench under `flock FILE`, so two memory-heavy runs never overlap.
+BENCH_LOCK ?=
 bench: build
-	$(DOTNET) run --project bench/RlaifOnnx.Bench -c $(CONFIG) --no-build -- --out bench/RESULTS.md
+	$(if $(BENCH_LOCK),flock $(BENCH_LOCK)) $(DOTNET) run --project bench/RlaifOnnx.Bench -c $(CONFIG) --no-build -- --out bench/RESULTS.md
 
 clean:
 	$(DOTNET) clean RlaifOnnx.sln

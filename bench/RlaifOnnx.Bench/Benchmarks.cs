@@ -1,9 +1,13 @@
+using System.Diagnostics;
+
 namespace RlaifOnnx.Bench;
 
 /// <summary>State shared by the benchmarks of one run (e.g. the GEMM peak that MFU figures divide by).</summary>
 public sealed class BenchContext(bool quick)
 {
     public bool Quick { get; } = quick;
+    /// <summary>Run the PyTorch reference beside the training figures (off with --no-torch while working on the bench).</summary>
+    public bool RunTorch { get; init; } = true;
     /// <summary>fp32 MatMul throughput measured earlier in this run, in FLOP/s.</summary>
     public double? GemmPeakFlops { get; set; }
     public string WorkDir { get; } = Directory.CreateTempSubdirectory("rlaif-bench-").FullName;
@@ -17,9 +21,10 @@ public static class Benchmarks
     public static readonly Benchmark[] All =
     [
         new("gemm", GemmBench.Run),
+        // Training right after the GEMM peak: its peak working set is then the training's, not an earlier benchmark's.
+        new("train", TrainingBench.Run),
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
-        new("train", TrainingBench.Run),
         new("serving", ServingBench.Run),
         new("ppo", PpoBench.Run),
     ];
@@ -36,6 +41,50 @@ public static class Machine
         }
         catch (IOException) { }
         return "unknown CPU";
+    }
+
+    /// <summary>The instruction-set extensions that decide which GEMM kernels run: AVX2, AVX-512F, AVX-512 BF16, AMX.</summary>
+    public static string CpuFlags()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+            {
+                if (!line.StartsWith("flags")) continue;
+                var flags = line.Split(':', 2)[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet();
+                string F(string label, params string[] names) => $"{label} {(names.All(flags.Contains) ? "yes" : "no")}";
+                return string.Join(", ", F("AVX2", "avx2"), F("FMA", "fma"), F("AVX-512F", "avx512f"), F("AVX-512 VNNI", "avx512_vnni"),
+                    F("AVX-512 BF16", "avx512_bf16"), F("AMX (tile, bf16, int8)", "amx_tile", "amx_bf16", "amx_int8"));
+            }
+        }
+        catch (IOException) { }
+        return "flags unknown";
+    }
+
+    /// <summary>This process's resident set now (VmRSS) and its peak since start or the last <see cref="ResetPeakResident"/> (VmHWM), in bytes.</summary>
+    public static (long Now, long Peak) Resident()
+    {
+        long now = 0, peak = 0;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmRSS:")) now = Kilobytes(line);
+                else if (line.StartsWith("VmHWM:")) peak = Kilobytes(line);
+            }
+        }
+        catch (IOException) { }
+        if (peak == 0) peak = Process.GetCurrentProcess().PeakWorkingSet64;
+        if (now == 0) now = Process.GetCurrentProcess().WorkingSet64;
+        return (now, peak);
+        static long Kilobytes(string line) => long.Parse(line.Split(':', 2)[1].Trim().Split(' ')[0]) * 1024;
+    }
+
+    /// <summary>Resets the peak resident set to the current one (Linux: "5" into /proc/self/clear_refs); false where unsupported.</summary>
+    public static bool ResetPeakResident()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
     public static string OrtVersion() => Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString();

@@ -3,11 +3,12 @@ using System.Text;
 using RlaifOnnx.Bench;
 
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
-// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick]
+// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch]
 if (args is ["--ppo-child", var ppoDir]) return PpoBench.Child(ppoDir);   // PpoBench's own process
 var outPath = "bench/RESULTS.md";
 string? only = null;
 var quick = false;
+var torch = true;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -15,6 +16,7 @@ for (var i = 0; i < args.Length; i++)
         case "--out": outPath = args[++i]; break;
         case "--only": only = args[++i]; break;
         case "--quick": quick = true; break;
+        case "--no-torch": torch = false; break;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
@@ -24,11 +26,13 @@ report.AppendLine("# Benchmarks");
 report.AppendLine();
 report.AppendLine($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {Environment.ProcessorCount} cores, {Machine.Cpu()}, " +
                   $".NET {Environment.Version}, ONNX Runtime {Machine.OrtVersion()}.");
+report.AppendLine($"CPU flags: {Machine.CpuFlags()}. Every figure below was measured on this CPU; the GEMM kernels ONNX Runtime (MLAS) " +
+                  "and PyTorch pick depend on these flags, so figures from another CPU kind are not comparable.");
 report.AppendLine($"Reproduce: `make bench` (runs `dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out {outPath}`).");
 report.AppendLine("Every ratio below divides numbers measured in this same run.");
 report.AppendLine();
 
-var ctx = new BenchContext(quick);
+var ctx = new BenchContext(quick) { RunTorch = torch };
 foreach (var bench in Benchmarks.All)
 {
     if (only is not null && !only.Split(',').Contains(bench.Name)) continue;

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using RlaifOnnx.Models;
 using RlaifOnnx.Training;
 
@@ -18,107 +17,149 @@ namespace RlaifOnnx.Bench;
 /// </summary>
 public static class TrainingBench
 {
+    /// <summary>The quick run's small decoder (hidden 256, 4 layers, vocab 8000) at 4 × 128, for trying the bench out.</summary>
+    static ModelConfig Small() => new()
+    {
+        Architecture = Architecture.Llama, ModelType = "llama", VocabSize = 8000, HiddenSize = 256, NumLayers = 4,
+        NumHeads = 4, NumKvHeads = 2, IntermediateSize = 688, MaxPositions = 512, TieEmbeddings = true,
+        BosTokenId = 1, EosTokenId = 2, PadTokenId = 0,
+    };
+
     public static string Run(BenchContext ctx)
     {
-        var config = new ModelConfig
-        {
-            Architecture = Architecture.Llama, ModelType = "llama", VocabSize = 32000, HiddenSize = 768, NumLayers = 12,
-            NumHeads = 12, NumKvHeads = 4, IntermediateSize = 2048, MaxPositions = 1024, TieEmbeddings = true,
-            BosTokenId = 1, EosTokenId = 2, PadTokenId = 0,
-        };
+        var config = ctx.Quick ? Small() : DecodeBench.HundredMillionLlama() with { BosTokenId = 1, EosTokenId = 2, PadTokenId = 0 };
         // The MFU divides by a peak from this run: measure it here when `--only train` skipped the gemm benchmark.
         var gemmSection = ctx.GemmPeakFlops is null ? GemmBench.Run(ctx) : "";
-        const int batchSize = 8, length = 256;
-        var timedSteps = ctx.Quick ? 1 : 2;
+        var (batchSize, length) = ctx.Quick ? (4, 128) : (8, 256);
+        var timedSteps = 2;
+        var threads = Environment.ProcessorCount;
         var n = config.ParameterCount;
-        var weights = WeightSet.Random(config, 1);
-        var rng = new Random(2);
-        var sequences = Enumerable.Range(0, batchSize).Select(_ => new TokenSequence(
-            Enumerable.Range(0, length).Select(_ => rng.Next(3, config.VocabSize)).ToArray(), Enumerable.Repeat((byte)1, length).ToArray())).ToList();
-        var batch = CausalLm.Batch(sequences, config.PadTokenId);
-        var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4 });
-        var graph = CausalLm.Graph(config);
 
-        // One warm-up step, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
-        // timestamp pair per node, microseconds against steps of seconds) and its file is written when the
-        // trainer is disposed.
-        var profilePrefix = Path.Combine(ctx.WorkDir, "train-profile");
-        double loss, stepSeconds, runSeconds;
-        var build = Stopwatch.StartNew();
-        using (var trainer = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options with { ProfilePrefix = profilePrefix }))
-        {
-            Console.Error.WriteLine($"   built the training session in {build.Elapsed.TotalSeconds:F1} s");
-            trainer.Step(batch);
-            Console.Error.WriteLine($"   warm-up step {trainer.StepSeconds:F1} s");
-            var (step0, run0) = (trainer.StepSeconds, trainer.RunSeconds);
-            var result = trainer.Step(batch);
-            for (var i = 1; i < timedSteps; i++) result = trainer.Step(batch);
-            loss = result.Loss;
-            stepSeconds = (trainer.StepSeconds - step0) / timedSteps;
-            runSeconds = (trainer.RunSeconds - run0) / timedSteps;
-        }
+        // Memory is read from /proc/self/status: the peak (VmHWM) is reset here, so it is the training's own.
+        GC.Collect();
+        var peakReset = Machine.ResetPeakResident();
+        var residentBefore = Machine.Resident().Now;
+        var measured = Train(ctx, config, batchSize, length, timedSteps, threads);
+        var residentPeak = Machine.Resident().Peak;
+
         // The machine may be shared: measure the GEMM peak again now and divide by the larger of the two
         // peaks, so a quiet moment during the GEMM run cannot make the MFU look better than it is.
         var peakBefore = ctx.GemmPeakFlops;
         GemmBench.Run(ctx);
         var peakAfter = ctx.GemmPeakFlops;
         ctx.GemmPeakFlops = Math.Max(peakBefore ?? 0, peakAfter ?? 0);
-        var profile = Directory.GetFiles(ctx.WorkDir, "train-profile*.json").MaxBy(f => new FileInfo(f).Length); // the eval session writes an empty one too
-        var opShares = profile is null ? [] : OperatorShares(profile);
-        var peakBytes = Process.GetCurrentProcess().PeakWorkingSet64;
+        var profilePath = Directory.GetFiles(ctx.WorkDir, "train-profile*.json").MaxBy(f => new FileInfo(f).Length); // the eval session writes an empty one too
+        var profile = profilePath is null ? null : TrainingProfile.Read(profilePath, timedSteps);
+
+        // PyTorch after ours has finished and released its memory, never beside it.
+        GC.Collect();
+        if (ctx.RunTorch) Console.Error.WriteLine("   PyTorch reference (bench/torch_train.py) …");
+        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, timedSteps) : (null, "Skipped (--no-torch).");
 
         double tokens = batchSize * length;
-        var tokensPerSecond = tokens / stepSeconds;
+        var tokensPerSecond = tokens / measured.StepSeconds;
         var dense = 6.0 * n;
         var attention = 12.0 * config.NumLayers * config.HiddenSize * length;
         var peak = ctx.GemmPeakFlops;
         string Mfu(double flopsPerToken) => peak is { } p ? $"{100 * flopsPerToken * tokensPerSecond / p:F1}%" : "n/a";
-        var outside = (stepSeconds - runSeconds) / stepSeconds;
-        var opRows = string.Join("\n", opShares.Take(10).Select(o => $"| {o.Op} | {100 * o.Share:F1}% |"));
+        var outside = (measured.StepSeconds - measured.RunSeconds) / measured.StepSeconds;
+        var optimizerMs = 1000 * (measured.StepSeconds - measured.RunSeconds);
+        var memory = new MemoryAccount(config, n, batchSize, length, residentBefore, measured.ResidentBetweenSteps, residentPeak);
         return gemmSection + $"""
-            ## Training throughput (~100M Llama-style, full fine-tuning)
+            ## Training throughput ({n / 1e6:F0}M Llama-style, full fine-tuning)
 
-            Model: hidden 768, 12 layers, 12 heads / 4 kv heads, intermediate 2048, vocab 32000, tied embeddings:
+            Model: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, intermediate {config.IntermediateSize}, vocab {config.VocabSize}, tied embeddings:
             N = {n:N0} parameters. Batch × length = {batchSize} × {length} = {tokens:N0} tokens per step, float32,
-            AdamW over all weights, one ONNX Runtime run per step (no micro-batching). {timedSteps} timed step(s) after one warm-up step.
+            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, ONNX Runtime's CPU arena off
+            (`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system). {timedSteps} timed steps after one warm-up step.
 
             | measure | value |
             |---|---|
-            | step time | {stepSeconds:F2} s (loss {loss:F3}) |
+            | step time | {measured.StepSeconds:F2} s (loss {measured.Loss:F3}) |
             | training tokens/s | **{tokensPerSecond:F1}** |
             | MFU, 6·N FLOPs/token | **{Mfu(dense)}** |
             | MFU, 6·N + 12·L·h·T FLOPs/token (attention at full T×T) | {Mfu(dense + attention)} |
             | achieved model GFLOP/s (6·N + attention) | {(dense + attention) * tokensPerSecond / 1e9:F1} |
             | GEMM peak divided by (max of before / after the steps) | {(peak ?? 0) / 1e9:F1} GFLOP/s ({(peakBefore ?? 0) / 1e9:F1} / {(peakAfter ?? 0) / 1e9:F1}) |
-            | peak working set (whole bench process) | {peakBytes / (1024.0 * 1024 * 1024):F2} GiB |
-            | time outside ONNX Runtime's Run | **{100 * outside:F1}%** of the step ({stepSeconds - runSeconds:F2} s: batch binding, clipping, AdamW) |
+            | peak resident set of the training (VmHWM{(peakReset ? ", reset when training started" : ", whole process")}) | {Gib(residentPeak):F2} GiB |
+            | time outside ONNX Runtime's Run | **{100 * outside:F1}%** of the step ({measured.StepSeconds - measured.RunSeconds:F2} s: batch binding, clipping, AdamW) |
 
             Goals: MFU ≥ 50%, outside-Run share ≤ 5%.
 
-            Where ONNX Runtime spends the steps (profiler, share of summed node time by operator):
+            {TorchSection(torch, torchSkipped, tokensPerSecond, residentPeak)}
+            {memory.Section()}
+            {ProfileSection(profile, optimizerMs, peak)}
+            """;
+    }
 
-            | operator | share |
-            |---|---|
-            {opRows}
+    sealed record Measured(double StepSeconds, double RunSeconds, double Loss, long ResidentBetweenSteps);
+
+    static Measured Train(BenchContext ctx, ModelConfig config, int batchSize, int length, int timedSteps, int threads)
+    {
+        var weights = WeightSet.Random(config, 1);
+        var rng = new Random(2);
+        var sequences = Enumerable.Range(0, batchSize).Select(_ => new TokenSequence(
+            Enumerable.Range(0, length).Select(_ => rng.Next(3, config.VocabSize)).ToArray(), Enumerable.Repeat((byte)1, length).ToArray())).ToList();
+        var batch = CausalLm.Batch(sequences, config.PadTokenId);
+        // Arena off: the low-memory setting (see TrainerOptions.CpuMemoryArena); the memory table below says so.
+        var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4, Threads = threads, CpuMemoryArena = false });
+        var graph = CausalLm.Graph(config);
+
+        // One warm-up step, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
+        // timestamp pair per node, microseconds against steps of seconds) and its file is written when the
+        // trainer is disposed.
+        var profilePrefix = Path.Combine(ctx.WorkDir, "train-profile");
+        var build = Stopwatch.StartNew();
+        using var trainer = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options with { ProfilePrefix = profilePrefix });
+        Console.Error.WriteLine($"   built the training session in {build.Elapsed.TotalSeconds:F1} s");
+        trainer.Step(batch);
+        Console.Error.WriteLine($"   warm-up step {trainer.StepSeconds:F1} s");
+        var between = Machine.Resident().Now;
+        var (step0, run0) = (trainer.StepSeconds, trainer.RunSeconds);
+        var result = trainer.Step(batch);
+        for (var i = 1; i < timedSteps; i++) result = trainer.Step(batch);
+        return new Measured((trainer.StepSeconds - step0) / timedSteps, (trainer.RunSeconds - run0) / timedSteps, result.Loss, between);
+    }
+
+    static double Gib(long bytes) => bytes / (1024.0 * 1024 * 1024);
+
+    static string TorchSection(TorchReference.Result? torch, string? skipped, double ourTokensPerSecond, long ourPeak)
+    {
+        if (torch is null) return $"### PyTorch on the same config, same run\n\n{skipped}\n";
+        return $"""
+            ### PyTorch on the same config, same run
+
+            bench/torch_train.py: the same decoder ({torch.Parameters:N0} parameters), batch, sequence length, AdamW (lr 1e-4,
+            clipping at 1.0) and thread count ({torch.Threads}) in PyTorch {torch.Version} (BLAS: `{torch.Blas}`), run as a
+            child process after this project's steps had finished (never beside them); 2 timed steps after one warm-up.
+
+            | | this project (ONNX Runtime) | PyTorch | ratio (ours ÷ PyTorch) |
+            |---|---:|---:|---:|
+            | training tokens/s | {ourTokensPerSecond:F1} | {torch.TokensPerSecond:F1} | **{ourTokensPerSecond / torch.TokensPerSecond:F2}×** (goal ≥ 2×) |
+            | peak resident set | {Gib(ourPeak):F2} GiB | {Gib(torch.PeakRssBytes):F2} GiB | **{(double)ourPeak / torch.PeakRssBytes:F2}×** (goal ≤ 1×) |
+            | loss after the steps (random init, lr 1e-4) | | {torch.Loss:F3} | |
 
             """;
     }
 
-    /// <summary>Summed "dur" of the profile's node events by operator type, as shares of the total, largest first.</summary>
-    static List<(string Op, double Share)> OperatorShares(string profilePath)
+    static string ProfileSection(TrainingProfile? profile, double optimizerMs, double? peakFlops)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(profilePath));
-        var byOp = new Dictionary<string, double>();
-        foreach (var e in doc.RootElement.EnumerateArray())
-        {
-            if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node") continue;
-            if (!e.TryGetProperty("args", out var args) || !args.TryGetProperty("op_name", out var op)) continue;
-            var name = e.GetProperty("name").GetString() ?? "";
-            if (!name.EndsWith("_kernel_time")) continue;
-            var key = op.GetString() ?? "?";
-            byOp[key] = byOp.GetValueOrDefault(key) + e.GetProperty("dur").GetDouble();
-        }
-        var total = byOp.Values.Sum();
-        return byOp.OrderByDescending(kv => kv.Value).Select(kv => (kv.Key, total > 0 ? kv.Value / total : 0)).ToList();
+        if (profile is null || profile.Nodes.Count == 0) return "ONNX Runtime wrote no profile.\n";
+        return $"""
+            ### Where a step's time goes (ONNX Runtime profiler, the timed steps only)
+
+            Node times summed per step ({profile.TotalMs:F0} ms of node time; with 2 threads a node's time is its wall time).
+            By region — forward / backward nodes (the gradient nodes are named after the forward node they differentiate) and
+            the part of the layer their names' scopes say; nodes ONNX Runtime's graph optimizer created under new names are
+            counted as unscoped:
+
+            {profile.RegionTable(optimizerMs)}
+            By operator:
+
+            {profile.OperatorTable(15)}
+            By GEMM shape (2·M·N·K FLOPs per product; GFLOP/s against this run's GEMM peak):
+
+            {profile.GemmTable(16, peakFlops)}
+            """;
     }
 }

@@ -113,8 +113,10 @@ public static class LlamaGraph
             }
 
         var final = FinalHidden(g, c, inputIds, mask, positionIds, withCache);   // [B, S, h]
+        g.Scope = "lm_head/";
         var head = c.TieEmbeddings ? g.Transpose("model.embed_tokens.weight", 1, 0) : "lm_head.weight"; // [h, V]
         g.Node("MatMul", [final, head], ["logits"]);                          // [B, S, V], no Identity copy
+        g.Scope = "";
         g.Output("logits", ft, "batch_size", "sequence_length", c.VocabSize);
     }
 
@@ -128,7 +130,11 @@ public static class LlamaGraph
         RequireLlama(c);
         var ft = g.FloatType;
         int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim;
+        // Node scopes ("embedding/", "layer3/attention/", "layer3/mlp/", "layer3/norm/" …) name the regions a
+        // training profile is summed by; the gradient nodes inherit them.
+        g.Scope = "embedding/";
         var x = g.Gather("model.embed_tokens.weight", inputIds);            // [B, S, h]
+        g.Scope = "attention/";
         // Queries are rotated with cos and sin pre-scaled by 1/sqrt(D), which applies attention's
         // scaling for free. It also keeps a scalar Mul away from the score MatMul: ONNX Runtime fuses
         // that pair into FusedMatMul whose alpha is a float attribute, which would cost float64 graphs
@@ -142,7 +148,9 @@ public static class LlamaGraph
             string W(string rest) => WeightNames.LlamaLayer(i, rest);
 
             // Attention block: x + o_proj(attention(rms_norm(x))).
+            g.Scope = $"layer{i}/norm/";
             var normed = RmsNorm(g, x, W("input_layernorm.weight"), c.NormEps);
+            g.Scope = $"layer{i}/attention/";
             var q = Projection(g, normed, W("self_attn.q_proj.weight"), c.AttentionBias ? W("self_attn.q_proj.bias") : null);
             var k = Projection(g, normed, W("self_attn.k_proj.weight"), c.AttentionBias ? W("self_attn.k_proj.bias") : null);
             var v = Projection(g, normed, W("self_attn.v_proj.weight"), c.AttentionBias ? W("self_attn.v_proj.bias") : null);
@@ -172,14 +180,19 @@ public static class LlamaGraph
             x = g.Add(x, g.MatMul(merged, W("self_attn.o_proj.weight")));
 
             // MLP block: x + down(silu(gate(n)) · up(n)), n = rms_norm(x).
+            g.Scope = $"layer{i}/norm/";
             var n2 = RmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
+            g.Scope = $"layer{i}/mlp/";
             var gate = g.MatMul(n2, W("mlp.gate_proj.weight"));
             var up = g.MatMul(n2, W("mlp.up_proj.weight"));
             var silu = g.Mul(gate, g.Sigmoid(gate));
             x = g.Add(x, g.MatMul(g.Mul(silu, up), W("mlp.down_proj.weight")));
         }
 
-        return RmsNorm(g, x, "model.norm.weight", c.NormEps);
+        g.Scope = "final_norm/";
+        var final = RmsNorm(g, x, "model.norm.weight", c.NormEps);
+        g.Scope = "";
+        return final;
     }
 
     /// <summary>RMSNorm: x / sqrt(mean(x², last axis) + eps) · weight.</summary>

@@ -20,6 +20,11 @@ public sealed class GraphBuilder(string name, DataType floatType = DataType.Floa
     public int Opset { get; } = opset;
     /// <summary>Prefix of every fresh name, so nodes appended to an existing graph cannot collide with its names.</summary>
     public string NamePrefix { get; init; } = "";
+    /// <summary>
+    /// Prepended to the names of the nodes added from now on (not to value names), e.g. "layer3/attention/":
+    /// ONNX Runtime's profiler reports time per node name, so a profile can be summed by region.
+    /// </summary>
+    public string Scope { get; set; } = "";
     readonly Dictionary<string, int> _counters = new();
     readonly HashSet<string> _msDomainUsed = new();
 
@@ -82,7 +87,7 @@ public sealed class GraphBuilder(string name, DataType floatType = DataType.Floa
     /// <summary>Adds a node writing to the given output names; returns them.</summary>
     public string[] Node(string opType, string[] inputs, string[] outputs, string domain = "", params (string Name, object Value)[] attributes)
     {
-        var node = new NodeProto { OpType = opType, Name = Fresh(opType), Domain = domain };
+        var node = new NodeProto { OpType = opType, Name = Fresh(Scope + opType), Domain = domain };
         node.Input.AddRange(inputs);
         node.Output.AddRange(outputs);
         foreach (var (n, v) in attributes) node.Attribute.Add(Attribute(n, v));

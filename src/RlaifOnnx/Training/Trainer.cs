@@ -36,6 +36,13 @@ public sealed record TrainerOptions
         Schedule = new LrSchedule(LrSchedule.ParseKind(o.Schedule, "optimizer"), o.Warmup, totalSteps),
     };
 
+    /// <summary>
+    /// ONNX Runtime's CPU memory arena for the training session. On (ONNX Runtime's default): the arena keeps every
+    /// chunk it grew to for the session's life. Off: each buffer is freed after its last reader, and the C heap is set
+    /// to return large freed blocks to the system (<see cref="Core.CHeap.ReturnLargeFreedBlocks"/>), so the resident
+    /// size follows what the step holds: a lower peak, paid for with page faults on fresh buffers.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
     /// <summary>ONNX Runtime intra-op threads; 0 = its default (all cores).</summary>
     public int Threads { get; init; }
     /// <summary>Write ONNX Runtime profiles (JSON, written when the trainer is disposed) with this path prefix; null = off.</summary>
@@ -95,7 +102,9 @@ public sealed class Trainer : IDisposable
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            EnableCpuMemArena = options.CpuMemoryArena,
         };
+        if (!options.CpuMemoryArena) Core.CHeap.ReturnLargeFreedBlocks();
         if (options.Threads > 0) sessionOptions.IntraOpNumThreads = options.Threads;
         if (options.ProfilePrefix is not null)
         {

@@ -70,6 +70,29 @@ public class TrainerTests
         }
     }
 
+    /// <summary>The low-memory setting (no ONNX Runtime arena, large freed blocks returned) changes where buffers live, not the numbers.</summary>
+    [Fact]
+    public void Training_without_the_memory_arena_gives_the_same_steps()
+    {
+        var config = Config();
+        var weights = TinyLlama.Weights(config, 7);
+        var batches = Enumerable.Range(0, 3).Select(i => RandomBatch(20 + i, rows: 4, config.VocabSize)).ToList();
+        using var arena = NewTrainer(config, weights, new TrainerOptions { LearningRate = 1e-2 });
+        using var plain = NewTrainer(config, weights, new TrainerOptions { LearningRate = 1e-2, CpuMemoryArena = false });
+        foreach (var batch in batches)
+        {
+            var (a, b) = (arena.Step(batch, Ct).Loss, plain.Step(batch, Ct).Loss);
+            Assert.Equal(a, b, Math.Abs(a) * 1e-6);
+        }
+        for (var p = 0; p < arena.Parameters.Count; p++)
+        {
+            float[] x = arena.Parameters[p].Weight, y = plain.Parameters[p].Weight;
+            var diff = x.Zip(y, (u, v) => Math.Abs(u - v)).Max();
+            Assert.True(diff <= 1e-5 * Math.Max(1, x.Max(Math.Abs)), $"{arena.Parameters[p].Name}: max |Δw| {diff:E2}");
+        }
+        if (OperatingSystem.IsLinux()) Assert.True(RlaifOnnx.Core.CHeap.ReturnLargeFreedBlocks()); // glibc accepted the threshold
+    }
+
     [Fact]
     public void Metric_outputs_are_averaged_over_micro_batches_like_the_loss()
     {

@@ -16,6 +16,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     readonly HashSet<string> _requiresGrad = new();
     readonly Dictionary<string, List<string>> _contributions = new();
     readonly Dictionary<string, string> _summed = new();
+    readonly Dictionary<string, NodeProto> _producers = new();
 
     /// <summary>Operators whose outputs carry no gradient (integers, booleans, shapes, piecewise-constant functions).</summary>
     static readonly HashSet<string> NonDifferentiable =
@@ -29,6 +30,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     public Dictionary<string, string> Run(string loss, IReadOnlyList<string> trainable)
     {
         var nodes = g.Graph.Node.ToList();
+        foreach (var n in nodes) foreach (var o in n.Output) _producers[o] = n;
         foreach (var t in trainable) _requiresGrad.Add(t);
         foreach (var n in nodes)
         {
@@ -47,13 +49,24 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             {
                 var n = nodes[i];
                 if (!n.Output.Any(o => _requiresGrad.Contains(o) && _contributions.ContainsKey(o))) continue;
+                // Backward nodes carry their forward node's scope (after the "∂/" prefix), so a profile sums them by region.
+                g.Scope = ScopeOf(n.Name);
                 var dys = n.Output.Select(o => _contributions.ContainsKey(o) ? Gradient(o) : null).ToArray();
                 Apply(n, dys);
             }
         }
+        g.Scope = "";
         foreach (var t in trainable)
             result[t] = _contributions.ContainsKey(t) ? Gradient(t) : ZerosLike(t);
         return result;
+    }
+
+    /// <summary>A node name's scope: everything up to its last '/' ("layer3/mlp/MatMul_2" → "layer3/mlp/"), without a leading "∂/".</summary>
+    internal static string ScopeOf(string nodeName)
+    {
+        var name = nodeName.StartsWith("∂/", StringComparison.Ordinal) ? nodeName[2..] : nodeName;
+        var slash = name.LastIndexOf('/');
+        return slash < 0 ? "" : name[..(slash + 1)];
     }
 
     static bool IsFloat(DataType t) => t is DataType.Float or DataType.Double or DataType.Float16 or DataType.Bfloat16;
@@ -353,7 +366,27 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             case "GatherElements":
             {
                 var axis = AttrInt(n, "axis", 0);
-                To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
+                if (OneIndexAlongLastAxis(n))
+                    To(0, () =>
+                    {
+                        // One index per row along the last axis (a token's log-prob picked from its vocabulary row): dx is
+                        // dy at the picked position and zero elsewhere, i.e. one-hot · dy — element-wise and parallel,
+                        // instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it. (OneHot and
+                        // Mul: ONNX Runtime's Where broadcasting a [.., 1] operand, and Cast from bool, ran several times slower.)
+                        var length = AxisLength(In(0), -1);                                                 // [1]
+                        var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));                       // [.., 1]
+                        idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, length), idx);
+                        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast only in float64 graphs: ONNX
+                        // Runtime runs a float-to-float CastLike as a full copy of the [.., V] tensor.
+                        var offOn = new TensorProto { Name = g.Fresh("off_on"), DataType = (int)DataType.Float };
+                        offOn.Dims.Add(2);
+                        offOn.FloatData.Add([0f, 1f]);
+                        var oneHot = g.Op("OneHot", [g.Squeeze(idx, -1), length, g.Initializer(offOn)], ("axis", -1L)); // [.., V]
+                        if (floatType != DataType.Float) oneHot = g.Op("CastLike", [oneHot, Dy(0)]);
+                        return g.Mul(oneHot, Dy(0));
+                    });
+                else
+                    To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
                 break;
             }
             case "Trilu":
@@ -365,6 +398,20 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             default:
                 throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
         }
+    }
+
+    /// <summary>
+    /// True when a GatherElements reads along the last axis with indices that have length 1 there, known from
+    /// the graph: the indices are an Unsqueeze onto that axis (as <c>Losses.TokenLogProbs</c> builds them).
+    /// </summary>
+    bool OneIndexAlongLastAxis(NodeProto n)
+    {
+        if (_ranks.Rank(n.Input[0]) is not { } rank) return false;
+        var axis = AttrInt(n, "axis", 0);
+        if (axis != -1 && axis != rank - 1) return false;
+        if (!_producers.TryGetValue(n.Input[1], out var producer) || producer.OpType != "Unsqueeze") return false;
+        var axes = producer.Input.Count > 1 ? _ranks.ConstantInts(producer.Input[1]) : AttrInts(producer, "axes");
+        return axes is [var a] && (a == -1 || a == rank - 1);
     }
 
     /// <summary>

@@ -200,6 +200,21 @@ public class GradientRuleTests
         c.CheckOutput(c.G.GatherElements(c.Param("x", BTH), ids, 2), [2, 3, 1]);
     }
 
+    /// <summary>Indices unsqueezed onto the last axis (one per row, as token log-probs pick them) take the one-hot rule, not a scatter.</summary>
+    [Fact]
+    public void GatherElementsWithOneIndexPerRowUsesTheOneHotRule()
+    {
+        var c = new GradientCheck();
+        var ids = c.G.Unsqueeze(c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3), -1);
+        var picked = c.G.GatherElements(c.Param("x", BTH), ids, -1);
+        c.CheckOutput(picked, [2, 3, 1]);
+        var graphs = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
+        Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements");
+        c = new GradientCheck();
+        ids = c.G.Unsqueeze(c.Longs("ids", [1, 0, 2, 2, 0, 1], 2, 3), 2);
+        c.CheckOutput(c.G.GatherElements(c.Param("x", [2, 3, 3]), ids, 2), [2, 3, 1]);
+    }
+
     [Fact]
     public void ShapeOps()
     {
