@@ -73,15 +73,19 @@ public class GenerationKillTests
             "--max-new-tokens", "16", "--temperature", "0.7", "--seed", "3", "--batch-size", "4"];
 
         var whole = temp.File("whole");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var reference = CliProcess.Run(Args(whole));
         Assert.True(reference.ExitCode == 0, reference.Stderr);
+        // Kill points spread over the uninterrupted run's own duration, so they land on a fast machine as on a slow one.
+        var duration = (int)Math.Max(200, clock.Elapsed.TotalMilliseconds);
 
         var landed = 0;
         var random = new Random(777);
         var killed = temp.File("killed");
-        while (landed < 10)
+        for (var attempt = 0; landed < 10; attempt++)
         {
-            if (!RunAndKill(Args(killed), TimeSpan.FromMilliseconds(random.Next(600, 2500)))) continue;   // finished first: kill again
+            Assert.True(attempt < 200, $"only {landed} of 10 kills landed in 200 runs of about {duration} ms");
+            if (!RunAndKill(Args(killed), TimeSpan.FromMilliseconds(random.Next(duration / 20, duration * 9 / 10)))) continue;   // finished first: kill again
             landed++;
             // Written once everything is generated, atomically: after a kill the file is absent or whole.
             var path = Path.Combine(killed, "answers.jsonl");
