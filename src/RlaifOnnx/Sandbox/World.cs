@@ -120,13 +120,6 @@ public sealed class World
         return s.Make(this, rng.Next(s.Requests.Length), rng, person, person.HeldOut);
     }
 
-    /// <summary>Another person than <paramref name="person"/>, from the same side of the split.</summary>
-    public Person Other(Person person, Random rng)
-    {
-        var pool = People.Where(p => p.HeldOut == person.HeldOut && p.Name != person.Name).ToList();
-        return pool[rng.Next(pool.Count)];
-    }
-
     /// <summary>The knowledge base as sentences: where each person lives, their work, colour and pet.</summary>
     public IEnumerable<string> Facts() => People.Select(p =>
         $"{p.Name} lives in {p.Village} and works as a {p.Job}. {p.Name}'s favourite colour is {p.Colour}. {p.Name} has a {p.Species} called {p.Pet}.");
