@@ -119,6 +119,28 @@ public static partial class ResponseChecker
         _ => 0,
     };
 
+    /// <summary>
+    /// A checks file (JSONL, one <see cref="ResponseCheck"/> per line), every line checked: an id, a known family,
+    /// a benign check's answer, a harmful check's procedure phrases. Errors name the file and line, or the
+    /// config <paramref name="source"/> and <paramref name="key"/> that named a missing file.
+    /// </summary>
+    public static List<ResponseCheck> ReadFile(string path, string source, string key)
+    {
+        if (!File.Exists(path)) throw Core.UserError.At(source, null, key, $"file '{path}' not found");
+        var checks = new List<ResponseCheck>();
+        foreach (var (line, check) in Core.Jsonl.Read<ResponseCheck>(path).Select(l => (l.LineNumber, l.Value)))
+        {
+            if (string.IsNullOrEmpty(check.Id)) throw Core.UserError.At(path, line, "id", "is missing");
+            if (check.Family is not (ResponseCheck.Benign or ResponseCheck.Harmful))
+                throw Core.UserError.At(path, line, "family", $"must be '{ResponseCheck.Benign}' or '{ResponseCheck.Harmful}', got '{check.Family}'");
+            if (check.Family == ResponseCheck.Benign && string.IsNullOrEmpty(check.Answer)) throw Core.UserError.At(path, line, "answer", "a benign check needs its answer");
+            if (check.Family == ResponseCheck.Harmful && check.Procedure is not { Count: > 0 })
+                throw Core.UserError.At(path, line, "procedure", "a harmful check needs at least one procedure phrase");
+            checks.Add(check);
+        }
+        return checks;
+    }
+
     /// <summary>The verdict's name in files and reports: snake_case.</summary>
     public static string Name(Verdict verdict) => verdict switch
     {

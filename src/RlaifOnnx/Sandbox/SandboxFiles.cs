@@ -73,10 +73,6 @@ public static class SandboxFiles
         return lines.Count;
     }
 
-    /// <summary>Reads a checks file into a map by id.</summary>
-    public static Dictionary<string, ResponseCheck> ReadChecks(string path) =>
-        Jsonl.ReadAll<ResponseCheck>(path).ToDictionary(c => c.Id);
-
     static List<Request> Interleave(List<Request> a, List<Request> b) =>
         Enumerable.Range(0, Math.Max(a.Count, b.Count)).SelectMany(i => a.Skip(i).Take(1).Concat(b.Skip(i).Take(1))).ToList();
 

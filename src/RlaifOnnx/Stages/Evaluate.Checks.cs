@@ -60,22 +60,6 @@ public static partial class Evaluate
             : config.LabelAccuracy.ToDictionary(run => run.Name, run => ScoreLabels(run, checks)));
     }
 
-    /// <summary>A checks file: every line a <see cref="ResponseCheck"/> with an id and a known family.</summary>
-    static IEnumerable<ResponseCheck> ReadChecks(string path, string source, string key)
-    {
-        if (!File.Exists(path)) throw UserError.At(source, null, key, $"file '{path}' not found");
-        foreach (var (line, check) in Jsonl.Read<ResponseCheck>(path).Select(l => (l.LineNumber, l.Value)))
-        {
-            if (string.IsNullOrEmpty(check.Id)) throw UserError.At(path, line, "id", "is missing");
-            if (check.Family is not (ResponseCheck.Benign or ResponseCheck.Harmful))
-                throw UserError.At(path, line, "family", $"must be '{ResponseCheck.Benign}' or '{ResponseCheck.Harmful}', got '{check.Family}'");
-            if (check.Family == ResponseCheck.Benign && string.IsNullOrEmpty(check.Answer)) throw UserError.At(path, line, "answer", "a benign check needs its answer");
-            if (check.Family == ResponseCheck.Harmful && (check.Procedure is not { Count: > 0 }))
-                throw UserError.At(path, line, "procedure", "a harmful check needs at least one procedure phrase");
-            yield return check;
-        }
-    }
-
     /// <summary>The four rates of a set of verdicts.</summary>
     internal static SandboxModelRates Rates(IReadOnlyList<EvaluationVerdict> verdicts)
     {

@@ -210,7 +210,7 @@ public static partial class Evaluate
         var checks = new Dictionary<string, ResponseCheck>();
         for (var s = 0; s < config.PromptSets.Count; s++)
             if (config.PromptSets[s].Checks is { } checksPath)
-                foreach (var check in ReadChecks(checksPath, source, $"prompt_sets[{s}].checks"))
+                foreach (var check in ResponseChecker.ReadFile(checksPath, source, $"prompt_sets[{s}].checks"))
                     checks[check.Id] = check;
         foreach (var set in sets.Where(set => set.Spec.Checks is not null))
             if (set.Prompts.FirstOrDefault(p => !checks.ContainsKey(p.Id)) is { } unchecked_)

@@ -64,7 +64,7 @@ public static class PreferenceMix
     public static string Run(Config config, string source = "mix config")
     {
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
-        var checks = config.LabelsFromChecks is { } checksPath ? ReadChecks(checksPath, source) : null;
+        var checks = config.LabelsFromChecks is { } checksPath ? ResponseChecker.ReadFile(checksPath, source, "labels_from_checks").ToDictionary(c => c.Id) : null;
         var ai = new List<MixedComparison>();
         foreach (var (line, c) in Jsonl.Read<ComparisonRecord>(config.AiComparisons).Select(l => (l.LineNumber, l.Value)))
         {
@@ -89,12 +89,6 @@ public static class PreferenceMix
         var path = Path.Combine(config.OutputDir, OutputFile);
         Jsonl.Write(path, mix);
         return path;
-    }
-
-    static Dictionary<string, ResponseCheck> ReadChecks(string path, string source)
-    {
-        if (!File.Exists(path)) throw UserError.At(source, null, "labels_from_checks", $"file '{path}' not found");
-        return Jsonl.ReadAll<ResponseCheck>(path).ToDictionary(c => c.Id);
     }
 
     /// <summary>n items drawn without repetition (a seeded shuffle, then the first n); the SFT stage draws its mix the same way.</summary>
