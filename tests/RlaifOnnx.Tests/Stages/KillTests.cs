@@ -12,16 +12,23 @@ namespace RlaifOnnx.Tests.Stages;
 public class KillTests
 {
     /// <summary>Starts `rlaif ARGS`, kills it after <paramref name="after"/> unless it finished; true when it was killed.</summary>
-    internal static bool RunAndKill(string[] args, TimeSpan after)
+    /// <summary>`rlaif ARGS` started with its output drained (so a full pipe never stalls it).</summary>
+    static Process StartRlaif(string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
         foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
+        var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        return process;
+    }
+
+    internal static bool RunAndKill(string[] args, TimeSpan after)
+    {
+        using var process = StartRlaif(args);
         if (process.WaitForExit(after)) return false;
         process.Kill(entireProcessTree: true);   // SIGKILL: no finally blocks, no flushes
         process.WaitForExit();
@@ -55,14 +62,7 @@ public class KillTests
     /// </summary>
     internal static bool RunAndKillWhen(string[] args, Func<bool> reached)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "rlaif.dll"));
-        foreach (var a in args) start.ArgumentList.Add(a);
-        using var process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        using var process = StartRlaif(args);
         while (!reached())
             if (process.WaitForExit(5)) return false;
         process.Kill(entireProcessTree: true);

@@ -120,6 +120,21 @@ internal sealed class GraphIndex
         return new WeightTensor(shape, data);
     }
 
+    /// <summary>
+    /// The lm_head of a Llama-family export: a bias-free MatMul from the final norm's output to the logits (a graph
+    /// output, possibly through a Cast to float32). Adds lm_head.weight unless it is the transposed embedding; returns whether it is (tied).
+    /// </summary>
+    public bool ReadLmHead(string normed, WeightTensor embed, WeightSet weights)
+    {
+        var (logits, lm, lmBias) = Linear(normed, "the lm_head");
+        if (lmBias is not null) throw Unrecognised("a bias on the lm_head");
+        if (!IsGraphOutput(logits) && !(ConsumerOf(logits, "Cast") is { } cast && IsGraphOutput(cast.Output[0])))
+            throw Unrecognised("the lm_head output is not a graph output");
+        var tied = OnnxImport.IsTranspose(lm, embed);
+        if (!tied) weights["lm_head.weight"] = lm;
+        return tied;
+    }
+
     /// <summary>MatMul(x, W) with an optional Add(·, b) after it: returns (output, W, b or null).</summary>
     public (string Output, WeightTensor Weight, WeightTensor? Bias) Linear(string x, string what)
     {

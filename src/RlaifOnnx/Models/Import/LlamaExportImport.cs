@@ -120,12 +120,7 @@ static class LlamaExportImport
         weights["model.norm.weight"] = gamma;
 
         // lm_head: a MatMul to the logits (possibly through a Cast to float32).
-        var (logits, lm, lmBias) = g.Linear(normed, "the lm_head");
-        if (lmBias is not null) throw g.Unrecognised("a bias on the lm_head");
-        if (!g.IsGraphOutput(logits) && !(g.ConsumerOf(logits, "Cast") is { } cast && g.IsGraphOutput(cast.Output[0])))
-            throw g.Unrecognised("the lm_head output is not a graph output");
-        var tied = OnnxImport.IsTranspose(lm, embed);
-        if (!tied) weights["lm_head.weight"] = lm;
+        var tied = g.ReadLmHead(normed, embed, weights);
 
         if (eps.Distinct().Count() > 1) throw g.Unrecognised($"norms with different epsilons ({string.Join(", ", eps.Distinct())})");
         var modelType = info.ModelType is "qwen2" or "mistral" ? info.ModelType : "llama";

@@ -116,12 +116,7 @@ static class StandardLlamaImport
         weights["model.norm.weight"] = norm.Gamma;
         eps.Add(norm.Eps);
 
-        var (logits, lm, lmBias) = g.Linear(norm.Output, "the lm_head");
-        if (lmBias is not null) throw g.Unrecognised("a bias on the lm_head");
-        if (!g.IsGraphOutput(logits) && !(g.ConsumerOf(logits, "Cast") is { } cast && g.IsGraphOutput(cast.Output[0])))
-            throw g.Unrecognised("the lm_head output is not a graph output");
-        var tied = OnnxImport.IsTranspose(lm, embed);
-        if (!tied) weights["lm_head.weight"] = lm;
+        var tied = g.ReadLmHead(norm.Output, embed, weights);
         if (eps.Distinct().Count() > 1) throw g.Unrecognised($"norms with different epsilons ({string.Join(", ", eps.Distinct())})");
 
         var config = new ModelConfig
