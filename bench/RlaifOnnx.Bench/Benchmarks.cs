@@ -8,8 +8,10 @@ public sealed class BenchContext(bool quick)
     public bool Quick { get; } = quick;
     /// <summary>Run the PyTorch reference beside the training figures (off with --no-torch while working on the bench).</summary>
     public bool RunTorch { get; init; } = true;
-    /// <summary>fp32 MatMul throughput measured earlier in this run, in FLOP/s.</summary>
+    /// <summary>fp32 GEMM peak measured earlier in this run (best of MatMul and Gemm over the shapes), in FLOP/s.</summary>
     public double? GemmPeakFlops { get; set; }
+    /// <summary>The best MatMul and the best Gemm of each GEMM measurement in this run, in GFLOP/s.</summary>
+    public List<(double MatMul, double Gemm)> GemmPeaks { get; } = [];
     public string WorkDir { get; } = Directory.CreateTempSubdirectory("rlaif-bench-").FullName;
 }
 
@@ -23,6 +25,7 @@ public static class Benchmarks
         new("gemm", GemmBench.Run),
         // Training right after the GEMM peak: its peak working set is then the training's, not an earlier benchmark's.
         new("train", TrainingBench.Run),
+        new("attention", AttentionProductsBench.Run),
         new("decode", DecodeBench.Run),
         new("label", LabelBench.Run),
         new("serving", ServingBench.Run),

@@ -17,7 +17,7 @@ namespace RlaifOnnx.Models;
 /// The math follows Hugging Face's modeling_llama.py: RMSNorm (x / sqrt(mean(x²) + eps) · w),
 /// rotary embeddings with rotate_half, grouped-query attention, SwiGLU MLP (down(silu(gate) · up)).
 /// </summary>
-public static class LlamaGraph
+public static partial class LlamaGraph
 {
     /// <summary>
     /// Added to the attention score of every key a query may not see. Finite (not -inf) so a fully
@@ -112,6 +112,7 @@ public static class LlamaGraph
                 g.Input(PastValueName(i), ft, "batch_size", kvHeads, "past_sequence_length", d);
             }
 
+        if (!withCache) { FlatLogits(g, c, inputIds, mask, positionIds); return; }   // the training layout (LlamaTrainingDecoder.cs)
         var final = FinalHidden(g, c, inputIds, mask, positionIds, withCache);   // [B, S, h]
         g.Scope = "lm_head/";
         var head = c.TieEmbeddings ? g.Transpose("model.embed_tokens.weight", 1, 0) : "lm_head.weight"; // [h, V]
@@ -128,6 +129,7 @@ public static class LlamaGraph
     internal static string FinalHidden(GraphBuilder g, ModelConfig c, string inputIds, string mask, string positionIds, bool withCache = false)
     {
         RequireLlama(c);
+        if (!withCache) return Unflatten(g, FlatFinalHidden(g, c, inputIds, mask, positionIds), inputIds, c.HiddenSize);
         var ft = g.FloatType;
         int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim;
         // Node scopes ("embedding/", "layer3/attention/", "layer3/mlp/", "layer3/norm/" …) name the regions a

@@ -108,7 +108,7 @@ public static class Lora
             {
                 var mask = DropoutMaskName(weight);
                 graph.Input.Add(GraphBuilder.ValueInfo(mask, floatType, "batch_size", "sequence_length", adapter.In));
-                x = g.Mul(x, mask);
+                x = g.Mul(x, g.Reshape(mask, g.Shape(x)));   // [B, S, in] onto x's rows, 3-D or 2-D [B·S, in]
             }
             var low = g.MatMul(g.MatMul(x, adapter.A), adapter.B);
             var scaled = g.Mul(low, g.Scalar(options.Scale));
