@@ -45,11 +45,17 @@ public static class Losses
     public static string Mean(GraphBuilder g, string x) => g.Op("ReduceMean", [x], ("keepdims", 0L));
 
     /// <summary>log p(actions[b,t]) under softmax(logits[b,t,:]). logits [B,T,V], actions [B,T] int64 → [B,T].</summary>
+    /// <remarks>
+    /// Computed as logits[action] − logsumexp(logits): the forward reads the [B,T,V] logits once and writes no
+    /// tensor of their size (a LogSoftmax writes all of log p, of which one entry per row is read), and the
+    /// backward is softmax · dy over the row (ReduceLogSumExp's rule) with dy added at the picked entry by a
+    /// scatter of one value per row (GatherElements' rule), not a one-hot tensor.
+    /// </remarks>
     public static string TokenLogProbs(GraphBuilder g, string logits, string actions)
     {
-        var logProbs = g.LogSoftmax(logits, -1);                                   // [B,T,V]
-        var picked = g.GatherElements(logProbs, g.Unsqueeze(actions, -1), -1);     // [B,T,1]
-        return g.Squeeze(picked, -1);                                             // [B,T]
+        var logSumExp = g.Op("ReduceLogSumExp", [logits, g.Int64s(-1)], ("keepdims", 1L));   // [B,T,1]
+        var picked = g.GatherElements(logits, g.Unsqueeze(actions, -1), -1);                // [B,T,1]
+        return g.Squeeze(g.Sub(picked, logSumExp), -1);                                     // [B,T]
     }
 
     /// <summary>log p(ids[b,t+1] | ids[b,≤t]): logits [B,T,V], inputIds [B,T] → [B,T−1].</summary>

@@ -28,6 +28,15 @@ sealed partial class Differentiator
             }
             case "ReduceSumSquare":
                 return g.Mul(g.Mul(g.Expand(dyKept, g.Shape(x)), x), Scalar(2));
+            case "ReduceLogSumExp":
+            {
+                // dx = dy · exp(x − y) = dy · softmax(x) over the reduced axes: over the last axis alone one
+                // Softmax node (one pass over x) instead of Sub and Exp.
+                var rank = RankOf(x, n);
+                var lastAxisOnly = axes is not null && _ranks.ConstantInts(axes) is [var a] && (a == -1 || a == rank - 1);
+                var weights = lastAxisOnly ? g.Softmax(x, -1) : g.Exp(g.Sub(x, yKept));
+                return g.Mul(weights, dyKept);
+            }
             default:
             {
                 // Max/Min: the gradient goes to the extreme elements, shared equally among ties.
@@ -98,7 +107,7 @@ sealed partial class Differentiator
     void LayerNormGradient(NodeProto n, string dy)
     {
         // y = x̂ · scale + bias, x̂ = (x − μ) / σ over the axes from `axis` on (ONNX LayerNormalization, opset 17).
-        if (n.Output.Skip(1).Any(o => o.Length > 0 && _requiresGrad.Contains(o) && _contributions.ContainsKey(o)))
+        if (n.Output.Skip(1).Any(o => o.Length > 0 && _requiresGrad.Contains(o) && HasGradient(o)))
             throw new NotSupportedException($"{Describe(n)}: gradients through the Mean/InvStdDev outputs are not supported");
         var x = n.Input[0];
         var scale = n.Input[1];

@@ -15,6 +15,8 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     readonly RankInference _ranks = new(g.Graph);
     readonly HashSet<string> _requiresGrad = new();
     readonly Dictionary<string, List<string>> _contributions = new();
+    /// <summary>Sparse contributions: dy [.., 1] added at one index per row along the last axis (see <see cref="ContributePick"/>).</summary>
+    readonly Dictionary<string, List<(string Indices, string Updates)>> _picks = new();
     readonly Dictionary<string, string> _summed = new();
     readonly Dictionary<string, NodeProto> _producers = new();
 
@@ -48,16 +50,16 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             for (var i = nodes.Count - 1; i >= 0; i--)
             {
                 var n = nodes[i];
-                if (!n.Output.Any(o => _requiresGrad.Contains(o) && _contributions.ContainsKey(o))) continue;
+                if (!n.Output.Any(o => _requiresGrad.Contains(o) && HasGradient(o))) continue;
                 // Backward nodes carry their forward node's scope (after the "∂/" prefix), so a profile sums them by region.
                 g.Scope = ScopeOf(n.Name);
-                var dys = n.Output.Select(o => _contributions.ContainsKey(o) ? Gradient(o) : null).ToArray();
+                var dys = n.Output.Select(o => HasGradient(o) ? Gradient(o) : null).ToArray();
                 Apply(n, dys);
             }
         }
         g.Scope = "";
         foreach (var t in trainable)
-            result[t] = _contributions.ContainsKey(t) ? Gradient(t) : ZerosLike(t);
+            result[t] = HasGradient(t) ? Gradient(t) : ZerosLike(t);
         return result;
     }
 
@@ -82,14 +84,55 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
         list.Add(grad);
     }
 
-    /// <summary>The total gradient of a value: its contributions summed once.</summary>
+    bool HasGradient(string value) => _contributions.ContainsKey(value) || _picks.ContainsKey(value);
+
+    /// <summary>
+    /// A contribution that is zero except <paramref name="updates"/> [.., 1] at <paramref name="indices"/> [.., 1]
+    /// (non-negative) along the last axis: a picked token's log-prob. Kept sparse until the gradient is summed,
+    /// where it is added into the dense sum by ScatterElements (one update per row) instead of a one-hot
+    /// tensor of the value's size and a Sum over it.
+    /// </summary>
+    void ContributePick(string value, string indices, string updates)
+    {
+        if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
+        if (!_picks.TryGetValue(value, out var list)) _picks[value] = list = [];
+        list.Add((indices, updates));
+    }
+
+    /// <summary>The total gradient of a value: its dense contributions summed once, then its picks added in.</summary>
     string Gradient(string value)
     {
         if (_summed.TryGetValue(value, out var s)) return s;
-        var list = _contributions[value];
-        var total = list.Count == 1 ? list[0] : g.Op("Sum", list.ToArray());
+        var dense = _contributions.GetValueOrDefault(value) ?? [];
+        var picks = _picks.GetValueOrDefault(value) ?? [];
+        var total = dense.Count switch
+        {
+            0 => OneHotTimes(value, picks[0].Indices, picks[0].Updates),
+            1 => dense[0],
+            _ => g.Op("Sum", dense.ToArray()),
+        };
+        foreach (var (indices, updates) in dense.Count == 0 ? picks.Skip(1) : picks)
+            // ONNX Runtime's ScatterElements adds in index order on one thread: exact, and O(rows) here.
+            total = g.Op("ScatterElements", [total, indices, updates], ("axis", -1L), ("reduction", "add"));
         _summed[value] = total;
         return total;
+    }
+
+    /// <summary>
+    /// updates at the indices along the last axis, zero elsewhere, as one-hot · updates — element-wise and
+    /// parallel, instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it. (OneHot
+    /// and Mul: ONNX Runtime's Where broadcasting a [.., 1] operand, and Cast from bool, ran several times slower.)
+    /// </summary>
+    string OneHotTimes(string value, string indices, string updates)
+    {
+        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast only in float64 graphs: ONNX
+        // Runtime runs a float-to-float CastLike as a full copy of the [.., V] tensor.
+        var offOn = new TensorProto { Name = g.Fresh("off_on"), DataType = (int)DataType.Float };
+        offOn.Dims.Add(2);
+        offOn.FloatData.Add([0f, 1f]);
+        var oneHot = g.Op("OneHot", [g.Squeeze(indices, -1), AxisLength(value, -1), g.Initializer(offOn)], ("axis", -1L)); // [.., V]
+        if (floatType != DataType.Float) oneHot = g.Op("CastLike", [oneHot, updates]);
+        return g.Mul(oneHot, updates);
     }
 
     static long AttrInt(NodeProto n, string name, long fallback)
@@ -279,7 +322,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
                 To(0, () => g.Sub(Dy(0), g.Mul(g.Exp(Out(0)), g.ReduceSum(Dy(0), [axis]))));
                 break;
             }
-            case "ReduceSum" or "ReduceMean" or "ReduceMax" or "ReduceMin" or "ReduceSumSquare":
+            case "ReduceSum" or "ReduceMean" or "ReduceMax" or "ReduceMin" or "ReduceSumSquare" or "ReduceLogSumExp":
                 To(0, () => ReduceGradient(n, Dy(0)));
                 break;
             case "MatMul":
@@ -367,24 +410,17 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             {
                 var axis = AttrInt(n, "axis", 0);
                 if (OneIndexAlongLastAxis(n))
-                    To(0, () =>
+                {
+                    // One index per row along the last axis (a token's log-prob picked from its vocabulary row): dx is
+                    // dy at the picked position and zero elsewhere, kept sparse (see ContributePick).
+                    if (Needs(In(0)))
                     {
-                        // One index per row along the last axis (a token's log-prob picked from its vocabulary row): dx is
-                        // dy at the picked position and zero elsewhere, i.e. one-hot · dy — element-wise and parallel,
-                        // instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it. (OneHot and
-                        // Mul: ONNX Runtime's Where broadcasting a [.., 1] operand, and Cast from bool, ran several times slower.)
                         var length = AxisLength(In(0), -1);                                                 // [1]
                         var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));                       // [.., 1]
                         idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, length), idx);
-                        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast only in float64 graphs: ONNX
-                        // Runtime runs a float-to-float CastLike as a full copy of the [.., V] tensor.
-                        var offOn = new TensorProto { Name = g.Fresh("off_on"), DataType = (int)DataType.Float };
-                        offOn.Dims.Add(2);
-                        offOn.FloatData.Add([0f, 1f]);
-                        var oneHot = g.Op("OneHot", [g.Squeeze(idx, -1), length, g.Initializer(offOn)], ("axis", -1L)); // [.., V]
-                        if (floatType != DataType.Float) oneHot = g.Op("CastLike", [oneHot, Dy(0)]);
-                        return g.Mul(oneHot, Dy(0));
-                    });
+                        ContributePick(In(0), idx, Dy(0));
+                    }
+                }
                 else
                     To(0, () => g.Op("ScatterElements", [ZerosLike(In(0)), In(1), Dy(0)], ("axis", axis), ("reduction", "add")));
                 break;

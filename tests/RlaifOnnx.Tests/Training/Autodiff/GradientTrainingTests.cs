@@ -187,8 +187,10 @@ public class GradientTrainingTests
         Assert.Contains(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements");   // embedding rows (ScatterND's reduction races in ONNX Runtime)
         Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "ScatterND");
         Assert.Contains(graphs.Training.Graph.Node, n => n.OpType == "Pad");          // unit-step Slice rule
-        // A one-hot only for the loss's token pick ([B,T,V], the size of the log-probs anyway), never for the embedding rows.
-        Assert.Single(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
+        // The loss's token pick is scattered into the dense softmax gradient (one update per row along the last
+        // axis), with no one-hot tensor of the logits' size.
+        Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
+        Assert.Single(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements" && n.Attribute.Any(a => a.Name == "axis" && a.I == -1));
     }
 
     [Fact]

@@ -1,0 +1,70 @@
+using Onnx;
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Training;
+using RlaifOnnx.Training.Autodiff;
+
+namespace RlaifOnnx.Tests.Training.Autodiff;
+
+/// <summary>
+/// The token log-prob's rules: ReduceLogSumExp (softmax · dy over the last axis, exp(x − y) · dy elsewhere) and a
+/// one-index-per-row GatherElements kept sparse and scattered into the dense gradient of the same tensor,
+/// against central finite differences in float64, with a negative control on the scatter.
+/// </summary>
+public sealed class GradientPickTests
+{
+    static readonly long[] BTH = [2, 3, 4];
+
+    [Fact]
+    public void ReduceLogSumExp_on_the_last_axis_and_on_others()
+    {
+        var c = new GradientCheck();
+        c.CheckOutput(c.G.Op("ReduceLogSumExp", [c.Param("x", BTH, -3, 3), c.G.Int64s(-1)], ("keepdims", 1L)), [2, 3, 1]);
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Op("ReduceLogSumExp", [c.Param("x", BTH, -3, 3), c.G.Int64s(2)], ("keepdims", 0L)), [2, 3]);
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Op("ReduceLogSumExp", [c.Param("x", BTH, -3, 3), c.G.Int64s(0, 2)], ("keepdims", 0L)), [3]);
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Op("ReduceLogSumExp", [c.Param("x", BTH, -3, 3)], ("keepdims", 0L)), []);
+    }
+
+    /// <summary>log p(ids) as Losses.TokenLogProbs builds it: the pick is scattered into the softmax gradient, no one-hot.</summary>
+    [Fact]
+    public void Token_log_probs_scatter_the_pick_into_the_softmax_gradient()
+    {
+        var c = new GradientCheck();
+        var logProbs = Losses.TokenLogProbs(c.G, c.Param("x", BTH, -3, 3), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
+        c.CheckOutput(logProbs, [2, 3]);
+        var graphs = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
+        Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
+        Assert.Single(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements");
+    }
+
+    [Fact]
+    public void Two_picks_of_one_tensor_without_a_dense_part_add_up()
+    {
+        // The first pick becomes the one-hot product, the second is scattered into it; ids overlap on purpose.
+        var c = new GradientCheck();
+        var x = c.Param("x", BTH);
+        var first = c.G.GatherElements(x, c.G.Unsqueeze(c.Longs("a", [0, 3, 3, 1, 2, -1], 2, 3), -1), -1);
+        var second = c.G.GatherElements(x, c.G.Unsqueeze(c.Longs("b", [0, 1, 3, 2, 2, 0], 2, 3), -1), -1);
+        c.CheckOutput(c.G.Add(first, c.G.Mul(second, c.G.Scalar(3))), [2, 3, 1]);
+    }
+
+    [Fact]
+    public void A_scatter_that_replaces_instead_of_adding_fails_the_check()
+    {
+        var c = new GradientCheck();
+        var logProbs = Losses.TokenLogProbs(c.G, c.Param("x", BTH, -3, 3), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
+        c.G.OutputAs(Losses.SumAll(c.G, c.G.Mul(logProbs, c.Data("loss_weights", [2, 3]))), "loss", DataType.Double);
+        var model = c.G.ToModel();
+        var (right, _) = GradientCheck.GradientError(model, c.Inputs, c.Trainable);
+        Assert.True(right < 1e-6, $"the right rule: error {right:E2}");
+        static void Replace(ModelProto training)
+        {
+            var scatter = training.Graph.Node.Single(n => n.OpType == "ScatterElements");
+            scatter.Attribute.Single(a => a.Name == "reduction").S = Google.Protobuf.ByteString.CopyFromUtf8("none");
+        }
+        var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: Replace);
+        Assert.True(wrong > 0.05, $"a replacing scatter passed: {report}");
+    }
+}
