@@ -14,6 +14,7 @@ namespace RlaifOnnx.Models;
 /// - Attention folds each key/value head's group of query heads into the rows, [B, kvH, group·S, D], so
 ///   both attention products are plain batched MatMuls (no broadcast over the group axis), and the keys
 ///   are laid out [B, kvH, D, S] by the same Transpose that splits the heads.
+/// - RMSNorm is one SimplifiedLayerNormalization node with its own gradient rule.
 /// - rotate_half is a product with a constant signed permutation [D, D] (exact: every term is ±x or 0),
 ///   one node instead of Split, Neg and Concat and their gradients.
 /// </summary>
@@ -44,7 +45,7 @@ public static partial class LlamaGraph
             string W(string rest) => WeightNames.LlamaLayer(i, rest);
 
             g.Scope = $"layer{i}/norm/";
-            var normed = RmsNorm(g, x, W("input_layernorm.weight"), c.NormEps);
+            var normed = FusedRmsNorm(g, x, W("input_layernorm.weight"), c.NormEps);
             g.Scope = $"layer{i}/attention/";
             var q = Projection(g, normed, W("self_attn.q_proj.weight"), c.AttentionBias ? W("self_attn.q_proj.bias") : null);   // [N, H·D]
             var k = Projection(g, normed, W("self_attn.k_proj.weight"), c.AttentionBias ? W("self_attn.k_proj.bias") : null);   // [N, kvH·D]
@@ -60,7 +61,7 @@ public static partial class LlamaGraph
             x = g.Add(x, g.MatMul(merged, W("self_attn.o_proj.weight")));
 
             g.Scope = $"layer{i}/norm/";
-            var n2 = RmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
+            var n2 = FusedRmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
             g.Scope = $"layer{i}/mlp/";
             var gate = g.MatMul(n2, W("mlp.gate_proj.weight"));
             var up = g.MatMul(n2, W("mlp.up_proj.weight"));
@@ -69,10 +70,18 @@ public static partial class LlamaGraph
         }
 
         g.Scope = "final_norm/";
-        var final = RmsNorm(g, x, "model.norm.weight", c.NormEps);
+        var final = FusedRmsNorm(g, x, "model.norm.weight", c.NormEps);
         g.Scope = "";
         return final;
     }
+
+    /// <summary>
+    /// RMSNorm over the last axis as ONNX Runtime's SimplifiedLayerNormalization (a CPU kernel in the ONNX
+    /// domain, float and double): one pass instead of six nodes, and one gradient rule
+    /// (Differentiator's SimplifiedLayerNormalization) instead of the element-wise rules of those six.
+    /// </summary>
+    static string FusedRmsNorm(GraphBuilder g, string x, string weight, double eps)
+        => g.Op("SimplifiedLayerNormalization", [x, weight], ("axis", -1L), ("epsilon", (float)eps));
 
     /// <summary>[N, h] rows back to [B, S, h], the shape of <paramref name="inputIds"/> plus the last axis.</summary>
     static string Unflatten(GraphBuilder g, string rows, string inputIds, long last)

@@ -104,6 +104,33 @@ sealed partial class Differentiator
             Contribute(n.Input[2], ReduceTo(beta == 1f ? dy : g.Mul(dy, Scalar(beta)), n.Input[2]));
     }
 
+    void RmsNormGradient(NodeProto n, string dy)
+    {
+        // y = x̂ · w, x̂ = x · r, r = (mean(x², last axis) + eps)^(−1/2) (ONNX Runtime's SimplifiedLayerNormalization).
+        if (n.Output.Skip(1).Any(o => o.Length > 0 && _requiresGrad.Contains(o) && HasGradient(o)))
+            throw new NotSupportedException($"{Describe(n)}: gradients through the InvStdDev output are not supported");
+        var x = n.Input[0];
+        var w = n.Input[1];
+        var rank = RankOf(x, n);
+        var axis = AttrInt(n, "axis", -1);
+        if (axis != -1 && axis != rank - 1) throw new NotSupportedException($"{Describe(n)}: only the last axis is differentiated");
+        var eps = n.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+        // r from one read of x (ReduceSumSquare writes only [.., 1]); the same float epsilon as the forward.
+        var width = g.Op("CastLike", [AxisLength(x, -1), dy]);
+        var meanSquare = g.Div(g.Op("ReduceSumSquare", [x, g.Int64s(-1)], ("keepdims", 1L)), width);
+        var r = g.Reciprocal(g.Sqrt(g.Add(meanSquare, Scalar(eps))));                              // [.., 1]
+        var xHat = g.Mul(x, r);
+        if (Needs(x))
+        {
+            // dx = r · (ĝ − x̂ · mean(ĝ · x̂)), ĝ = dy · w
+            var gHat = g.Mul(dy, w);
+            var dot = g.Div(g.ReduceSum(g.Mul(gHat, xHat), [-1]), width);                            // [.., 1]
+            Contribute(x, g.Mul(g.Sub(gHat, g.Mul(xHat, dot)), r));
+        }
+        if (Needs(w)) Contribute(w, ReduceTo(g.Mul(dy, xHat), w));
+        if (n.Input.Count > 2 && Needs(n.Input[2])) throw new NotSupportedException($"{Describe(n)}: a bias input is not differentiated");
+    }
+
     void LayerNormGradient(NodeProto n, string dy)
     {
         // y = x̂ · scale + bias, x̂ = (x − μ) / σ over the axes from `axis` on (ONNX LayerNormalization, opset 17).

@@ -431,6 +431,9 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             case "LayerNormalization":
                 LayerNormGradient(n, Dy(0));
                 break;
+            case "SimplifiedLayerNormalization":
+                RmsNormGradient(n, Dy(0));
+                break;
             default:
                 throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
         }

@@ -87,7 +87,7 @@ sealed class RankInference
             }
             case "Identity" or "Neg" or "Exp" or "Log" or "Sqrt" or "Reciprocal" or "Sigmoid" or "Tanh" or "Erf" or "Relu"
                 or "Abs" or "Cast" or "CastLike" or "Softmax" or "LogSoftmax" or "Not" or "Floor" or "Ceil" or "Sign" or "IsNaN"
-                or "IsInf" or "Trilu" or "Dropout" or "Clip" or "LayerNormalization" or "Softplus" or "ScatterND"
+                or "IsInf" or "Trilu" or "Dropout" or "Clip" or "LayerNormalization" or "SimplifiedLayerNormalization" or "Softplus" or "ScatterND"
                 or "ScatterElements" or "Round" or "Elu" or "LeakyRelu" or "Gelu" or "Cos" or "Sin" or "HardSigmoid" or "Selu"
                 or "Celu" or "Mish" or "Shrink" or "ThresholdedRelu" or "Sinh" or "Cosh" or "Tan" or "Atan" or "Asin" or "Acos" or "CumSum":
                 if (R(0) is { } same) Set(output, same, Length(n.Input[0]));
