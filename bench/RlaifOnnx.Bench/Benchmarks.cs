@@ -8,6 +8,8 @@ public sealed class BenchContext(bool quick)
     public bool Quick { get; } = quick;
     /// <summary>Run the PyTorch reference beside the training figures (off with --no-torch while working on the bench).</summary>
     public bool RunTorch { get; init; } = true;
+    /// <summary>Train with ONNX Runtime's CPU arena on (--arena) instead of the low-memory setting.</summary>
+    public bool TrainingArena { get; init; }
     /// <summary>fp32 GEMM peak measured earlier in this run (best of MatMul and Gemm over the shapes), in FLOP/s.</summary>
     public double? GemmPeakFlops { get; set; }
     /// <summary>The best MatMul and the best Gemm of each GEMM measurement in this run, in GFLOP/s.</summary>

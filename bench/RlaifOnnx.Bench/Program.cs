@@ -3,12 +3,13 @@ using System.Text;
 using RlaifOnnx.Bench;
 
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
-// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch]
+// Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch] [--arena]
 if (args is ["--ppo-child", var ppoDir]) return PpoBench.Child(ppoDir);   // PpoBench's own process
 var outPath = "bench/RESULTS.md";
 string? only = null;
 var quick = false;
 var torch = true;
+var arena = false;
 for (var i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -17,6 +18,7 @@ for (var i = 0; i < args.Length; i++)
         case "--only": only = args[++i]; break;
         case "--quick": quick = true; break;
         case "--no-torch": torch = false; break;
+        case "--arena": arena = true; break;
         default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
     }
 }
@@ -32,7 +34,7 @@ report.AppendLine($"Reproduce: `make bench` (runs `dotnet run --project bench/Rl
 report.AppendLine("Every ratio below divides numbers measured in this same run.");
 report.AppendLine();
 
-var ctx = new BenchContext(quick) { RunTorch = torch };
+var ctx = new BenchContext(quick) { RunTorch = torch, TrainingArena = arena };
 foreach (var bench in Benchmarks.All)
 {
     if (only is not null && !only.Split(',').Contains(bench.Name)) continue;

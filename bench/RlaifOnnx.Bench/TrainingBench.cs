@@ -70,8 +70,7 @@ public static class TrainingBench
 
             Model: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, intermediate {config.IntermediateSize}, vocab {config.VocabSize}, tied embeddings:
             N = {n:N0} parameters. Batch × length = {batchSize} × {length} = {tokens:N0} tokens per step, float32,
-            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, ONNX Runtime's CPU arena off
-            (`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system). {timedSteps} timed steps after one warm-up step.
+            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n            (`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n            (`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
 
             | measure | value |
             |---|---|
@@ -104,7 +103,7 @@ public static class TrainingBench
             Enumerable.Range(0, length).Select(_ => rng.Next(3, config.VocabSize)).ToArray(), Enumerable.Repeat((byte)1, length).ToArray())).ToList();
         var batch = CausalLm.Batch(sequences, config.PadTokenId);
         // Arena off: the low-memory setting (see TrainerOptions.CpuMemoryArena); the memory table below says so.
-        var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4, Threads = threads, CpuMemoryArena = false });
+        var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4, Threads = threads, CpuMemoryArena = ctx.TrainingArena });
         var graph = CausalLm.Graph(config);
 
         // One warm-up step, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
