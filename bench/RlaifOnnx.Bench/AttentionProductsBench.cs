@@ -54,7 +54,8 @@ public static class AttentionProductsBench
         g.OutputAs(product(g, a, b), "c", DataType.Float);
         var path = Path.Combine(ctx.WorkDir, $"attention-product-{Guid.NewGuid():N}.onnx");
         OnnxFile.Save(g.ToModel(), path);
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        // As many intra-op threads as the training step uses (every logical core), not ONNX Runtime's default.
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = Environment.ProcessorCount };
         using var session = new InferenceSession(path, options);
         var rng = new Random(1);
         float[] Random(long[] shape) { var v = new float[shape.Aggregate(1L, (x, y) => x * y)]; for (var i = 0; i < v.Length; i++) v[i] = (float)rng.NextDouble(); return v; }
