@@ -87,5 +87,24 @@ public static class Machine
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
     }
 
+    /// <summary>
+    /// The last-level cache size the CPU reports (sysfs, else getconf's CPUID reading). On a VM this is the host
+    /// CPU's figure, not necessarily what the guest's cores can use, hence the bandwidth sweep.
+    /// </summary>
+    public static string LastLevelCache()
+    {
+        try
+        {
+            var sysfs = "/sys/devices/system/cpu/cpu0/cache/index3/size";
+            if (File.Exists(sysfs)) return File.ReadAllText(sysfs).Trim() + " (sysfs)";
+            using var getconf = Process.Start(new ProcessStartInfo("getconf", "LEVEL3_CACHE_SIZE") { RedirectStandardOutput = true });
+            var text = getconf?.StandardOutput.ReadToEnd().Trim();
+            getconf?.WaitForExit();
+            if (long.TryParse(text, out var bytes) && bytes > 0) return $"{bytes / (1 << 20)} MiB (CPUID, via getconf; sysfs shows none)";
+        }
+        catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception) { }
+        return "not reported";
+    }
+
     public static string OrtVersion() => Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString();
 }
