@@ -15,8 +15,8 @@ namespace RlaifOnnx.Models;
 /// - RMSNorm: SimplifiedLayerNormalization; each residual Add fused into the next norm with
 ///   com.microsoft SkipSimplifiedLayerNormalization (output 3 is the residual sum).
 /// - RoPE: com.microsoft RotaryEmbedding (rotate_half layout) on q [B, S, H·D] and k [B, S, kvH·D], reading
-///   cos/sin tables [MaxPositions, D/2] computed in float64 and stored in float32; the attention scale
-///   1/√D is FusedMatMul's alpha.
+///   cos/sin rows computed per call from position_ids in float64 (any position, as in the standard graph);
+///   the attention scale 1/√D is FusedMatMul's alpha.
 /// - SiLU: com.microsoft QuickGelu with alpha 1 (x · sigmoid(x)).
 /// - Tied LM head: FusedMatMul with transB reads the embedding [V, h] directly (no transposed copy).
 /// Grouped-query attention stays a broadcasting MatMul over [B, kvH, group, S, T] with the additive mask
@@ -43,7 +43,7 @@ static class LlamaInferenceGraph
         g.Scope = "embedding/";
         var residual = g.Gather("model.embed_tokens.weight", inputIds);        // [B, S, h]
         g.Scope = "attention/";
-        var (cos, sin) = RotaryTables(g, c);                                   // [MaxPositions, D/2] each
+        var (cos, sin, rotaryIndex) = RotaryTables(g, c, positionIds);          // [B·S, D/2] each, [B, S]
         var maskBias = LlamaGraph.AttentionMaskBias(g, inputIds, mask);        // [B, 1, 1, S, T]
         var scale = 1.0 / Math.Sqrt(d);
 
@@ -57,8 +57,8 @@ static class LlamaInferenceGraph
 
             // Attention block: residual + o_proj(attention(normed)).
             g.Scope = $"layer{i}/attention/";
-            var q = Rotary(g, Projection(g, normed, W("self_attn.q_proj.weight"), Bias("q_proj")), positionIds, cos, sin, heads);
-            var k = Rotary(g, Projection(g, normed, W("self_attn.k_proj.weight"), Bias("k_proj")), positionIds, cos, sin, kvHeads);
+            var q = Rotary(g, Projection(g, normed, W("self_attn.q_proj.weight"), Bias("q_proj")), rotaryIndex, cos, sin, heads);
+            var k = Rotary(g, Projection(g, normed, W("self_attn.k_proj.weight"), Bias("k_proj")), rotaryIndex, cos, sin, kvHeads);
             var v = Projection(g, normed, W("self_attn.v_proj.weight"), Bias("v_proj"));
             var q5 = g.Transpose(g.Reshape(q, 0, 0, kvHeads, group, d), 0, 2, 3, 1, 4);    // [B, kvH, group, S, D]
             var k4 = g.Transpose(g.Reshape(k, 0, 0, kvHeads, d), 0, 2, 1, 3);              // [B, kvH, S, D]
@@ -115,31 +115,30 @@ static class LlamaInferenceGraph
         return bias is null ? y : g.Add(y, bias);
     }
 
-    /// <summary>RoPE (rotate_half layout) on [B, S, heads·D] at the given positions [B, S].</summary>
-    static string Rotary(GraphBuilder g, string x, string positionIds, string cos, string sin, int heads)
-        => g.Node("RotaryEmbedding", [x, positionIds, cos, sin], [g.Fresh("rotated")], Ms,
+    /// <summary>RoPE (rotate_half layout) on [B, S, heads·D], token (b, s) rotated by table row index[b, s].</summary>
+    static string Rotary(GraphBuilder g, string x, string index, string cos, string sin, int heads)
+        => g.Node("RotaryEmbedding", [x, index, cos, sin], [g.Fresh("rotated")], Ms,
             ("interleaved", 0L), ("num_heads", (long)heads))[0];
 
     /// <summary>
-    /// cos and sin of position · θ^(-2j/D) for every position below MaxPositions and j &lt; D/2, computed in
-    /// float64 (as the standard graph does) and stored in float32.
+    /// RotaryEmbedding reads cos/sin from tables indexed by its position input. Rather than a fixed table of
+    /// MaxPositions rows (which would refuse the positions past it that the standard graph computes), the
+    /// tables hold one row per token of this call — cos and sin of position · θ^(-2j/D), j &lt; D/2, computed in
+    /// float64 as the standard graph does, then cast — and the index of token (b, s) is b·S + s.
+    /// Returns the tables [B·S, D/2] and the indices [B, S]; a handful of nodes per call, shared by all layers.
     /// </summary>
-    static (string Cos, string Sin) RotaryTables(GraphBuilder g, ModelConfig c)
+    static (string Cos, string Sin, string Index) RotaryTables(GraphBuilder g, ModelConfig c, string positionIds)
     {
-        int half = c.HeadDim / 2, positions = c.MaxPositions;
-        var cos = new float[positions * half];
-        var sin = new float[positions * half];
-        for (var j = 0; j < half; j++)
-        {
-            var inverseFrequency = 1.0 / Math.Pow(c.RopeTheta, 2.0 * j / c.HeadDim);
-            for (var p = 0; p < positions; p++)
-            {
-                var angle = p * inverseFrequency;
-                cos[p * half + j] = (float)Math.Cos(angle);
-                sin[p * half + j] = (float)Math.Sin(angle);
-            }
-        }
-        return (g.Initializer(OnnxFile.FloatTensorView(g.Fresh("rope_cos"), cos, positions, half)),
-                g.Initializer(OnnxFile.FloatTensorView(g.Fresh("rope_sin"), sin, positions, half)));
+        var half = c.HeadDim / 2;
+        var inverseFrequencies = new double[half];
+        for (var j = 0; j < half; j++) inverseFrequencies[j] = 1.0 / Math.Pow(c.RopeTheta, 2.0 * j / c.HeadDim);
+        var invFreq = new TensorProto { Name = g.Fresh("rope_inv_freq"), DataType = (int)DataType.Double };
+        invFreq.Dims.Add(half);
+        invFreq.DoubleData.AddRange(inverseFrequencies);
+        var angles = g.Mul(g.Unsqueeze(g.Cast(positionIds, DataType.Double), 2), g.Initializer(invFreq));   // [B, S, D/2]
+        string Table(string op) => g.Reshape(g.Cast(g.Op(op, [angles]), DataType.Float), -1, half);           // [B·S, D/2]
+        var count = g.Op("Size", [positionIds]);
+        var index = g.Reshape(g.Range(g.Int64Scalar(0), count, g.Int64Scalar(1)), g.Shape(positionIds)); // [B, S]
+        return (Table("Cos"), Table("Sin"), index);
     }
 }
