@@ -13,7 +13,8 @@ public sealed class BenchContext(bool quick)
     public string WorkDir { get; } = Directory.CreateTempSubdirectory("rlaif-bench-").FullName;
 }
 
-public sealed record Benchmark(string Name, Func<BenchContext, string> Run);
+/// <summary>A section of RESULTS.md; <paramref name="OnRequestOnly"/> ones run only when named with --only.</summary>
+public sealed record Benchmark(string Name, Func<BenchContext, string> Run, bool OnRequestOnly = false);
 
 public static class Benchmarks
 {
@@ -24,6 +25,8 @@ public static class Benchmarks
         // Training right after the GEMM peak: its peak working set is then the training's, not an earlier benchmark's.
         new("train", TrainingBench.Run),
         new("decode", DecodeBench.Run),
+        // Not part of a full run (decode measures it); `--only bandwidth` to look at the memory system alone.
+        new("bandwidth", ctx => MemoryBandwidth.Table(MemoryBandwidth.Sweep(ctx.Quick, 400_000_000), 400_000_000, "~ the 100M model's weights") + "\n", OnRequestOnly: true),
         new("label", LabelBench.Run),
         new("serving", ServingBench.Run),
         new("ppo", PpoBench.Run),

@@ -67,8 +67,7 @@ public static class DecodeBench
         var sweep = MemoryBandwidth.Sweep(ctx.Quick, (long)weightBytes);
         var atWeights = sweep.First(p => p.WorkingSetBytes == (long)weightBytes);
         var largest = sweep[^1];
-        var sweepRows = string.Join("\n", sweep.Select(p =>
-            $"| {p.WorkingSetBytes / 1e6:F0} MB{(p == atWeights ? " (the weights' size)" : "")} | {p.TriadBytesPerSecond / 1e9:F1} | {p.ReadBytesPerSecond / 1e9:F1} |"));
+        var sweepRows = MemoryBandwidth.Table(sweep, (long)weightBytes, "the weights' size");
         var ceiling = atWeights.ReadBytesPerSecond / weightBytes;      // tokens/s if a step only streamed the weights
         string Share(double seconds) => $"{100 / seconds / ceiling:F0}%";
 
@@ -83,8 +82,6 @@ public static class DecodeBench
             size (all cores, best of several passes; triad a = b + s·c counts 3 × 4 bytes per element, read = a sum over
             one buffer, 4 bytes per element):
 
-            | working set | triad GB/s | read GB/s |
-            |---|---:|---:|
             {sweepRows}
 
             The reported L3 size here is {Machine.LastLevelCache()}; the figures fall to
