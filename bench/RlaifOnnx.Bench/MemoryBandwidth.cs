@@ -37,6 +37,7 @@ public static class MemoryBandwidth
                     TriadBytesPerSecond = Math.Max(best[i].TriadBytesPerSecond, Triad(sizes[i])),
                     ReadBytesPerSecond = Math.Max(best[i].ReadBytesPerSecond, Read(sizes[i])),
                 };
+        GC.Collect();   // the buffers (up to 3 GB) go back before the next benchmark
         return best.ToList();
     }
 
@@ -48,6 +49,7 @@ public static class MemoryBandwidth
     /// <summary>Triad over three buffers of workingSetBytes / 3 each; bytes per second.</summary>
     public static double Triad(long workingSetBytes)
     {
+        GC.Collect();   // the previous size's buffers first: the process holds one size at a time
         var n = (int)(workingSetBytes / 3 / sizeof(float));
         float[] a = new float[n], b = new float[n], c = new float[n];
         for (var i = 0; i < n; i++) { b[i] = i; c[i] = 1; }
@@ -60,6 +62,7 @@ public static class MemoryBandwidth
     /// <summary>Sum over one buffer of workingSetBytes: reads only, as a decoder step reads its weights; bytes per second.</summary>
     public static double Read(long workingSetBytes)
     {
+        GC.Collect();
         var n = (int)Math.Min(workingSetBytes / sizeof(float), Array.MaxLength);
         var a = new float[n];
         for (var i = 0; i < n; i++) a[i] = i & 7;
