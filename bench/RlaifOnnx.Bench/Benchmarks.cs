@@ -17,7 +17,8 @@ public sealed class BenchContext(bool quick)
     public string WorkDir { get; } = Directory.CreateTempSubdirectory("rlaif-bench-").FullName;
 }
 
-public sealed record Benchmark(string Name, Func<BenchContext, string> Run);
+/// <summary>A section of RESULTS.md; <paramref name="OnRequestOnly"/> ones run only when named with --only.</summary>
+public sealed record Benchmark(string Name, Func<BenchContext, string> Run, bool OnRequestOnly = false);
 
 public static class Benchmarks
 {
@@ -29,6 +30,8 @@ public static class Benchmarks
         new("train", TrainingBench.Run),
         new("attention", AttentionProductsBench.Run),
         new("decode", DecodeBench.Run),
+        // Not part of a full run (decode measures it); `--only bandwidth` to look at the memory system alone.
+        new("bandwidth", ctx => MemoryBandwidth.Table(MemoryBandwidth.Sweep(ctx.Quick, 400_000_000), 400_000_000, "~ the 100M model's weights") + "\n", OnRequestOnly: true),
         new("label", LabelBench.Run),
         new("serving", ServingBench.Run),
         new("ppo", PpoBench.Run),
@@ -90,6 +93,25 @@ public static class Machine
     {
         try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    /// <summary>
+    /// The last-level cache size the CPU reports (sysfs, else getconf's CPUID reading). On a VM this is the host
+    /// CPU's figure, not necessarily what the guest's cores can use, hence the bandwidth sweep.
+    /// </summary>
+    public static string LastLevelCache()
+    {
+        try
+        {
+            var sysfs = "/sys/devices/system/cpu/cpu0/cache/index3/size";
+            if (File.Exists(sysfs)) return File.ReadAllText(sysfs).Trim() + " (sysfs)";
+            using var getconf = Process.Start(new ProcessStartInfo("getconf", "LEVEL3_CACHE_SIZE") { RedirectStandardOutput = true });
+            var text = getconf?.StandardOutput.ReadToEnd().Trim();
+            getconf?.WaitForExit();
+            if (long.TryParse(text, out var bytes) && bytes > 0) return $"{bytes / (1 << 20)} MiB (CPUID, via getconf; sysfs shows none)";
+        }
+        catch (Exception e) when (e is IOException or System.ComponentModel.Win32Exception) { }
+        return "not reported";
     }
 
     public static string OrtVersion() => Microsoft.ML.OnnxRuntime.OrtEnv.Instance().GetVersionString();

@@ -37,7 +37,7 @@ report.AppendLine();
 var ctx = new BenchContext(quick) { RunTorch = torch, TrainingArena = arena };
 foreach (var bench in Benchmarks.All)
 {
-    if (only is not null && !only.Split(',').Contains(bench.Name)) continue;
+    if (only is null ? bench.OnRequestOnly : !only.Split(',').Contains(bench.Name)) continue;
     Console.Error.WriteLine($"== {bench.Name}");
     var sw = Stopwatch.StartNew();
     report.AppendLine(bench.Run(ctx));

@@ -26,8 +26,13 @@ public static partial class LlamaGraph
     /// </summary>
     public const double MaskedScore = -1e9;
 
-    /// <summary>The inference graph with the weights as initializers (views of the arrays, not copies) and a KV cache.</summary>
-    public static ModelProto Inference(ModelConfig config, WeightSet weights)
+    /// <summary>
+    /// The inference graph with the weights as initializers (views of the arrays, not copies) and a KV cache.
+    /// By default in ONNX Runtime's fused CPU operators (<see cref="LlamaInferenceGraph"/>: fewer nodes per
+    /// decoder step); <paramref name="fusedOperators"/> false gives the same graph in standard operators only,
+    /// the training flavour's math with a cache, which any ONNX runtime can run.
+    /// </summary>
+    public static ModelProto Inference(ModelConfig config, WeightSet weights, bool fusedOperators = true)
     {
         RequireLlama(config);
         config.Validate("model config");
@@ -36,7 +41,8 @@ public static partial class LlamaGraph
         // Initializers in canonical order so model.onnx.data is laid out predictably.
         foreach (var (name, shape) in WeightNames.Shapes(config))
             g.Initializer(OnnxFile.FloatTensorView(name, weights[name].Data, shape));   // views: no second copy of the weights
-        Build(g, config, withCache: true);
+        if (fusedOperators) LlamaInferenceGraph.Build(g, config);
+        else Build(g, config, withCache: true);
         return g.ToModel();
     }
 
@@ -245,7 +251,7 @@ public static partial class LlamaGraph
     /// The additive attention bias [B, 1, 1, S, T]: 0 where query i (absolute position P + i, P = T − S)
     /// may see key j — j ≤ P + i and attention_mask[b, j] = 1 — and <see cref="MaskedScore"/> elsewhere.
     /// </summary>
-    static string AttentionMaskBias(GraphBuilder g, string inputIds, string mask)
+    internal static string AttentionMaskBias(GraphBuilder g, string inputIds, string mask)
     {
         var total = g.Squeeze(g.Shape(mask, 1, 2), 0);                    // T (scalar)
         var fresh = g.Squeeze(g.Shape(inputIds, 1, 2), 0);                // S (scalar)

@@ -1,0 +1,79 @@
+using RlaifOnnx.Models;
+
+namespace RlaifOnnx.Tests.Models;
+
+/// <summary>
+/// The inference graph in ONNX Runtime's fused CPU operators (what ModelWriter writes and GenAI and the
+/// scorers run) against the same weights in the standard-operator graph: the fused operators change float
+/// rounding only. Its parity with the float64 reference is in <see cref="LlamaGraphTests"/>, which builds the
+/// default (fused) graph.
+/// </summary>
+public class LlamaInferenceGraphTests
+{
+    static readonly long[][] Ids = [[5, 17, 42, 3, 88, 61, 7, 29], [0, 0, 0, 11, 2, 96, 40, 13]];
+    static readonly long[][] Mask = [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]];
+
+    static long[][] Take(long[][] rows, int start, int count) => rows.Select(r => r[start..(start + count)]).ToArray();
+
+    [Theory]
+    [InlineData("mha-tied")]
+    [InlineData("gqa-untied")]
+    [InlineData("qwen2-bias")]
+    public void Fused_graph_equals_standard_graph_within_float_rounding(string variant)
+    {
+        var config = TinyLlama.Config(variant);
+        var weights = TinyLlama.Weights(config);
+        var positions = TinyLlama.PositionsFromMask(Mask);
+        using var fused = new OrtTestRunner(LlamaGraph.Inference(config, weights));
+        using var standard = new OrtTestRunner(LlamaGraph.Inference(config, weights, fusedOperators: false));
+
+        // A left-padded batch: prefill 6 tokens, then 2 decode steps through each graph's own cache.
+        Dictionary<string, TestTensor>? fusedOut = null, standardOut = null;
+        var largest = 0.0;
+        foreach (var (start, count) in new[] { (0, 6), (6, 1), (7, 1) })
+        {
+            fusedOut = fused.Run(TinyLlama.InferenceInputs(config, Take(Ids, start, count), Take(Mask, 0, start + count), Take(positions, start, count), fusedOut));
+            standardOut = standard.Run(TinyLlama.InferenceInputs(config, Take(Ids, start, count), Take(Mask, 0, start + count), Take(positions, start, count), standardOut));
+            for (var b = 0; b < 2; b++)
+                for (var s = 0; s < count; s++)
+                {
+                    if (Mask[b][start + s] == 0) continue;   // padding positions' logits are never read
+                    var f = TinyLlama.Row(fusedOut["logits"], b, s);
+                    var r = TinyLlama.Row(standardOut["logits"], b, s);
+                    largest = Math.Max(largest, TinyLlama.MaxAbsDiff(f, r));
+                    Assert.Equal(Array.IndexOf(r, r.Max()), Array.IndexOf(f, f.Max()));   // the greedy token
+                }
+            // The caches hold the same rotated keys and values (padding positions included: they are masked later).
+            for (var i = 0; i < config.NumLayers; i++)
+                foreach (var name in new[] { LlamaGraph.PresentKeyName(i), LlamaGraph.PresentValueName(i) })
+                {
+                    Assert.Equal(standardOut[name].Shape, fusedOut[name].Shape);
+                    var cacheDiff = fusedOut[name].Floats!.Zip(standardOut[name].Floats!, (x, y) => Math.Abs(x - y)).Max();
+                    Assert.True(cacheDiff < 1e-5, $"{name}: {cacheDiff}");
+                }
+        }
+        // Logits span several units here (TinyLlama.Weights), so 1e-5 is float rounding, not a different formula.
+        TestContext.Current.TestOutputHelper?.WriteLine($"{variant}: largest |Δlogit| fused vs standard {largest:E2}");
+        Assert.True(largest < 1e-5, $"largest |Δlogit| fused vs standard: {largest:E2}");
+    }
+
+    [Fact]
+    public void Fused_graph_runs_fewer_nodes_with_the_listed_contrib_operators()
+    {
+        var config = TinyLlama.Config("qwen2-bias") with { NumLayers = 4 };
+        var weights = TinyLlama.Weights(config);
+        var fused = LlamaGraph.Inference(config, weights);
+        var standard = LlamaGraph.Inference(config, weights, fusedOperators: false);
+
+        string[] contrib = ["FusedMatMul", "QuickGelu", "RotaryEmbedding", "SkipSimplifiedLayerNormalization"];
+        Assert.Equal(contrib, fused.Graph.Node.Where(n => n.Domain == "com.microsoft").Select(n => n.OpType).Distinct().Order().ToArray());
+        Assert.Contains(fused.Graph.Node, n => n.OpType == "SimplifiedLayerNormalization" && n.Domain == "");
+        // Per layer: 2 norms, 3 projections (+3 bias Adds), 2 rotations, attention, o_proj, SwiGLU: about half the standard count.
+        var perLayerFused = fused.Graph.Node.Count / (double)config.NumLayers;
+        var perLayerStandard = standard.Graph.Node.Count / (double)config.NumLayers;
+        Assert.True(perLayerFused < 0.6 * perLayerStandard, $"{perLayerFused} vs {perLayerStandard} nodes per layer");
+        // Same interface: GenAI, OrtScorer, RewardScorer and RolloutPolicy feed either graph the same way.
+        Assert.Equal(standard.Graph.Input.Select(i => i.Name), fused.Graph.Input.Select(i => i.Name));
+        Assert.Equal(standard.Graph.Output.Select(o => o.Name), fused.Graph.Output.Select(o => o.Name));
+    }
+}
