@@ -90,14 +90,16 @@ public class SharedPrefixScorerTests
 
         Assert.Equal(4, shared.Count);
         Assert.Equal(perQuestion.Select(r => r.Id), shared.Select(r => r.Id));
+        // Within float32 rounding: the shared way runs rows with caches of different lengths in one batch (a masked
+        // gap, weight exactly 0), which changes only the order of float32 sums against one pass per question.
         foreach (var (s, q) in shared.Zip(perQuestion))
         {
             Assert.Equal(q.PrincipleIds, s.PrincipleIds);
-            Assert.True(Math.Abs(q.PA - s.PA) < 1e-9, $"{s.Id}: p_a {s.PA} vs {q.PA}");
+            Assert.True(Math.Abs(q.PA - s.PA) < 1e-6, $"{s.Id}: p_a {s.PA} vs {q.PA}");
             foreach (var (ls, lq) in s.PerPrinciple.Zip(q.PerPrinciple))
             {
-                Assert.True(Math.Abs(lq.PAOrderAb - ls.PAOrderAb) < 1e-9, $"{s.Id}/{ls.PrincipleId} a first: {ls.PAOrderAb} vs {lq.PAOrderAb}");
-                Assert.True(Math.Abs(lq.PAOrderBa!.Value - ls.PAOrderBa!.Value) < 1e-9, $"{s.Id}/{ls.PrincipleId} b first: {ls.PAOrderBa} vs {lq.PAOrderBa}");
+                Assert.True(Math.Abs(lq.PAOrderAb - ls.PAOrderAb) < 1e-6, $"{s.Id}/{ls.PrincipleId} a first: {ls.PAOrderAb} vs {lq.PAOrderAb}");
+                Assert.True(Math.Abs(lq.PAOrderBa!.Value - ls.PAOrderBa!.Value) < 1e-6, $"{s.Id}/{ls.PrincipleId} b first: {ls.PAOrderBa} vs {lq.PAOrderBa}");
             }
         }
         // The labels are not all the same number: the comparison would be empty if the model ignored its input.
