@@ -214,7 +214,7 @@ public static partial class TrainPolicy
         using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
             Ppo.PolicyOptions(PolicyTrainerOptions(config)));
         using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, valueFrozen,
-            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize }));
+            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
         // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
         using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
         using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
