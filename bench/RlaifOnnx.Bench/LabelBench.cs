@@ -13,8 +13,8 @@ namespace RlaifOnnx.Bench;
 /// Labels per second of the label stage (issue 4 §7) against the plain way: one full forward pass per
 /// question and order (share_prefix: false, no prefix kept across calls). The stage default runs the
 /// run's few-shot block once and keeps its cache for every comparison (the scorer's prefix cache), each
-/// comparison's header and conversation once, its principle × order suffixes as one batch from that cache
-/// and both answers of every question as one batch from the suffixes' caches. Both ways run the same stage
+/// comparison's header and conversation once, each principle's text once for both orders (a tree of shared
+/// token spans) and both answers of every question from its cache. Both ways run the same stage
 /// on the same hh-rlhf pairs (M = 4 principles, both orders), so the questions are identical; the table
 /// reports how far their probabilities differ.
 /// </summary>

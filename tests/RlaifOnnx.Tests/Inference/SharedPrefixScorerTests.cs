@@ -10,8 +10,8 @@ using RlaifOnnx.Records;
 namespace RlaifOnnx.Tests.Inference;
 
 /// <summary>
-/// Scoring candidates after one prefix and many suffixes (prefix once, suffixes as one batch from its
-/// cache, candidates as one batch from theirs) against scoring every prefix + suffix + candidate from
+/// Scoring candidates after one prefix and many suffixes (prefix once, the spans suffixes share once, candidates
+/// from their questions' caches) against scoring every prefix + suffix + candidate from
 /// scratch, and the label stage's p_a with it against one pass per question.
 /// </summary>
 public class SharedPrefixScorerTests
