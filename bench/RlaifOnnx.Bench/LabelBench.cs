@@ -13,8 +13,8 @@ namespace RlaifOnnx.Bench;
 /// Labels per second of the label stage (issue 4 §7) against the plain way: one full forward pass per
 /// question and order (share_prefix: false, no prefix kept across calls). The stage default runs the
 /// run's few-shot block once and keeps its cache for every comparison (the scorer's prefix cache), each
-/// comparison's header and conversation once, its principle × order suffixes as one batch from that cache
-/// and both answers of every question as one batch from the suffixes' caches. Both ways run the same stage
+/// comparison's header and conversation once, each principle's text once for both orders (a tree of shared
+/// token spans) and both answers of every question from its cache. Both ways run the same stage
 /// on the same hh-rlhf pairs (M = 4 principles, both orders), so the questions are identical; the table
 /// reports how far their probabilities differ.
 /// </summary>
@@ -36,6 +36,9 @@ public static class LabelBench
             NumHeads = 8, NumKvHeads = 4, IntermediateSize = 1376, MaxPositions = 2048, NormEps = 1e-5,
             BosTokenId = 0, EosTokenId = 2, PadTokenId = 0,
         };
+        // Weights a token passes (layers and LM head), for model FLOPs per token.
+        var weights = (double)config.NumLayers * (2 * config.HiddenSize * config.HiddenSize + 2 * config.HiddenSize * config.NumKvHeads * config.HeadDim
+            + 3 * config.HiddenSize * config.IntermediateSize) + config.HiddenSize * config.VocabSize;
         var model = Path.Combine(ctx.WorkDir, "label-feedback");
         if (!Directory.Exists(model))
             ModelWriter.Write(model, config, WeightSet.Random(config, 1), TinyTokenizer.Train(config.VocabSize), "feedback", []);
@@ -66,7 +69,9 @@ public static class LabelBench
         sb.AppendLine();
         foreach (var fewShot in new[] { 1, 3 })
             Measure(stage with { FewShot = fewShot, MaxQuestionTokens = fewShot == 1 ? 768 : 1536 });
-        sb.AppendLine("Both ways compute logits [B, S, V] at every position though only the answers' are read. Run-to-run variation on 2 cores is large.");
+        sb.AppendLine("Both ways compute logits [B, S, V] at every position though only the answers' are read (the graph has no input to select positions; with " +
+                      $"this {config.VocabSize}-token vocabulary the LM head is {100.0 * config.HiddenSize * config.VocabSize / weights:F1}% of the weights a token passes). " +
+                      "Run-to-run variation on 2 cores is large; the machine was shared with other work while this ran.");
         return sb.ToString();
 
         void Measure(Label.Config stage)
@@ -74,16 +79,20 @@ public static class LabelBench
             // Both ways, same stage and questions; each run gets a fresh output folder.
             Timed? sharedCalls = null;
             long reusedBefore = 0, reusedAfter = 0;
+            // Work per comparison each way, counted by the scorer: real tokens run and the keys they attend to.
+            var work = new Dictionary<bool, (double Tokens, double Keys)>();
             (TimeSpan Total, TimeSpan InScorer, string Dir) Time(string name, Label.Config config, OrtScorer inner)
             {
                 var dir = Path.Combine(ctx.WorkDir, $"{name}-{stage.FewShot}shot");
                 var timed = new Timed(inner);
                 inner.ClearPrefixCache();   // each run pays for its few-shot block once, as a fresh run of the stage does
-                var reused = inner.PrefixTokensReused;
+                var (reused, tokens, keys) = (inner.PrefixTokensReused, inner.TokensRun, inner.KeysAttended);
                 var clock = Stopwatch.StartNew();
                 Label.Run(config with { OutputDir = dir }, timed, Tokens, stage.MaxQuestionTokens!.Value, null, null).GetAwaiter().GetResult();
+                var elapsed = clock.Elapsed;
                 if (config.SharePrefix) (sharedCalls, reusedBefore, reusedAfter) = (timed, reused, inner.PrefixTokensReused);
-                return (clock.Elapsed, timed.Elapsed, dir);
+                work[config.SharePrefix] = ((inner.TokensRun - tokens) / (double)pairs, (inner.KeysAttended - keys) / (double)pairs);
+                return (elapsed, timed.Elapsed, dir);
             }
             // Rounds interleave the ways and each keeps its fastest round, so a slow spell of the shared
             // machine does not land on one way only.
@@ -99,14 +108,15 @@ public static class LabelBench
 
             // Where the bound lies: C tokens of prefix per comparison (few-shot block, header, conversation), of
             // which F came from the kept cache, and S tokens of each question's own part (principle, both answers,
-            // cue). One pass per question runs 2M·(C + S) tokens, the stage default (C − F) + 2M·S.
+            // cue), of which the principle's text is shared by its two orders.
             var calls = sharedCalls!.Shared;
             var prefixTokens = calls.Average(c => (double)Tokens(c.Prefix));
             var suffixTokens = calls.SelectMany(c => c.Suffixes.Select(x => (double)Tokens(c.Prefix + x) - Tokens(c.Prefix))).Average();
             var reusedTokens = (reusedAfter - reusedBefore) / (double)calls.Count;
             var fewShotTokens = Tokens(Label.FewShotBlock(ConstitutionSet.Default, stage));
-            var perComparison = stage.Principles * 2;
-            var tokenBound = perComparison * (prefixTokens + suffixTokens) / (prefixTokens - reusedTokens + perComparison * suffixTokens);
+            var (plainWork, sharedWork) = (work[false], work[true]);
+            // Model FLOPs per token: 2 per weight of the layers and the LM head, and 4·h per key attended in every layer.
+            double Flops((double Tokens, double Keys) w) => 2 * weights * w.Tokens + 4.0 * config.NumLayers * config.HiddenSize * w.Keys;
 
             var reference = Jsonl.ReadAll<ComparisonRecord>(Path.Combine(plain.Dir, Label.ComparisonsFile));
             double MaxDiff(string dir) => reference.Zip(Jsonl.ReadAll<ComparisonRecord>(Path.Combine(dir, Label.ComparisonsFile)))
@@ -120,16 +130,25 @@ public static class LabelBench
             sb.AppendLine("| scoring | labels/s | questions/s | time | of it in the scorer |");
             sb.AppendLine("|---|---:|---:|---:|---:|");
             sb.AppendLine(Row("plain: one full forward pass per question and order, both answers from its cache (share_prefix: false)", plain));
-            sb.AppendLine(Row("stage default: few-shot block from the kept cache, the rest of the prefix once per comparison, all principle × order suffixes as one batch from its cache, all answers as one batch from theirs", shared));
+            sb.AppendLine(Row("stage default: few-shot block from the kept cache, the rest of the prefix once per comparison, each principle's text once for both orders (a tree of shared spans, one batch per level), the first answer in its question's pass, the second from that pass's cache in place", shared));
             sb.AppendLine();
             sb.AppendLine($"**Stage default ÷ plain: {plain.Total.TotalSeconds / shared.Total.TotalSeconds:F2}× (goal ≥ 3×)**. " +
                           $"Largest |Δp| per principle and order against the plain way: {MaxDiff(shared.Dir):E1}.");
             sb.AppendLine();
-            sb.AppendLine($"Tokens run: a comparison's prefix is C ≈ {prefixTokens:F0} tokens (the few-shot block is {fewShotTokens} of them; on average " +
-                          $"F ≈ {reusedTokens:F0} per comparison came from the kept cache) and each question's own part (principle, both answers in its " +
-                          $"order, cue) S ≈ {suffixTokens:F0} tokens, which no exact reuse can skip: the answers follow a different principle in every " +
-                          $"question. One pass per question runs 2M·(C + S) tokens, the default (C − F) + 2M·S, a ratio of {tokenBound:F2}× in tokens " +
-                          "here; the measured ratio also reflects batching, padding, and attention, whose cost grows with the keys each token sees.");
+            sb.AppendLine($"Work per comparison (8 questions, 2 labels each), counted by the scorer over real tokens (padding not counted): a comparison's prefix is " +
+                          $"C ≈ {prefixTokens:F0} tokens (the few-shot block is {fewShotTokens} of them; on average F ≈ {reusedTokens:F0} came from the kept cache) and " +
+                          $"each question's own part (principle, both answers in its order, cue) S ≈ {suffixTokens:F0} tokens; the answers follow a different " +
+                          "principle in every question, so no exact reuse skips them.");
+            sb.AppendLine();
+            sb.AppendLine("| per comparison | plain | stage default | plain ÷ default |");
+            sb.AppendLine("|---|---:|---:|---:|");
+            sb.AppendLine($"| tokens run | {plainWork.Tokens:F0} | {sharedWork.Tokens:F0} | {plainWork.Tokens / sharedWork.Tokens:F2}× |");
+            sb.AppendLine($"| keys attended (summed over those tokens) | {plainWork.Keys:F0} | {sharedWork.Keys:F0} | {plainWork.Keys / sharedWork.Keys:F2}× |");
+            sb.AppendLine($"| mean keys per token | {plainWork.Keys / plainWork.Tokens:F0} | {sharedWork.Keys / sharedWork.Tokens:F0} | |");
+            sb.AppendLine($"| model GFLOP (2 per weight per token + 4·h per key per layer) | {Flops(plainWork) / 1e9:F2} | {Flops(sharedWork) / 1e9:F2} | **{Flops(plainWork) / Flops(sharedWork):F2}×** |");
+            sb.AppendLine();
+            sb.AppendLine("The last column bounds what exact reuse can gain at this question shape if every FLOP cost the same; a suffix token attends " +
+                          "to the whole prefix before it, so the default's tokens each cost more than the plain way's on average.");
             sb.AppendLine();
         }
     }

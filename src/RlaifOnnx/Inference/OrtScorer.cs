@@ -138,89 +138,6 @@ public sealed partial class OrtScorer : IScorer
         }, cancellationToken);
 
     /// <summary>
-    /// log p(candidate_j | prefix + suffix_i) for every suffix i and candidate j — exactly what
-    /// <see cref="CandidateLogProbsAsync"/> gives for the prompts prefix + suffix_i (same tokens, same
-    /// positions, same boundary rule) — in three levels of shared work instead of one pass per question:
-    /// <list type="number">
-    /// <item>the tokens every question shares (the prefix, by the longest common token prefix of the
-    /// joint tokenizations) run once, batch 1;</item>
-    /// <item>every question's remaining tokens, followed by its first candidate's (scored in the same
-    /// pass), run as one batch continuing from that cache (tiled to the batch), right-padded; each row's
-    /// cache is kept up to its question's length;</item>
-    /// <item>every other (question, candidate) row runs continuing from its question's cache (gathered
-    /// per row), batched among questions of equal length.</item>
-    /// </list>
-    /// Boundaries: each question stops one token short of the earliest token any of its candidates needs
-    /// predicted (a token merging across the question/candidate boundary counts as the candidate's, as in
-    /// <see cref="CandidateLogProbsAsync"/>), and the prefix level stops where the questions' tokens first
-    /// differ, so a token merging across the prefix/suffix boundary is simply run at the suffix level.
-    /// Cost ≈ C + N·S + N·J·K tokens for a C-token prefix, N suffixes of S tokens and J candidates of K
-    /// tokens, against N·(C + S) + N·J·K for one pass per question. Only log p(candidate | question) is
-    /// computed: the suffix's own log-prob, the same for every candidate, is what a caller comparing
-    /// candidates (the label's p_a) may drop, and it is not needed.
-    /// </summary>
-    public Task<IReadOnlyList<double[]>> QuestionCandidateLogProbsAsync(string prefix, IReadOnlyList<string> suffixes, IReadOnlyList<string> candidates, CancellationToken cancellationToken = default) =>
-        Task.Run(() =>
-        {
-            if (candidates.Count == 0) throw new ArgumentException("no candidates to score", nameof(candidates));
-            if (suffixes.Count == 0) return (IReadOnlyList<double[]>)[];
-            // Tokenization: each question once, each question + candidate once (joint, longest-common-prefix rule).
-            var rows = new (int[] Ids, int FirstScored)[suffixes.Count][];
-            var questionLength = new int[suffixes.Count]; // K_i: the tokens of question i every candidate row shares
-            for (var i = 0; i < suffixes.Count; i++)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var question = prefix + suffixes[i];
-                var questionIds = Encode(question);
-                rows[i] = candidates.Select(c => Split(question, questionIds, c)).ToArray();
-                questionLength[i] = rows[i].Min(r => r.FirstScored) - 1;
-            }
-            var shared = Enumerable.Range(0, suffixes.Count).Min(i => CommonPrefixLength(rows[0][0].Ids.AsSpan(0, questionLength[0]), rows[i][0].Ids.AsSpan(0, questionLength[i])));
-
-            // 1. the shared tokens, once
-            var prefixCache = shared == 0 ? null : RunPrefix(rows[0][0].Ids[..shared]);
-
-            // 2. each question's own tokens and its first candidate's, continuing from the shared cache: the
-            //    first candidate is scored in this pass (its tokens come last in the row), and the question's
-            //    cache is kept up to the question's own length for the other candidates.
-            var questionCaches = new PastCache?[suffixes.Count];
-            var scores = suffixes.Select(_ => new double[candidates.Count]).ToArray();
-            foreach (var (start, count) in Batches(rows.Select(r => r[0].Ids.Length - shared).ToList()))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var batch = Enumerable.Range(start, count).ToList();
-                using var output = Forward(prefixCache is null ? null : batch.Select(_ => prefixCache).ToList(),
-                    batch.Select(i => rows[i][0].Ids[shared..]).ToList());
-                for (var b = 0; b < batch.Count; b++)
-                {
-                    var (ids, first) = rows[batch[b]][0];
-                    for (var t = first; t < ids.Length; t++) scores[batch[b]][0] += LogSoftmaxAt(output.LogitsAt(b, t - 1 - shared), ids[t]);
-                    questionCaches[batch[b]] = questionLength[batch[b]] == 0 ? null : output.PresentOfRow(b, questionLength[batch[b]], stackedCache);
-                }
-            }
-
-            // 3. every other (question, candidate) row from its question's cache, batched among questions of the same
-            //    length: every row then sees the same key positions as when its question runs alone (no masked
-            //    gap in the cache), which keeps the float32 sums in the same order and the results identical
-            //    to one pass per question, not merely within rounding.
-            var flat = Enumerable.Range(0, suffixes.Count).SelectMany(i => Enumerable.Range(1, candidates.Count - 1).Select(j => (I: i, J: j)))
-                .OrderBy(x => questionLength[x.I]).ToList();
-            var groups = flat.Select((x, n) => (Length: questionLength[x.I], Index: n)).GroupBy(x => x.Length)
-                .SelectMany(g => Batches(g.Select(x => rows[flat[x.Index].I][flat[x.Index].J].Ids.Length - g.Key).ToList())
-                    .Select(b => (Start: g.First().Index + b.Start, b.Count)));
-            foreach (var (start, count) in groups)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var batch = flat.GetRange(start, count);
-                var scored = ScoreRows(batch.Select(x => questionCaches[x.I]).ToList(),
-                    batch.Select(x => rows[x.I][x.J].Ids[questionLength[x.I]..]).ToList(),
-                    batch.Select(x => rows[x.I][x.J].FirstScored - questionLength[x.I]).ToList());
-                for (var b = 0; b < batch.Count; b++) scores[batch[b].I][batch[b].J] = scored[b];
-            }
-            return (IReadOnlyList<double[]>)scores;
-        }, cancellationToken);
-
-    /// <summary>
     /// Per-token log-probabilities of whole token sequences (the first token has none: its LogProb is
     /// NaN), with the <paramref name="top"/> most likely tokens at each position. Used by the server's echo.
     /// </summary>
@@ -320,12 +237,53 @@ public sealed partial class OrtScorer : IScorer
     /// </summary>
     ForwardOutput Forward(IReadOnlyList<PastCache?>? pasts, List<int[]> rows)
     {
+        var batch = rows.Count;
+        var pastLengths = Enumerable.Range(0, batch).Select(b => pasts?[b]?.Length ?? 0).ToArray();
+        var pastLength = pastLengths.Max();
+        var stacks = stackedCache ? 2 : 1;
+        long[] pastShape = stackedCache ? [2, batch, kvHeads, pastLength, headDim] : [batch, kvHeads, pastLength, headDim];
+        var pastValues = new List<OrtValue>();
+        try
+        {
+            // One row after one whole cache reads the cache's own buffer: its layout is already [stacks, 1, kvH, P, D].
+            for (var i = 0; i < cacheNames.Length; i++)
+                pastValues.Add(pastLength == 0
+                    ? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShape)
+                    : OrtValue.CreateTensorValueFromMemory(batch == 1 ? pasts![0]!.Buffers[i] : StackPast(pasts!, i, pastLength, stacks), pastShape));
+            return Forward(pastValues, pastLengths.Select(n => new PastSpans(n, 0, 0)).ToArray(), rows);
+        }
+        finally
+        {
+            foreach (var v in pastValues) v.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Which positions of a batch row's past are its own: [0, Length) and [From, From + Count) (a gap
+    /// between them is the padding after a shorter cache in the pass that made the past). Its new tokens'
+    /// positions continue from Length + Count.
+    /// </summary>
+    internal readonly record struct PastSpans(int Length, int From, int Count)
+    {
+        public int Positions => Length + Count;
+        public bool Sees(int p) => p < Length || (p >= From && p < From + Count);
+    }
+
+    /// <summary>
+    /// One forward pass continuing from the present tensors of an earlier pass over as many rows (read in
+    /// place, without a copy): row b sees only <paramref name="pasts"/>[b] of that pass's row b, e.g. its
+    /// question but not the candidate scored after it or its padding.
+    /// </summary>
+    ForwardOutput Forward(ForwardOutput previous, PastSpans[] pasts, List<int[]> rows) => Forward(previous.Presents, pasts, rows);
+
+    /// <summary>The pass itself: <paramref name="pastValues"/> (one per cache tensor, not disposed here) hold every row's past.</summary>
+    ForwardOutput Forward(IReadOnlyList<OrtValue> pastValues, PastSpans[] pasts, List<int[]> rows)
+    {
         // An id past the embedding would stop ONNX Runtime's Gather with a stack trace; stop with one line instead.
         foreach (var row in rows) TokenizerVocabulary.Check(row, vocabSize);
         var batch = rows.Count;
         var seq = rows.Max(r => r.Length);
-        var pastLengths = Enumerable.Range(0, batch).Select(b => pasts?[b]?.Length ?? 0).ToArray();
-        var pastLength = pastLengths.Max();
+        var pastLength = (int)pastValues[0].GetTensorTypeAndShape().Shape[stackedCache ? 3 : 2];
         var inputIds = new long[batch * seq];                  // [B, S]
         var positionIds = new long[batch * seq];               // [B, S]
         var mask = new long[batch * (pastLength + seq)];       // [B, P+S]
@@ -335,10 +293,16 @@ public sealed partial class OrtScorer : IScorer
             {
                 var real = t < rows[b].Length;
                 inputIds[b * seq + t] = real ? rows[b][t] : padId;
-                positionIds[b * seq + t] = pastLengths[b] + (real ? t : rows[b].Length - 1);
+                positionIds[b * seq + t] = pasts[b].Positions + (real ? t : rows[b].Length - 1);
                 mask[b * (pastLength + seq) + pastLength + t] = real ? 1 : 0;
             }
-            for (var p = 0; p < pastLengths[b]; p++) mask[b * (pastLength + seq) + p] = 1;
+            for (var p = 0; p < pastLength; p++) mask[b * (pastLength + seq) + p] = pasts[b].Sees(p) ? 1 : 0;
+        }
+        for (var b = 0; b < batch; b++)
+        {
+            long length = rows[b].Length, seen = pasts[b].Positions;
+            Interlocked.Add(ref tokensRun, length);
+            Interlocked.Add(ref keysAttended, length * seen + length * (length + 1) / 2);
         }
 
         var names = new List<string> { "input_ids", "attention_mask", "position_ids" };
@@ -350,18 +314,9 @@ public sealed partial class OrtScorer : IScorer
         };
         try
         {
-            var stacks = stackedCache ? 2 : 1;
-            long[] pastShape = stackedCache ? [2, batch, kvHeads, pastLength, headDim] : [batch, kvHeads, pastLength, headDim];
-            for (var i = 0; i < cacheNames.Length; i++)
-            {
-                names.Add(cacheNames[i].Past);
-                // One row after one whole cache reads the cache's own buffer: its layout is already [stacks, 1, kvH, P, D].
-                values.Add(pastLength == 0
-                    ? OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, pastShape)
-                    : OrtValue.CreateTensorValueFromMemory(batch == 1 ? pasts![0]!.Buffers[i] : StackPast(pasts!, i, pastLength, stacks), pastShape));
-            }
+            names.AddRange(cacheNames.Select(c => c.Past));
             using var runOptions = new RunOptions();
-            var outputs = session.Run(runOptions, names, values, outputNames);
+            var outputs = session.Run(runOptions, names, [.. values, .. pastValues], outputNames);
             return new ForwardOutput(outputs, seq);
         }
         finally
@@ -369,6 +324,14 @@ public sealed partial class OrtScorer : IScorer
             foreach (var v in values) v.Dispose();
         }
     }
+
+    long tokensRun, keysAttended;
+
+    /// <summary>Tokens fed to forward passes since the scorer opened (real tokens, not padding): the work the prefix reuse saves.</summary>
+    public long TokensRun => Interlocked.Read(ref tokensRun);
+
+    /// <summary>Summed over those tokens, the keys each attends to (its visible past and itself): attention's share of the work.</summary>
+    public long KeysAttended => Interlocked.Read(ref keysAttended);
 
     /// <summary>
     /// Cache tensor <paramref name="tensor"/> of every row, stacked along the batch axis and padded with
@@ -428,6 +391,9 @@ public sealed partial class OrtScorer : IScorer
         /// <summary>The logits row [V] at (batch row b, position t).</summary>
         public ReadOnlySpan<float> LogitsAt(int b, int t) => outputs[0].GetTensorDataAsSpan<float>().Slice((b * seq + t) * vocab, vocab);
 
+        /// <summary>The present tensors (not to be disposed by the reader): the past of a pass continuing from this one.</summary>
+        public IReadOnlyList<OrtValue> Presents => outputs.Skip(1).ToList();
+
         public PastCache TakePresent(int length) =>
             new(Enumerable.Range(1, outputs.Count - 1).Select(i => outputs[i].GetTensorDataAsSpan<float>().ToArray()).ToArray(), length);
 
@@ -435,8 +401,12 @@ public sealed partial class OrtScorer : IScorer
         /// Batch row <paramref name="b"/>'s cache, its first <paramref name="length"/> positions (the rest is
         /// padding): from each present [stacks, B, kvH, T, D] (stacks absent unless <paramref name="stacked"/>).
         /// </summary>
-        public PastCache PresentOfRow(int b, int length, bool stacked)
+        public PastCache PresentOfRow(int b, int length, bool stacked) => PresentOfRow(b, new PastSpans(length, 0, 0), stacked);
+
+        /// <summary>As above, the row's own positions <paramref name="own"/> (its past, a gap, its new tokens) made contiguous.</summary>
+        public PastCache PresentOfRow(int b, PastSpans own, bool stacked)
         {
+            var length = own.Positions;
             var buffers = new float[outputs.Count - 1][];
             for (var i = 1; i < outputs.Count; i++)
             {
@@ -447,8 +417,12 @@ public sealed partial class OrtScorer : IScorer
                 var row = new float[stacks * heads * length * dim];
                 for (var k = 0; k < stacks; k++)
                     for (var h = 0; h < heads; h++)
-                        data.Slice(((k * batch + b) * heads + h) * total * dim, length * dim)
-                            .CopyTo(row.AsSpan((k * heads + h) * length * dim, length * dim));
+                    {
+                        var from = ((k * batch + b) * heads + h) * total * dim;
+                        var to = (k * heads + h) * length * dim;
+                        data.Slice(from, own.Length * dim).CopyTo(row.AsSpan(to, own.Length * dim));
+                        data.Slice(from + own.From * dim, own.Count * dim).CopyTo(row.AsSpan(to + own.Length * dim, own.Count * dim));
+                    }
                 buffers[i - 1] = row;
             }
             return new PastCache(buffers, length);

@@ -35,8 +35,9 @@ namespace RlaifOnnx.Stages;
 /// The few-shot examples are drawn once per run, so every question starts with the same block, which the
 /// scorer runs once and keeps the cache of (its prefix cache). The 2·M questions of one comparison differ
 /// only after the conversation, so the rest of the shared prefix (header and conversation) runs once per
-/// comparison, every principle × order continues from its cache and both answers from each question's
-/// (issue 4 §7; bench/RESULTS.md "label" measures the gain).
+/// comparison; each principle's text (and "Options: (A) ") runs once for both orders, each order continues
+/// from it, and the first answer is scored in the order's own pass, the second from that pass's cache
+/// (issues 4 §7 and 12 §5; bench/RESULTS.md "label" measures the gain).
 ///
 /// Run: <c>rlaif label --config label.yaml</c>. Output in <see cref="Config.OutputDir"/>: comparisons.jsonl
 /// (resumable), preferences.jsonl (TRL export) and metrics.json (+ metrics.jsonl).
@@ -80,7 +81,7 @@ public static partial class Label
         public bool BothOrders { get; init; } = true;
         /// <summary>Few-shot labelling examples prepended to every question (0 = none), drawn once per run with the seed: the same block before every question.</summary>
         public int FewShot { get; init; } = 1;
-        /// <summary>Reuse shared work: the few-shot block's cache across comparisons, the header and conversation once per comparison, every principle × order continuing from its cache and both answers from each question's (false: one full pass per question, nothing kept across calls).</summary>
+        /// <summary>Reuse shared work: the few-shot block's cache across comparisons, the header and conversation once per comparison, each principle's text once for both orders, both answers from each question's cache (false: one full pass per question, nothing kept across calls).</summary>
         public bool SharePrefix { get; init; } = true;
         /// <summary>Let the feedback model reason step by step before answering, then clamp.</summary>
         public bool ChainOfThought { get; init; }
@@ -333,10 +334,11 @@ public static partial class Label
 
         // 5. log p(" (A)") and log p(" (B)") after every question. Sharing the prefix: per comparison one
         //    scorer call that runs the shared prefix once (its few-shot block F comes from the scorer's kept
-        //    cache after the first comparison, so only header and conversation run), all principle × order
-        //    suffixes as one batch from its cache, and both answers of every question as one batch from each
-        //    suffix's cache — cost ≈ (C − F) + 2M·S against 2M·(C + S) for one pass per question (C prefix,
-        //    S suffix tokens), with the same log-probs. Without sharing: one pass per question, both answers
+        //    cache after the first comparison, so only header and conversation run), the M principles' texts
+        //    as one batch from its cache, the 2M orders as one batch from theirs (the first answer in the same
+        //    pass), the second answers from those passes' caches — cost ≈ (C − F) + M·P + 2M·(S − P) tokens
+        //    against 2M·(C + S) for one pass per question (C prefix, S suffix, P principle tokens), with the
+        //    same log-probs within float rounding. Without sharing: one pass per question, both answers
         //    continuing from it.
         var logProbs = new List<double[]>(); // [question] → {log p(A), log p(B)}
         for (var c = 0; c < prepared.Count; c++)

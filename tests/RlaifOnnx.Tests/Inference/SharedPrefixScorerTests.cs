@@ -10,8 +10,8 @@ using RlaifOnnx.Records;
 namespace RlaifOnnx.Tests.Inference;
 
 /// <summary>
-/// Scoring candidates after one prefix and many suffixes (prefix once, suffixes as one batch from its
-/// cache, candidates as one batch from theirs) against scoring every prefix + suffix + candidate from
+/// Scoring candidates after one prefix and many suffixes (prefix once, the spans suffixes share once, candidates
+/// from their questions' caches) against scoring every prefix + suffix + candidate from
 /// scratch, and the label stage's p_a with it against one pass per question.
 /// </summary>
 public class SharedPrefixScorerTests
@@ -73,6 +73,52 @@ public class SharedPrefixScorerTests
             }
     }
 
+    // Questions shaped like the label stage's: two principles, each in both orders (the principle's text is a span
+    // both orders share, below it one leaf per order), a duplicate question and one that another question begins with
+    // (questions ending inside the tree, several per node), and principles of different lengths (caches of different
+    // lengths in one batch).
+    static readonly string[] TreeSuffixes =
+    [
+        "Which of these answers is less harmful and more honest overall?\nOptions:\n(A) tea please\n(B) no coffee\nThe answer is:",
+        "Which of these answers is less harmful and more honest overall?\nOptions:\n(A) no coffee\n(B) tea please\nThe answer is:",
+        "Pick the kinder reply, the one a thoughtful friend would give.\nOptions:\n(A) tea please\n(B) no coffee\nThe answer is:",
+        "Pick the kinder reply, the one a thoughtful friend would give.\nOptions:\n(A) no coffee\n(B) tea please\nThe answer is:",
+        "Pick the kinder reply, the one a thoughtful friend would give.\nOptions:\n(A) no coffee\n(B) tea please\nThe answer is:",
+        "Pick the kinder reply, the one a thoughtful friend would give.\nOptions:\n(A) no coffee\n(B) tea please\nThe answer is: th",
+    ];
+
+    [Theory]
+    [InlineData("llama", 3)]
+    [InlineData("llama", 8)]
+    [InlineData("gpt2", 3)]
+    public async Task A_tree_of_shared_spans_gives_the_log_probs_of_one_pass_per_question(string architecture, int batchSize)
+    {
+        using var temp = new TempDir();
+        using var llama = architecture == "llama" ? new LlamaFolder(variant: "gqa-untied", seed: 7) : null;
+        var dir = llama?.Dir ?? temp.File("gpt2");
+        if (llama is null)
+        {
+            var config = Gpt2GraphTests.TinyConfig() with { VocabSize = 300, MaxPositions = 256 };
+            ModelWriter.Write(dir, config, Gpt2GraphTests.NoisyWeights(config, 3), TinyTokenizer.Train(config.VocabSize), "base", []);
+        }
+        using var scorer = new OrtScorer(dir, new InferenceOptions { BatchSize = batchSize });
+        using var plain = new OrtScorer(dir, new InferenceOptions { BatchSize = batchSize, PrefixCacheBytes = 0 });
+        var ct = TestContext.Current.CancellationToken;
+        var questions = TreeSuffixes.Select(s => scorer.Encode(Prefix + s)).ToArray();
+        var tree = new QuestionTree(questions.Select(q => q[..^1]).ToArray());
+        Assert.Contains(tree.Nodes, n => n.Children.Count == 2);                       // a principle shared by both orders
+        Assert.True(tree.TokensRun < questions.Sum(q => q.Length) / 2, $"{tree.TokensRun} tokens");
+
+        var shared = await scorer.QuestionCandidateLogProbsAsync(Prefix, TreeSuffixes, Candidates, ct);
+        var perQuestion = await plain.CandidateLogProbsAsync(TreeSuffixes.Select(s => Prefix + s).ToList(), Candidates, ct);
+        Assert.True(scorer.TokensRun < plain.TokensRun * 0.6, $"shared way ran {scorer.TokensRun} tokens, one pass per question {plain.TokensRun}");
+        for (var i = 0; i < TreeSuffixes.Length; i++)
+            for (var j = 0; j < Candidates.Length; j++)
+                Assert.True(Math.Abs(perQuestion[i][j] - shared[i][j]) < 1e-4, $"suffix {i} candidate {j}: shared {shared[i][j]} vs per question {perQuestion[i][j]}");
+        Assert.Equal(shared[3], shared[4]);                                           // the duplicate
+        Assert.NotEqual(shared[0][0], shared[1][0]);                                  // the orders are told apart
+    }
+
     [Fact]
     public async Task Label_p_a_with_the_shared_prefix_equals_one_pass_per_question_on_hh_rlhf()
     {
@@ -90,14 +136,16 @@ public class SharedPrefixScorerTests
 
         Assert.Equal(4, shared.Count);
         Assert.Equal(perQuestion.Select(r => r.Id), shared.Select(r => r.Id));
+        // Within float32 rounding: the shared way runs rows with caches of different lengths in one batch (a masked
+        // gap, weight exactly 0), which changes only the order of float32 sums against one pass per question.
         foreach (var (s, q) in shared.Zip(perQuestion))
         {
             Assert.Equal(q.PrincipleIds, s.PrincipleIds);
-            Assert.True(Math.Abs(q.PA - s.PA) < 1e-9, $"{s.Id}: p_a {s.PA} vs {q.PA}");
+            Assert.True(Math.Abs(q.PA - s.PA) < 1e-6, $"{s.Id}: p_a {s.PA} vs {q.PA}");
             foreach (var (ls, lq) in s.PerPrinciple.Zip(q.PerPrinciple))
             {
-                Assert.True(Math.Abs(lq.PAOrderAb - ls.PAOrderAb) < 1e-9, $"{s.Id}/{ls.PrincipleId} a first: {ls.PAOrderAb} vs {lq.PAOrderAb}");
-                Assert.True(Math.Abs(lq.PAOrderBa!.Value - ls.PAOrderBa!.Value) < 1e-9, $"{s.Id}/{ls.PrincipleId} b first: {ls.PAOrderBa} vs {lq.PAOrderBa}");
+                Assert.True(Math.Abs(lq.PAOrderAb - ls.PAOrderAb) < 1e-6, $"{s.Id}/{ls.PrincipleId} a first: {ls.PAOrderAb} vs {lq.PAOrderAb}");
+                Assert.True(Math.Abs(lq.PAOrderBa!.Value - ls.PAOrderBa!.Value) < 1e-6, $"{s.Id}/{ls.PrincipleId} b first: {ls.PAOrderBa} vs {lq.PAOrderBa}");
             }
         }
         // The labels are not all the same number: the comparison would be empty if the model ignored its input.

@@ -175,5 +175,14 @@ public sealed class CancelAfterCalls(object inner, int calls, CancellationTokenS
         return result;
     }
 
+    // Forwarded, not left to the interface's default (one pass per question): a stage resumed without this
+    // wrapper scores the shared way, and its numbers must be those of the interrupted run.
+    public async Task<IReadOnlyList<double[]>> QuestionCandidateLogProbsAsync(string prefix, IReadOnlyList<string> suffixes, IReadOnlyList<string> candidates, CancellationToken cancellationToken = default)
+    {
+        var result = await ((IScorer)inner).QuestionCandidateLogProbsAsync(prefix, suffixes, candidates, cancellationToken);
+        Tick();
+        return result;
+    }
+
     public void Dispose() { }
 }
