@@ -24,7 +24,8 @@ public sealed class RolloutPolicy : IDisposable
 
     readonly string dir;
     readonly ModelConfig config;
-    readonly WeightSet baseWeights;
+    WeightSet? baseWeights;       // dropped once the LoRA base is written: the folder's data file holds it from then on
+    bool baseWritten;
     readonly LoraOptions? lora;
     readonly IReadOnlyList<LoraAdapter> adapters;
     readonly TokenizerSource tokenizer;
@@ -51,6 +52,8 @@ public sealed class RolloutPolicy : IDisposable
     }
 
     public string Dir => dir;
+    /// <summary>The rollout folder's model.onnx (with LoRA: the frozen base in its model.onnx.data, once written).</summary>
+    public string ModelPath => Path.Combine(dir, ModelFolder.ModelFile);
     /// <summary>The generator over the synced weights (after the first <see cref="Sync"/>).</summary>
     public GenAIGenerator Generator => generator ?? throw new InvalidOperationException("Sync the rollout policy before generating");
     /// <summary>Seconds the last <see cref="Sync"/> took (writing and loading what changed).</summary>
@@ -71,21 +74,15 @@ public sealed class RolloutPolicy : IDisposable
             generator?.Dispose();
             generator = null;
             var weights = new WeightSet();
-            foreach (var (name, w) in baseWeights) weights[name] = trainable.TryGetValue(name, out var t) ? t : w;
+            foreach (var (name, w) in baseWeights!) weights[name] = trainable.TryGetValue(name, out var t) ? t : w;
             ModelWriter.Write(dir, config, weights, tokenizer, role, lineage);
             generator = new GenAIGenerator(dir, options);
             LastSyncBytes = new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(Path.Combine(dir, ModelFolder.ModelFile)).Length;
         }
         else
         {
-            LastSyncBytes = 0;
-            if (generator is null)
-            {
-                // Once: the base and the adapter branches (A and B inputs defaulting to zero, i.e. the base model).
-                ModelWriter.Write(dir, config, baseWeights, tokenizer, role, lineage, g => Lora.ApplyToInference(g, lora).Graph);
-                generator = new GenAIGenerator(dir, options);
-                LastSyncBytes += new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(Path.Combine(dir, ModelFolder.ModelFile)).Length;
-            }
+            LastSyncBytes = baseWritten ? 0 : WriteBase(lineage, role);
+            generator ??= new GenAIGenerator(dir, options);
             var path = Path.Combine(dir, AdapterFile);
             OnnxAdapterFile.Write(path, adapters.SelectMany(a => new[]
             {
@@ -97,6 +94,21 @@ public sealed class RolloutPolicy : IDisposable
         }
         LastSyncSeconds = clock.Elapsed.TotalSeconds;
         return generator;
+    }
+
+    /// <summary>
+    /// With LoRA: writes the folder — the base and the adapter branches (A and B inputs defaulting to zero, i.e. the
+    /// base model) — once, and lets go of the base's arrays (the caller may map <see cref="ModelPath"/>'s data instead,
+    /// see <see cref="MappedWeights"/>). Returns the bytes written.
+    /// </summary>
+    public long WriteBase(IEnumerable<LineageEntry> lineage, string role = "policy")
+    {
+        if (lora is null) throw new InvalidOperationException("only a LoRA rollout policy has a base written once");
+        if (baseWritten) return 0;
+        ModelWriter.Write(dir, config, baseWeights!, tokenizer, role, lineage, g => Lora.ApplyToInference(g, lora).Graph);
+        baseWritten = true;
+        baseWeights = null;
+        return new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(ModelPath).Length;
     }
 
     public void Dispose() => generator?.Dispose();
