@@ -26,6 +26,7 @@ public sealed class RolloutPolicy : IDisposable
     readonly ModelConfig config;
     WeightSet? baseWeights;       // dropped once the LoRA base is written: the folder's data file holds it from then on
     bool baseWritten;
+    (double Seconds, long Bytes) unsynced;   // a WriteBase before the first sync, counted as part of that sync
     readonly LoraOptions? lora;
     readonly IReadOnlyList<LoraAdapter> adapters;
     readonly TokenizerSource tokenizer;
@@ -81,8 +82,9 @@ public sealed class RolloutPolicy : IDisposable
         }
         else
         {
-            LastSyncBytes = baseWritten ? 0 : WriteBase(lineage, role);
+            if (!baseWritten) WriteBase(lineage, role);
             generator ??= new GenAIGenerator(dir, options);
+            LastSyncBytes = unsynced.Bytes;
             var path = Path.Combine(dir, AdapterFile);
             OnnxAdapterFile.Write(path, adapters.SelectMany(a => new[]
             {
@@ -92,23 +94,27 @@ public sealed class RolloutPolicy : IDisposable
             LastSyncBytes += new FileInfo(path).Length;
             generator.UseAdapter(path);
         }
-        LastSyncSeconds = clock.Elapsed.TotalSeconds;
+        LastSyncSeconds = clock.Elapsed.TotalSeconds + unsynced.Seconds;
+        unsynced = (0, 0);
         return generator;
     }
 
     /// <summary>
     /// With LoRA: writes the folder — the base and the adapter branches (A and B inputs defaulting to zero, i.e. the
     /// base model) — once, and lets go of the base's arrays (the caller may map <see cref="ModelPath"/>'s data instead,
-    /// see <see cref="MappedWeights"/>). Returns the bytes written.
+    /// see <see cref="MappedWeights"/>). Returns the bytes written; the next <see cref="Sync"/> reports them (and the time) as its own.
     /// </summary>
     public long WriteBase(IEnumerable<LineageEntry> lineage, string role = "policy")
     {
         if (lora is null) throw new InvalidOperationException("only a LoRA rollout policy has a base written once");
         if (baseWritten) return 0;
+        var clock = Stopwatch.StartNew();
         ModelWriter.Write(dir, config, baseWeights!, tokenizer, role, lineage, g => Lora.ApplyToInference(g, lora).Graph);
         baseWritten = true;
         baseWeights = null;
-        return new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(ModelPath).Length;
+        var bytes = new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(ModelPath).Length;
+        unsynced = (clock.Elapsed.TotalSeconds, bytes);
+        return bytes;
     }
 
     public void Dispose() => generator?.Dispose();

@@ -79,6 +79,9 @@ public static partial class TrainPolicy
                 referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
             }
             policyWeights = null;
+            // With the base mapped, the arrays it was read into (one copy of the policy, in the large-object heap) are
+            // garbage: collect them now, before the value model is loaded, rather than whenever the GC next gets to them.
+            if (s.MappedBase is not null) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
             var mapped = s.MappedBase?.Values;
             var referenceMapped = sharesBase ? mapped : null;
 
