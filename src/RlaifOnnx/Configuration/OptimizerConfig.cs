@@ -17,6 +17,13 @@ public sealed record OptimizerConfig : IValidatableConfig
     public double WeightDecay { get; init; }
     /// <summary>Clip gradients to this global L2 norm; 0 = off.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>
+    /// ONNX Runtime's CPU memory arena for the training step. On: the arena keeps every buffer it grew to, so
+    /// later steps allocate nothing (fastest). Off: buffers go back to the system after their last reader (a
+    /// lower peak, paid for with page faults on fresh buffers every step). bench/RESULTS.md has both on a
+    /// ~100M model.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
 
     public IEnumerable<ConfigProblem> Problems()
     {

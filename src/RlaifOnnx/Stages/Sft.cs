@@ -58,7 +58,7 @@ public static class Sft
         public int GenerationBatchSize { get; init; } = 8;
         /// <summary>How answers are sampled: temperature, top_p, max_new_tokens.</summary>
         public SamplingConfig Sampling { get; init; } = new();
-        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm; cpu_memory_arena (speed or a lower peak).</summary>
         public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 3e-4, Schedule = "cosine" };
         /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
         public LoraConfig Lora { get; init; } = new();

@@ -44,7 +44,7 @@ public static class TrainLm
         public int MicroBatchSize { get; init; }
         /// <summary>Longest sequence in tokens; longer examples are truncated.</summary>
         public int MaxLength { get; init; } = 256;
-        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm; cpu_memory_arena (speed or a lower peak).</summary>
         public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 3e-4, Schedule = "cosine" };
         /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
         public LoraConfig Lora { get; init; } = new();

@@ -100,11 +100,12 @@ public static partial class TrainPolicy
                 };
             var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
 
-            // low_memory: ONNX Runtime's arenas off, so each run's activations leave the resident set after it.
+            // The trainers' arenas follow optimizer.cpu_memory_arena; every other session's is off with low_memory, so a
+            // forward pass's activations leave the resident set after it.
             s.PolicyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, s.PolicyFrozen,
-                Ppo.PolicyOptions(PolicyTrainerOptions(config)) with { CpuMemoryArena = !lowMemory }, mapped);
+                Ppo.PolicyOptions(PolicyTrainerOptions(config)), mapped);
             s.ValueTrainer = new Trainer(Ppo.ValueGraph(valueConfig, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, s.ValueFrozen,
-                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = !lowMemory }));
+                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
             // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
             s.PolicyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(s.PolicyFrozen, s.PolicyTrainer.TrainableWeights()),
                 Ppo.TokenLogProbsOutput, mapped, cpuMemoryArena: !lowMemory);

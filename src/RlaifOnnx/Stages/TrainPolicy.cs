@@ -119,8 +119,9 @@ public static partial class TrainPolicy
         public int SaveEvery { get; init; } = 5;
         /// <summary>
         /// Trade some speed for a lower peak memory: with LoRA, GenAI's session and the trainers read the policy's base from
-        /// one memory-mapped file (resident once, not twice); ONNX Runtime's arenas are off in every session and GenAI does
-        /// not prepack weights (a heap copy of them). bench/RESULTS.md measures both settings.
+        /// one memory-mapped file (resident once, not twice); GenAI does not prepack weights (a heap copy of them) and
+        /// ONNX Runtime's arena is off in GenAI's, the forward passes' and the reward's sessions (the trainers' follows
+        /// optimizer.cpu_memory_arena: off too for the lowest peak). bench/RESULTS.md measures both settings.
         /// </summary>
         public bool LowMemory { get; init; } = true;
 

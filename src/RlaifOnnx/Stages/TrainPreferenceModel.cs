@@ -70,7 +70,7 @@ public static class TrainPreferenceModel
         public int MicroBatchSize { get; init; }
         /// <summary>Longest row (conversation + answer) in tokens; longer rows keep their last tokens.</summary>
         public int MaxLength { get; init; } = 512;
-        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm.</summary>
+        /// <summary>AdamW and its schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm; cpu_memory_arena (speed or a lower peak).</summary>
         public OptimizerConfig Optimizer { get; init; } = new();
         /// <summary>LoRA adapters: rank (0 = train every weight), alpha, targets, dropout.</summary>
         public LoraConfig Lora { get; init; } = new();

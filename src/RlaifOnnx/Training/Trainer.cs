@@ -34,6 +34,7 @@ public sealed record TrainerOptions
         AdamW = new AdamWOptions(WeightDecay: o.WeightDecay),
         MaxGradNorm = o.MaxGradNorm,
         Schedule = new LrSchedule(LrSchedule.ParseKind(o.Schedule, "optimizer"), o.Warmup, totalSteps),
+        CpuMemoryArena = o.CpuMemoryArena,
     };
 
     /// <summary>

@@ -1,4 +1,6 @@
 using RlaifOnnx.Core;
+using RlaifOnnx.Configuration;
+using RlaifOnnx.Stages;
 using RlaifOnnx.Training;
 
 
@@ -41,6 +43,16 @@ public class OptimizerTests
         Assert.Equal(cosine, new LrSchedule(ScheduleKind.Cosine, 10, 110).Factor(step), 12);
         Assert.Equal(linear, new LrSchedule(ScheduleKind.Linear, 10, 110).Factor(step), 12);
         Assert.Equal(constant, new LrSchedule(ScheduleKind.Constant, 10, 110).Factor(step), 12);
+    }
+
+    [Fact]
+    public void The_optimizer_section_chooses_the_training_steps_memory_arena()
+    {
+        static TrainerOptions Options(string yaml) =>
+            TrainerOptions.From(StageConfig.Parse<TrainLm.Config>("model: m\ndata: d.jsonl\noutput_dir: out\n" + yaml, "stage.yaml").Optimizer, 10);
+        Assert.True(Options("steps: 10\n").CpuMemoryArena);
+        Assert.False(Options("steps: 10\noptimizer:\n  cpu_memory_arena: false\n").CpuMemoryArena);
+        Assert.True(Options("steps: 10\noptimizer:\n  cpu_memory_arena: true\n").CpuMemoryArena);
     }
 
     [Fact]
