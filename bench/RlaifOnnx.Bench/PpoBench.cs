@@ -229,13 +229,18 @@ public static class PpoBench
             ## PPO iteration at size (`rlaif ppo`, {n / 1e6:F1}M-parameter Llama-style policy, LoRA)
 
             Policy: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, vocab {config.VocabSize}, random weights, LoRA rank {Rank} on
-            q_proj and v_proj; reference = the policy's base without the adapters (the same arrays). Reward and value: a
+            q_proj and v_proj; reference = the policy's base without the adapters (the same weights). Reward and value: a
             preference model of the same architecture (decoder + head, {n / 1e6:F1}M); with LoRA the value model is adapters and
             its own head over the PM's frozen base, which also scores the rewards (one copy of the PM's weights).
             {Iterations} iterations of {RolloutBatch} prompts × up to {NewTokens} new tokens (temperature 0.7), {PpoEpochs} PPO epochs of mini-batches of {MiniBatch},
             run by the stage itself (`TrainPolicy.Run`) in a child process; times are the stage's own per-phase
             timers in metrics.jsonl, averaged over iterations 2–{Iterations} (iteration 1 also writes the base once).
             The machine was shared with other work while this ran: absolute times are disturbed, shares less so.
+            The stage ran twice, in two child processes one after the other: `low_memory: true` with
+            `optimizer.cpu_memory_arena: false` (the tables below unless marked) — the policy's base mapped once from
+            rollout_policy/model.onnx.data by GenAI's session and by the trainers and forward passes, GenAI without weight
+            prepacking, every ONNX Runtime arena off — and `low_memory: false` with the trainers' arenas on (the base as
+            arrays beside GenAI's own copy, every arena on, GenAI prepacking: the stage as it was).
 
             | phase | seconds | share of the iteration |
             |---|---:|---:|
