@@ -69,6 +69,8 @@ public sealed class RolloutPolicy : IDisposable
     public GenAIGenerator Sync(IReadOnlyDictionary<string, WeightTensor> trainable, IEnumerable<LineageEntry> lineage, string role = "policy")
     {
         var clock = Stopwatch.StartNew();
+        var earlier = unsynced;   // a WriteBase since the last sync (the clock covers one made here)
+        unsynced = (0, 0);
         if (lora is null)
         {
             // Every weight moved: the whole model, written and loaded again.
@@ -82,9 +84,10 @@ public sealed class RolloutPolicy : IDisposable
         }
         else
         {
-            if (!baseWritten) WriteBase(lineage, role);
+            var written = baseWritten ? 0 : WriteBase(lineage, role);
+            unsynced = (0, 0);
             generator ??= new GenAIGenerator(dir, options);
-            LastSyncBytes = unsynced.Bytes;
+            LastSyncBytes = earlier.Bytes + written;
             var path = Path.Combine(dir, AdapterFile);
             OnnxAdapterFile.Write(path, adapters.SelectMany(a => new[]
             {
@@ -94,8 +97,7 @@ public sealed class RolloutPolicy : IDisposable
             LastSyncBytes += new FileInfo(path).Length;
             generator.UseAdapter(path);
         }
-        LastSyncSeconds = clock.Elapsed.TotalSeconds + unsynced.Seconds;
-        unsynced = (0, 0);
+        LastSyncSeconds = clock.Elapsed.TotalSeconds + earlier.Seconds;
         return generator;
     }
 
