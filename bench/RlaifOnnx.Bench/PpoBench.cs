@@ -52,55 +52,89 @@ public static class PpoBench
         File.WriteAllLines(Path.Combine(dir, "prompts.jsonl"), Questions.Select(q => JsonSerializer.Serialize(new { prompt = q })));
         Console.Error.WriteLine($"   built the policy and the PM in {build.Elapsed.TotalSeconds:F1} s");
 
-        // The stage in a process of its own, so that its peak resident set is its own.
-        var self = typeof(PpoBench).Assembly.Location;
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(self);
-        foreach (var a in new[] { "--ppo-child", dir }) start.ArgumentList.Add(a);
-        using var child = Process.Start(start)!;
-        var output = child.StandardOutput.ReadToEnd();
-        child.WaitForExit();
-        if (child.ExitCode != 0) throw new InvalidOperationException($"the PPO child exited with {child.ExitCode}");
-        var result = JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject();
-        return Report(config, result);
+        // The stage in a process of its own, so that its peak resident set is its own; once with low_memory off
+        // (every session's arena on, GenAI prepacking, the base held as arrays beside GenAI's copy) and once on.
+        var results = new Dictionary<bool, JsonObject>();
+        foreach (var lowMemory in new[] { false, true })
+        {
+            var self = typeof(PpoBench).Assembly.Location;
+            var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(self);
+            foreach (var a in new[] { "--ppo-child", dir, lowMemory ? "low-memory" : "default" }) start.ArgumentList.Add(a);
+            using var child = Process.Start(start)!;
+            var output = child.StandardOutput.ReadToEnd();
+            child.WaitForExit();
+            if (child.ExitCode != 0) throw new InvalidOperationException($"the PPO child exited with {child.ExitCode}");
+            results[lowMemory] = JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject();
+            Console.Error.WriteLine($"   low_memory {lowMemory}: done");
+        }
+        return Report(config, results[true], results[false]);
     }
 
     static ModelConfig Small() => DecodeBench.HundredMillionLlama(vocab: 2000) with { HiddenSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, IntermediateSize = 256 };
 
     /// <summary>The child: runs the stage, samples its memory, prints one JSON line.</summary>
-    public static int Child(string dir)
+    public static int Child(string dir, bool lowMemory)
     {
         var policy = Path.Combine(dir, "policy");
         var pm = Path.Combine(dir, "pm");
-        var output = Path.Combine(dir, "run");
+        var output = Path.Combine(dir, lowMemory ? "run-low-memory" : "run-default");
         if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
-        var baseline = Rss("VmRSS");
+        var baseline = ProcMemory.Read();
         var metricsPath = Path.Combine(output, TrainPolicy.MetricsFile);
-        long iterationPeak = 0;
+        // Per phase: the highest of each reading while it ran, and the resident set by mapping when it ended.
+        var peaks = new Dictionary<string, ProcMemory.Reading>(StringComparer.Ordinal);
+        var atEnd = new Dictionary<string, Dictionary<string, (long Rss, long Pss)>>(StringComparer.Ordinal);
+        var gate = new Lock();
+        var current = "start";
+        ProcMemory.Reading overall = default;
+        long iterationsHwm = 0;
         var done = false;
+        void Sample()
+        {
+            var m = ProcMemory.Read();
+            lock (gate)
+            {
+                var p = peaks.GetValueOrDefault(current);
+                peaks[current] = new(Math.Max(p.Rss, m.Rss), Math.Max(p.Pss, m.Pss), Math.Max(p.PssAnon, m.PssAnon), Math.Max(p.PssFile, m.PssFile), Math.Max(p.Anonymous, m.Anonymous));
+                overall = new(Math.Max(overall.Rss, m.Rss), Math.Max(overall.Pss, m.Pss), Math.Max(overall.PssAnon, m.PssAnon), Math.Max(overall.PssFile, m.PssFile), Math.Max(overall.Anonymous, m.Anonymous));
+            }
+        }
         var sampler = new Thread(() =>
         {
             while (!Volatile.Read(ref done))
             {
-                iterationPeak = Math.Max(iterationPeak, Rss("VmRSS"));
-                if (File.Exists(metricsPath) && File.ReadAllLines(metricsPath).Length >= Iterations) break;
+                Sample();
+                if (File.Exists(metricsPath) && File.ReadAllLines(metricsPath).Length >= Iterations) { iterationsHwm = ProcMemory.Status("VmHWM"); break; }
                 Thread.Sleep(20);
             }
         }) { IsBackground = true };
         sampler.Start();
+        void OnPhase(string name)
+        {
+            Sample();
+            lock (gate)
+            {
+                if (current != "start") atEnd[current] = ProcMemory.ByMapping();
+                current = name;
+            }
+        }
         var config = new TrainPolicy.Config
         {
             PolicyModel = policy, RewardModel = pm, Prompts = Path.Combine(dir, "prompts.jsonl"), OutputDir = output,
             Iterations = Iterations, RolloutBatchSize = RolloutBatch, MiniBatchSize = MiniBatch, PpoEpochs = PpoEpochs,
             Lora = new LoraConfig { Rank = Rank }, Sampling = new SamplingConfig { Temperature = 0.7, MaxNewTokens = NewTokens },
-            MaxPromptTokens = 64, SaveEvery = 1000, Seed = 1,
+            MaxPromptTokens = 64, SaveEvery = 1000, Seed = 1, LowMemory = lowMemory,
+            // The lowest peak: the trainers' arenas off too (optimizer.cpu_memory_arena) with low_memory.
+            Optimizer = new OptimizerConfig { Schedule = "linear", CpuMemoryArena = !lowMemory },
         };
         var clock = Stopwatch.StartNew();
-        TrainPolicy.Run(config).GetAwaiter().GetResult();
+        TrainPolicy.Run(config, phase: OnPhase).GetAwaiter().GetResult();
         var runSeconds = clock.Elapsed.TotalSeconds;
+        OnPhase("after");
         Volatile.Write(ref done, true);
         sampler.Join();
-        var wholePeak = Rss("VmHWM");
+        var wholePeak = ProcMemory.Status("VmHWM");
 
         // The sync the stage did before: the adapters merged into the base, the whole folder written, GenAI reloaded.
         var meta = ModelFolder.ReadMetadata(policy);
@@ -118,7 +152,15 @@ public static class PpoBench
         var rows = MetricsLog.Read(metricsPath);
         var json = new JsonObject
         {
-            ["baseline_rss"] = baseline, ["iteration_peak_rss"] = iterationPeak, ["whole_peak_rss"] = wholePeak, ["run_seconds"] = runSeconds,
+            ["baseline_rss"] = baseline.Rss, ["baseline_pss"] = baseline.Pss, ["iteration_peak_rss"] = overall.Rss, ["iteration_peak_pss"] = overall.Pss,
+            ["iteration_hwm"] = iterationsHwm, ["whole_peak_rss"] = wholePeak, ["run_seconds"] = runSeconds,
+            ["phases"] = new JsonObject(peaks.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonObject
+            {
+                ["rss"] = kv.Value.Rss, ["pss"] = kv.Value.Pss, ["pss_anon"] = kv.Value.PssAnon, ["pss_file"] = kv.Value.PssFile, ["anonymous"] = kv.Value.Anonymous,
+                ["at_end"] = atEnd.TryGetValue(kv.Key, out var maps)
+                    ? new JsonObject(maps.OrderByDescending(m => m.Value.Rss).Take(6).Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonArray(m.Value.Rss, m.Value.Pss))))
+                    : null,
+            }))),
             ["full_rewrite_seconds"] = fullRewriteSeconds,
             ["full_rewrite_bytes"] = new FileInfo(Path.Combine(fullDir, ModelFolder.DataFile)).Length,
             ["adapter_bytes"] = new FileInfo(Path.Combine(output, TrainPolicy.RolloutPolicySubdir, RolloutPolicy.AdapterFile)).Length,
@@ -128,16 +170,7 @@ public static class PpoBench
         return 0;
     }
 
-    /// <summary>A /proc/self/status field in bytes (VmRSS: resident now, VmHWM: the peak so far).</summary>
-    static long Rss(string field)
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith(field + ":"))
-                return long.Parse(line.Split(':', 2)[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
-        return 0;
-    }
-
-    static string Report(ModelConfig config, JsonObject r)
+    static string Report(ModelConfig config, JsonObject r, JsonObject before)
     {
         var n = config.ParameterCount;
         var copy = n * 4.0;
@@ -166,17 +199,48 @@ public static class PpoBench
         var whole = r["whole_peak_rss"]!.GetValue<long>();
         var baseline = r["baseline_rss"]!.GetValue<long>();
         var ratio = peak / copy;
+        var peakPss = r["iteration_peak_pss"]!.GetValue<long>();
+        var pssRatio = peakPss / copy;
+        static double SteadyMean(JsonObject result, string key) => result["iterations"]!.AsArray().Skip(1).Average(i => i![key]!.GetValue<double>());
+        (string Name, Func<JsonObject, double> Value, string Format)[] compared =
+        [
+            ("iteration, s", x => SteadyMean(x, "seconds"), "F2"),
+            ("generation, s", x => SteadyMean(x, "generation_seconds"), "F3"),
+            ("old log-probs and values, s", x => SteadyMean(x, "forward_seconds"), "F3"),
+            ("reward scoring, s", x => SteadyMean(x, "scoring_seconds"), "F3"),
+            ("policy update, s", x => SteadyMean(x, "policy_update_seconds"), "F3"),
+            ("value update, s", x => SteadyMean(x, "value_update_seconds"), "F3"),
+            ("peak VmRSS (sampled), GiB", x => Gib(x["iteration_peak_rss"]!.GetValue<long>()), "F2"),
+            ("peak PSS (sampled), GiB", x => Gib(x["iteration_peak_pss"]!.GetValue<long>()), "F2"),
+            ("VmHWM at the last iteration's end, GiB", x => Gib(x["iteration_hwm"]!.GetValue<long>()), "F2"),
+        ];
+        var comparison = string.Join("\n", compared.Select(c =>
+            $"| {c.Name} | {c.Value(before).ToString(c.Format)} | {c.Value(r).ToString(c.Format)} | {c.Value(r) / c.Value(before):F2}× |"));
+        string Short(string path) => path == "[anon]" ? "anonymous" : Path.GetFileName(Path.GetDirectoryName(path)) + "/" + Path.GetFileName(path);
+        var phaseRows = string.Join("\n", r["phases"]!.AsObject().Where(p => p.Key is not ("start" or "after")).Select(p =>
+        {
+            var o = p.Value!.AsObject();
+            var maps = o["at_end"] is JsonObject m
+                ? string.Join(", ", m.Select(kv => $"{Short(kv.Key)} {Gib(kv.Value![0]!.GetValue<long>()):F2}"))
+                : "";
+            return $"| {p.Key} | {Gib(o["rss"]!.GetValue<long>()):F2} | {Gib(o["pss"]!.GetValue<long>()):F2} | {Gib(o["pss_anon"]!.GetValue<long>()):F2} | {Gib(o["pss_file"]!.GetValue<long>()):F2} | {maps} |";
+        }));
         return $"""
             ## PPO iteration at size (`rlaif ppo`, {n / 1e6:F1}M-parameter Llama-style policy, LoRA)
 
             Policy: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, vocab {config.VocabSize}, random weights, LoRA rank {Rank} on
-            q_proj and v_proj; reference = the policy's base without the adapters (the same arrays). Reward and value: a
+            q_proj and v_proj; reference = the policy's base without the adapters (the same weights). Reward and value: a
             preference model of the same architecture (decoder + head, {n / 1e6:F1}M); with LoRA the value model is adapters and
             its own head over the PM's frozen base, which also scores the rewards (one copy of the PM's weights).
             {Iterations} iterations of {RolloutBatch} prompts × up to {NewTokens} new tokens (temperature 0.7), {PpoEpochs} PPO epochs of mini-batches of {MiniBatch},
             run by the stage itself (`TrainPolicy.Run`) in a child process; times are the stage's own per-phase
             timers in metrics.jsonl, averaged over iterations 2–{Iterations} (iteration 1 also writes the base once).
             The machine was shared with other work while this ran: absolute times are disturbed, shares less so.
+            The stage ran twice, in two child processes one after the other: `low_memory: true` with
+            `optimizer.cpu_memory_arena: false` (the tables below unless marked) — the policy's base mapped once from
+            rollout_policy/model.onnx.data by GenAI's session and by the trainers and forward passes, GenAI without weight
+            prepacking, every ONNX Runtime arena off — and `low_memory: false` with the trainers' arenas on (the base as
+            arrays beside GenAI's own copy, every arena on, GenAI prepacking: the stage as it was).
 
             | phase | seconds | share of the iteration |
             |---|---:|---:|
@@ -197,11 +261,27 @@ public static class PpoBench
             | **peak resident, start to the last iteration's end** | **{Gib(peak):F2}** | **{ratio:F2}×** |
             | peak resident above that baseline | {Gib(peak - baseline):F2} | {(peak - baseline) / copy:F2}× |
             | peak resident of the whole run, incl. the final export of model/ and value_model/ | {Gib(whole):F2} | {whole / copy:F2}× |
+            | peak PSS (sampled), start to the last iteration's end | {Gib(peakPss):F2} | {peakPss / copy:F2}× |
 
-            Peak ≤ 2.5× one copy: **{(ratio <= 2.5 ? "met" : "not met")}** ({ratio:F2}×). What is resident: the policy's base (one copy, shared by
-            the policy's and the reference's forward passes and the policy trainer), the PM's weights (a second model of the
-            same size, shared by reward scoring and the value model), ONNX Runtime GenAI's own copy of the policy's base (its
-            session loads model.onnx.data), activations of the training runs, and the process's baseline.
+            low_memory off against on, two child processes of this same run, one after the other (iterations 2–{Iterations}):
+
+            | measure | low_memory: false | low_memory: true | on ÷ off |
+            |---|---:|---:|---:|
+            {comparison}
+
+            Per phase, low_memory on (GiB; highest sampled value of each column while the phase ran; mappings: resident set by mapping when the phase last ended):
+
+            | phase | VmRSS | PSS | PSS anonymous | PSS file-backed | largest mappings at its end (RSS) |
+            |---|---:|---:|---:|---:|---|
+            {phaseRows}
+
+            Peak ≤ 2.5× one copy, judged on the sampled peak PSS: **{(pssRatio <= 2.5 ? "met" : "not met")}** ({pssRatio:F2}×; by VmRSS {ratio:F2}×).
+            Why PSS: with low_memory the policy's base is one set of page-cache pages that two mappings in this process
+            read (GenAI's ONNX Runtime session maps rollout_policy/model.onnx.data, and so do the trainers and forward
+            passes through MappedWeights); VmRSS and VmHWM count such a page once per mapping, so they count the base twice
+            although it is resident once, while PSS counts each resident page once (pages shared with other processes,
+            such as the ONNX Runtime library's, are divided among them: a few MiB here). VmHWM is the kernel's exact peak;
+            the PSS peak is sampled every 20 ms and may miss a shorter spike.
 
             """;
     }

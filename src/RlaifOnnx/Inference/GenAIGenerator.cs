@@ -58,10 +58,15 @@ public sealed class GenAIGenerator : ITextGenerator
             // The provider comes from our options, not from whatever genai_config.json lists.
             config.ClearProviders();
             if (provider == "cuda") config.AppendProvider("cuda");
-            if (this.options.IntraOpThreads > 0)
+            var sessionOptions = new JsonObject();
+            if (this.options.IntraOpThreads > 0) sessionOptions["intra_op_num_threads"] = this.options.IntraOpThreads;
+            if (!this.options.CpuMemoryArena) sessionOptions["enable_cpu_mem_arena"] = false;
+            // GenAI passes session_options keys it does not know to ONNX Runtime as session config entries.
+            if (!this.options.WeightPrepacking) sessionOptions["session.disable_prepacking"] = "1";
+            if (sessionOptions.Count > 0)
                 config.Overlay(new JsonObject
                 {
-                    ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = new JsonObject { ["intra_op_num_threads"] = this.options.IntraOpThreads } } },
+                    ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["session_options"] = sessionOptions } },
                 }.ToJsonString());
             model = new Model(config);
             tokenizer = new Tokenizer(model);

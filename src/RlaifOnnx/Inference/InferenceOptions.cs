@@ -26,6 +26,17 @@ public sealed record InferenceOptions
     /// of every labelling question, runs only its remaining tokens: automatic prefix caching, as in vLLM.
     /// </summary>
     public long PrefixCacheBytes { get; init; } = 256L << 20;
+    /// <summary>
+    /// ONNX Runtime's CPU memory arena for the local sessions (GenAI's and the scorers'). On (ONNX Runtime's default) the
+    /// arena keeps every chunk it grew to; off, freed buffers go back to the system, for a lower resident set.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
+    /// <summary>
+    /// Whether GenAI's session may prepack constant MatMul weights (MLAS's packed layout: faster, but a second copy of
+    /// every weight matrix on the heap). Off, ONNX Runtime runs on the weights as loaded — memory-mapped from
+    /// model.onnx.data, so pages another reader of that file maps are shared (see Training.MappedWeights).
+    /// </summary>
+    public bool WeightPrepacking { get; init; } = true;
     /// <summary>For a server: how long one HTTP attempt may take, in seconds (null: $RLAIF_HTTP_TIMEOUT, else 60).</summary>
     public double? HttpTimeoutSeconds { get; init; }
     /// <summary>For a server: how long one call may take in all, retries included, in seconds (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>

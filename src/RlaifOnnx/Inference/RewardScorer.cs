@@ -47,7 +47,7 @@ public sealed class RewardScorer : IRewardModel
         (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
 
-        using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
+        using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads, EnableCpuMemArena = this.options.CpuMemoryArena };
         if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
         try { session = new InferenceSession(modelPath, sessionOptions); }
         catch (OnnxRuntimeException e) { throw UserError.At(modelPath, null, null, $"ONNX Runtime cannot load it: {e.Message.Split('\n', 2)[0]}"); }
@@ -79,7 +79,8 @@ public sealed class RewardScorer : IRewardModel
         var config = PreferenceModelFolder.RequirePreferenceModel(ModelDir).Config;
         (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
-        bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput);
+        bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput,
+            cpuMemoryArena: this.options.CpuMemoryArena);
         try { tokenizer = OpenTokenizer(ModelDir); }
         catch
         {

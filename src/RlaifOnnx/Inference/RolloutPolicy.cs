@@ -24,7 +24,9 @@ public sealed class RolloutPolicy : IDisposable
 
     readonly string dir;
     readonly ModelConfig config;
-    readonly WeightSet baseWeights;
+    WeightSet? baseWeights;       // dropped once the LoRA base is written: the folder's data file holds it from then on
+    bool baseWritten;
+    (double Seconds, long Bytes) unsynced;   // a WriteBase before the first sync, counted as part of that sync
     readonly LoraOptions? lora;
     readonly IReadOnlyList<LoraAdapter> adapters;
     readonly TokenizerSource tokenizer;
@@ -51,6 +53,8 @@ public sealed class RolloutPolicy : IDisposable
     }
 
     public string Dir => dir;
+    /// <summary>The rollout folder's model.onnx (with LoRA: the frozen base in its model.onnx.data, once written).</summary>
+    public string ModelPath => Path.Combine(dir, ModelFolder.ModelFile);
     /// <summary>The generator over the synced weights (after the first <see cref="Sync"/>).</summary>
     public GenAIGenerator Generator => generator ?? throw new InvalidOperationException("Sync the rollout policy before generating");
     /// <summary>Seconds the last <see cref="Sync"/> took (writing and loading what changed).</summary>
@@ -65,27 +69,25 @@ public sealed class RolloutPolicy : IDisposable
     public GenAIGenerator Sync(IReadOnlyDictionary<string, WeightTensor> trainable, IEnumerable<LineageEntry> lineage, string role = "policy")
     {
         var clock = Stopwatch.StartNew();
+        var earlier = unsynced;   // a WriteBase since the last sync (the clock covers one made here)
+        unsynced = (0, 0);
         if (lora is null)
         {
             // Every weight moved: the whole model, written and loaded again.
             generator?.Dispose();
             generator = null;
             var weights = new WeightSet();
-            foreach (var (name, w) in baseWeights) weights[name] = trainable.TryGetValue(name, out var t) ? t : w;
+            foreach (var (name, w) in baseWeights!) weights[name] = trainable.TryGetValue(name, out var t) ? t : w;
             ModelWriter.Write(dir, config, weights, tokenizer, role, lineage);
             generator = new GenAIGenerator(dir, options);
             LastSyncBytes = new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(Path.Combine(dir, ModelFolder.ModelFile)).Length;
         }
         else
         {
-            LastSyncBytes = 0;
-            if (generator is null)
-            {
-                // Once: the base and the adapter branches (A and B inputs defaulting to zero, i.e. the base model).
-                ModelWriter.Write(dir, config, baseWeights, tokenizer, role, lineage, g => Lora.ApplyToInference(g, lora).Graph);
-                generator = new GenAIGenerator(dir, options);
-                LastSyncBytes += new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(Path.Combine(dir, ModelFolder.ModelFile)).Length;
-            }
+            var written = baseWritten ? 0 : WriteBase(lineage, role);
+            unsynced = (0, 0);
+            generator ??= new GenAIGenerator(dir, options);
+            LastSyncBytes = earlier.Bytes + written;
             var path = Path.Combine(dir, AdapterFile);
             OnnxAdapterFile.Write(path, adapters.SelectMany(a => new[]
             {
@@ -95,8 +97,26 @@ public sealed class RolloutPolicy : IDisposable
             LastSyncBytes += new FileInfo(path).Length;
             generator.UseAdapter(path);
         }
-        LastSyncSeconds = clock.Elapsed.TotalSeconds;
+        LastSyncSeconds = clock.Elapsed.TotalSeconds + earlier.Seconds;
         return generator;
+    }
+
+    /// <summary>
+    /// With LoRA: writes the folder — the base and the adapter branches (A and B inputs defaulting to zero, i.e. the
+    /// base model) — once, and lets go of the base's arrays (the caller may map <see cref="ModelPath"/>'s data instead,
+    /// see <see cref="MappedWeights"/>). Returns the bytes written; the next <see cref="Sync"/> reports them (and the time) as its own.
+    /// </summary>
+    public long WriteBase(IEnumerable<LineageEntry> lineage, string role = "policy")
+    {
+        if (lora is null) throw new InvalidOperationException("only a LoRA rollout policy has a base written once");
+        if (baseWritten) return 0;
+        var clock = Stopwatch.StartNew();
+        ModelWriter.Write(dir, config, baseWeights!, tokenizer, role, lineage, g => Lora.ApplyToInference(g, lora).Graph);
+        baseWritten = true;
+        baseWeights = null;
+        var bytes = new FileInfo(Path.Combine(dir, ModelFolder.DataFile)).Length + new FileInfo(ModelPath).Length;
+        unsynced = (clock.Elapsed.TotalSeconds, bytes);
+        return bytes;
     }
 
     public void Dispose() => generator?.Dispose();

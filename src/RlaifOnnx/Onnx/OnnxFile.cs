@@ -242,7 +242,7 @@ public static class OnnxFile
         t.FloatData.Clear(); t.DoubleData.Clear(); t.Int32Data.Clear(); t.Int64Data.Clear();
     }
 
-    static (string location, long offset, long length) ExternalInfo(TensorProto t, string modelPath)
+    internal static (string location, long offset, long length) ExternalInfo(TensorProto t, string modelPath)
     {
         string? location = null; long offset = 0, length = -1;
         foreach (var e in t.ExternalData)

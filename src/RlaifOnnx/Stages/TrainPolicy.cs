@@ -117,6 +117,13 @@ public static partial class TrainPolicy
         public int Seed { get; init; } = 1;
         /// <summary>Write checkpoints every this many iterations (and at the end).</summary>
         public int SaveEvery { get; init; } = 5;
+        /// <summary>
+        /// Trade some speed for a lower peak memory: with LoRA, GenAI's session and the trainers read the policy's base from
+        /// one memory-mapped file (resident once, not twice); GenAI does not prepack weights (a heap copy of them) and
+        /// ONNX Runtime's arena is off in GenAI's, the forward passes' and the reward's sessions (the trainers' follows
+        /// optimizer.cpu_memory_arena: off too for the lowest peak). bench/RESULTS.md measures both settings.
+        /// </summary>
+        public bool LowMemory { get; init; } = true;
 
         public IEnumerable<ConfigProblem> Problems()
         {
@@ -160,10 +167,17 @@ public static partial class TrainPolicy
     /// <summary>The per-token arrays of one row the loss graphs read, [L−1] each (position t ↔ token t+1).</summary>
     sealed record RowArrays(double[] LogProbs, double[] Values, double[] Advantages, double[] Returns, bool[] Mask);
 
-    /// <summary>Trains, checkpoints and exports; returns the exported folders and the last metrics.</summary>
-    public static async Task<Summary> Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default, string source = "ppo config")
+    /// <summary>
+    /// Trains, checkpoints and exports; returns the exported folders and the last metrics. <paramref name="phase"/>, when
+    /// given, is told the name of each phase as it starts (setup, sync, generation, scoring, forward, policy_update,
+    /// value_update, export), e.g. for a memory sampler to attribute what it sees.
+    /// </summary>
+    public static async Task<Summary> Run(Config config, Action<string>? log = null, CancellationToken cancellationToken = default, string source = "ppo config",
+        Action<string>? phase = null)
     {
         log ??= _ => { };
+        var enter = phase ?? (_ => { });
+        enter("setup");
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
         var referenceDir = config.ReferenceModel ?? config.PolicyModel;
         var valueDir = config.ValueModel ?? config.RewardModel;
@@ -187,41 +201,9 @@ public static partial class TrainPolicy
         var prompts = RenderPrompts(config, source, out var dropped);
         log($"{prompts.Count} prompts{(dropped > 0 ? $" ({dropped} over {config.MaxPromptTokens} tokens left out)" : "")}");
 
-        // The policy (optionally LoRA over a frozen base), the reference and the value model, each with its graphs.
-        var lora = LoraOptions.From(config.Lora);
-        var policyWeights = ModelFolder.ReadWeights(config.PolicyModel);
-        IReadOnlyList<LoraAdapter> adapters = lora is null ? [] : Lora.Apply(DecoderGraphs.Training(model, DataType.Float), lora).Adapters;
-        IReadOnlyDictionary<string, WeightTensor> policyTrainable = lora is null ? policyWeights : Lora.InitialWeights(adapters, config.Seed);
-        IReadOnlyDictionary<string, WeightTensor> policyFrozen = lora is null ? new Dictionary<string, WeightTensor>() : policyWeights;
-        // With LoRA the frozen base is the reference when both are the same folder: one copy of the weights.
-        var sharesBase = lora is not null && Path.GetFullPath(referenceDir) == Path.GetFullPath(config.PolicyModel);
-        var referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
-        var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
-        // With LoRA the value model is adapters and its own head over the PM's frozen base, as the policy over its
-        // base; when it starts from the reward model, that base scores the rewards too: one copy of the PM's weights.
-        IReadOnlyList<LoraAdapter> valueAdapters = lora is null ? [] : Lora.Apply(PreferenceModelGraphs.Values(valueMeta.Config, DataType.Float), lora).Adapters;
-        var valueFrozen = lora is null ? new Dictionary<string, WeightTensor>()
-            : valueWeights.Where(w => w.Key != PreferenceModelGraphs.HeadWeight).ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
-        var valueHead = valueWeights[PreferenceModelGraphs.HeadWeight];
-        IReadOnlyDictionary<string, WeightTensor> valueTrainable = lora is null ? valueWeights
-            : new Dictionary<string, WeightTensor>(Lora.InitialWeights(valueAdapters, StableRandom.SeedFor(config.Seed, "value lora")), StringComparer.Ordinal)
-            {
-                // Its own copy: the trainer updates it in place, and the reward reads the PM's head.
-                [PreferenceModelGraphs.HeadWeight] = new WeightTensor(valueHead.Shape, (float[])valueHead.Data.Clone()),
-            };
-        var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
-
-        using var policyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, policyFrozen,
-            Ppo.PolicyOptions(PolicyTrainerOptions(config)));
-        using var valueTrainer = new Trainer(Ppo.ValueGraph(valueMeta.Config, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, valueFrozen,
-            Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
-        // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
-        using var policyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(policyFrozen, policyTrainer.TrainableWeights()), Ppo.TokenLogProbsOutput);
-        using var referenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput);
-        using var valueForward = new BoundForward(Ppo.ValuesGraph(valueMeta.Config, lora), Union(valueFrozen, valueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput);
-        using var rewardScorer = sharesPm
-            ? new RewardScorer(config.RewardModel, valueWeights, new InferenceOptions { BatchSize = config.MiniBatchSize })
-            : new RewardScorer(config.RewardModel, new InferenceOptions { BatchSize = config.MiniBatchSize });
+        using var sessions = OpenSessions(config, policyMeta, referenceConfig, valueMeta.Config, referenceDir, valueDir);
+        var (policyTrainer, valueTrainer, rollout, lora) = (sessions.PolicyTrainer, sessions.ValueTrainer, sessions.Rollout, sessions.Lora);
+        var (policyForward, referenceForward, valueForward, rewardScorer) = (sessions.PolicyForward, sessions.ReferenceForward, sessions.ValueForward, sessions.RewardScorer);
 
         // Resume: both trainers from their newest common checkpoint made with the same settings.
         var policyCheckpoints = Path.Combine(config.OutputDir, "checkpoints", "policy");
@@ -241,10 +223,6 @@ public static partial class TrainPolicy
         var kl = config.KlTarget is { } klTarget ? KlController.Adaptive(beta, klTarget, config.KlHorizon) : KlController.Fixed(beta);
 
         var order = new DataOrder(prompts.Count, config.Seed);
-        // GenAI's copy of the policy: with LoRA the base is written once and each sync moves only the adapters.
-        Orphans.RemoveBeside(Path.Combine(config.OutputDir, RolloutPolicySubdir));   // rollout policies a killed run was writing
-        using var rollout = new RolloutPolicy(Path.Combine(config.OutputDir, RolloutPolicySubdir), model, policyWeights, lora, adapters, config.PolicyModel,
-            new InferenceOptions { BatchSize = config.MiniBatchSize });
         long syncedStep = -1;
         var last = new Dictionary<string, double>();
         {
@@ -257,7 +235,8 @@ public static partial class TrainPolicy
                 var clock = Stopwatch.StartNew();
 
                 // 1. Weight sync (GenAI follows the trained weights: the adapters only, with LoRA), then rollouts.
-                var phase = Stopwatch.StartNew();
+                enter("sync");
+                var phaseClock = Stopwatch.StartNew();
                 var (syncSeconds, syncBytes) = (0.0, 0L);
                 if (syncedStep != policyTrainer.StepCount)
                 {
@@ -267,7 +246,8 @@ public static partial class TrainPolicy
                     syncedStep = policyTrainer.StepCount;
                 }
                 var generator = rollout.Generator;
-                phase.Restart();
+                enter("generation");
+                phaseClock.Restart();
                 var batchPrompts = Enumerable.Range(0, config.RolloutBatchSize).Select(i => prompts[order.At((long)iteration * config.RolloutBatchSize + i)]).ToList();
                 // One GenAI batch per mini-batch of prompts, each with its own seed: one seed for all would give a
                 // prompt that appears in two batches the same response twice.
@@ -288,20 +268,22 @@ public static partial class TrainPolicy
                     int[] end = stopped ? [g.EndTokenId ?? model.EosTokenId] : [];
                     return new Rollout(p.Item, [.. g.PromptIds, .. g.NewIds, .. end], g.PromptIds.Length, g.Text, stopped);
                 }).ToList();
-                var generationSeconds = phase.Elapsed.TotalSeconds;
-                phase.Restart();
+                var generationSeconds = phaseClock.Elapsed.TotalSeconds;
+                enter("scoring");
+                phaseClock.Restart();
 
                 // 2. Scores: the PM's reward of (conversation, response), rendered as the PM was trained.
                 var scores = rewardScorer.Rewards(rollouts.Select(r => (r.Prompt.Messages, r.Text)).ToList(), cancellationToken);
                 var penalised = rollouts.Select((r, b) => PpoMath.PenalizeMissingEos(scores[b], r.EndedWithEos, config.MissingEosPenalty)).ToArray();
-                var scoringSeconds = phase.Elapsed.TotalSeconds;
-                phase.Restart();
+                var scoringSeconds = phaseClock.Elapsed.TotalSeconds;
+                enter("forward");
+                phaseClock.Restart();
 
                 // 3. Old log-probs (policy, reference) and values with the current weights, in mini-batch chunks.
                 var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
                 var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
                 var values = RowOutputs(valueForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
-                var forwardSeconds = phase.Elapsed.TotalSeconds;
+                var forwardSeconds = phaseClock.Elapsed.TotalSeconds;
 
                 // 4. Per-token KL and rewards, GAE, whitening.
                 var masks = rollouts.Select(r => r.ResponseMask()).ToList();
@@ -334,12 +316,14 @@ public static partial class TrainPolicy
                     foreach (var chunk in permutation.Chunk(config.MiniBatchSize))
                     {
                         var batch = MiniBatch(chunk.Select(i => (rollouts[i], rows[i])).ToList(), model.PadTokenId);
-                        phase.Restart();
+                        enter("policy_update");
+                        phaseClock.Restart();
                         var policyStep = policyTrainer.Step(batch, cancellationToken);
-                        policySeconds += phase.Elapsed.TotalSeconds;
-                        phase.Restart();
+                        policySeconds += phaseClock.Elapsed.TotalSeconds;
+                        enter("value_update");
+                        phaseClock.Restart();
                         var valueStep = valueTrainer.Step(batch, cancellationToken);
-                        valueSeconds += phase.Elapsed.TotalSeconds;
+                        valueSeconds += phaseClock.Elapsed.TotalSeconds;
                         if (!double.IsFinite(policyStep.Loss) || !double.IsFinite(valueStep.Loss))
                             throw new InvalidOperationException($"a loss became non-finite at iteration {iteration + 1} (policy {policyStep.Loss}, value {valueStep.Loss}); lower the learning rates");
                         steps.Add((policyStep.Metrics, valueStep.Metrics));
@@ -395,12 +379,13 @@ public static partial class TrainPolicy
         }
 
         // Export the policy (LoRA merged) and the value model.
+        enter("export");
         var target = Path.Combine(config.OutputDir, ModelSubdir);
-        ModelWriter.Write(target, model, Export.Weights(model, policyFrozen, policyTrainer, adapters, lora?.Scale ?? 0), config.PolicyModel, "policy",
+        ModelWriter.Write(target, model, Export.Weights(model, sessions.PolicyFrozenArrays(), policyTrainer, sessions.Adapters, lora?.Scale ?? 0), config.PolicyModel, "policy",
             [.. policyMeta.Lineage, new LineageEntry("ppo", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
         var valueTarget = Path.Combine(config.OutputDir, ValueModelSubdir);
         PreferenceModelFolder.Write(valueTarget, valueMeta.Config,
-            Export.Weights(valueMeta.Config, valueFrozen, valueTrainer, valueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
+            Export.Weights(valueMeta.Config, sessions.ValueFrozen, valueTrainer, sessions.ValueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
             [.. valueMeta.Lineage, new LineageEntry("ppo value model", Path.GetFullPath(valueDir), DateTimeOffset.UtcNow)]);
         return new Summary(target, valueTarget, config.Iterations, last);
     }

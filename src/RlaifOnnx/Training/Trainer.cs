@@ -78,6 +78,7 @@ public sealed class Trainer : IDisposable
     readonly TrainingSession session;
     readonly SessionOptions sessionOptions;
     readonly Dictionary<string, OrtValue> frozenValues = new(StringComparer.Ordinal);
+    readonly List<OrtValue> ownedFrozen = [];
     readonly HashSet<string> batchInputs;
 
     public IReadOnlyList<Parameter> Parameters => session.Parameters;
@@ -91,13 +92,19 @@ public sealed class Trainer : IDisposable
     public double RunSeconds { get; private set; }
     public double StepSeconds { get; private set; }
 
+    /// <summary>
+    /// A trainer of <paramref name="trainable"/> over <paramref name="frozen"/> arrays and, optionally, frozen weights
+    /// already bound as <paramref name="frozenValues"/> (borrowed: e.g. <see cref="MappedWeights.Values"/>, which must
+    /// outlive the trainer).
+    /// </summary>
     public Trainer(ModelProto forwardWithLoss, string loss, IReadOnlyDictionary<string, WeightTensor> trainable,
-        IReadOnlyDictionary<string, WeightTensor> frozen, TrainerOptions options)
+        IReadOnlyDictionary<string, WeightTensor> frozen, TrainerOptions options, IReadOnlyDictionary<string, OrtValue>? frozenValues = null)
     {
         this.options = options;
+        frozenValues ??= new Dictionary<string, OrtValue>();
         var graphs = GradientBuilder.Build(WithLossWeight(forwardWithLoss, loss), trainable.Keys.ToList(), WeightedLoss, options.MetricOutputs);
         var inputs = forwardWithLoss.Graph.Input.Select(i => i.Name).ToList();
-        batchInputs = inputs.Where(n => !trainable.ContainsKey(n) && !frozen.ContainsKey(n)).ToHashSet();
+        batchInputs = inputs.Where(n => !trainable.ContainsKey(n) && !frozen.ContainsKey(n) && !frozenValues.ContainsKey(n)).ToHashSet();
 
         sessionOptions = new SessionOptions
         {
@@ -115,7 +122,9 @@ public sealed class Trainer : IDisposable
         }
         session = new TrainingSession(graphs, trainable.ToDictionary(kv => kv.Key, kv => kv.Value.Data), sessionOptions);
         foreach (var (name, w) in frozen)
-            if (inputs.Contains(name)) frozenValues[name] = OrtValue.CreateTensorValueFromMemory(w.Data, w.Shape);
+            if (inputs.Contains(name)) ownedFrozen.Add(this.frozenValues[name] = OrtValue.CreateTensorValueFromMemory(w.Data, w.Shape));
+        foreach (var (name, v) in frozenValues)
+            if (inputs.Contains(name)) this.frozenValues[name] = v;
         Optimizer = new AdamW(session.Parameters, options.AdamW);
     }
 
@@ -249,7 +258,7 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         session.Dispose();
-        foreach (var v in frozenValues.Values) v.Dispose();
+        foreach (var v in ownedFrozen) v.Dispose();
         sessionOptions.Dispose();
     }
 }

@@ -36,8 +36,15 @@ public class RolloutPolicyTests
         return (data, File.GetLastWriteTimeUtc(data), SHA256.HashData(File.ReadAllBytes(data)));
     }
 
-    [Fact]
-    public void Adapter_rollouts_equal_the_merged_model_on_disk_and_the_base_file_is_written_once()
+    /// <summary>
+    /// Low memory (what PPO runs by default): the base written before the first sync, GenAI without arenas or
+    /// prepacking, and a forward pass over the same data file mapped by <see cref="MappedWeights"/> (the trainer's
+    /// view of the base) gives GenAI's log-probs of the tokens it chose.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Adapter_rollouts_equal_the_merged_model_on_disk_and_the_base_file_is_written_once(bool lowMemory)
     {
         using var temp = new TempDir();
         var lm = TinyModels.Folder(temp.File("lm"), seed: 5);
@@ -46,7 +53,15 @@ public class RolloutPolicyTests
         var lora = new LoraOptions(4, 8, [LoraOptions.AllLinear]);
         var adapters = Lora.Apply(DecoderGraphs.Training(config, DataType.Float), lora).Adapters;
 
-        using var rollout = new RolloutPolicy(temp.File("rollout"), config, baseWeights, lora, adapters, lm);
+        using var rollout = new RolloutPolicy(temp.File("rollout"), config, baseWeights, lora, adapters, lm,
+            new InferenceOptions { CpuMemoryArena = !lowMemory, WeightPrepacking = !lowMemory });
+        MappedWeights? mapped = null;
+        if (lowMemory)
+        {
+            Assert.True(rollout.WriteBase(Lineage) > 0);
+            mapped = new MappedWeights(rollout.ModelPath, WeightNames.Shapes(config));
+        }
+        using var mappedBase = mapped;
         using var plainBase = new GenAIGenerator(lm);
         (string Data, DateTime Written, byte[] Hash)? firstBase = null;
         for (var sync = 0; sync < 2; sync++)
@@ -69,6 +84,7 @@ public class RolloutPolicyTests
                 for (var t = 0; t < logProbs.Length; t++)
                     Assert.True(Math.Abs(mergedLogProbs[t] - logProbs[t]) < 1e-4, $"token {t}: {logProbs[t]} vs merged {mergedLogProbs[t]}");
                 differsFromBase |= !baseIds.SequenceEqual(ids) || baseLogProbs.Zip(logProbs).Any(p => Math.Abs(p.First - p.Second) > 1e-2);
+                if (mappedBase is not null) TeacherForcedLogProbsEqual(generator, mappedBase, lora, values, prompt, ids, logProbs);
             }
             // The adapters really act: otherwise equality with the merged model would prove nothing.
             Assert.True(differsFromBase, $"sync {sync}: the adapted rollouts equal the base model's");
@@ -80,6 +96,29 @@ public class RolloutPolicyTests
             if (sync > 0) Assert.Equal(new FileInfo(Path.Combine(rollout.Dir, RolloutPolicy.AdapterFile)).Length, rollout.LastSyncBytes);
         }
         Assert.True(rollout.LastSyncBytes < new FileInfo(firstBase!.Value.Data).Length / 4, $"an adapter sync wrote {rollout.LastSyncBytes} bytes");
+    }
+
+    /// <summary>The LoRA policy's log-prob graph over the mapped base and <paramref name="adapterValues"/> scores GenAI's greedy tokens as GenAI did.</summary>
+    static void TeacherForcedLogProbsEqual(GenAIGenerator generator, MappedWeights mapped, LoraOptions lora, Dictionary<string, WeightTensor> adapterValues,
+        string prompt, int[] newIds, double[] logProbs)
+    {
+        if (newIds.Length == 0) return;
+        using var encoded = generator.Tokenizer.Encode(prompt);
+        var promptIds = encoded[0].ToArray();
+        long[] ids = [.. promptIds.Select(i => (long)i), .. newIds.Select(i => (long)i)];
+        var batch = new TrainingBatch
+        {
+            ["input_ids"] = BatchTensor.Of(ids, 1, ids.Length),
+            ["attention_mask"] = BatchTensor.Of(ids.Select(_ => 1L).ToArray(), 1, ids.Length),
+            ["position_ids"] = BatchTensor.Of(Enumerable.Range(0, ids.Length).Select(t => (long)t).ToArray(), 1, ids.Length),
+        };
+        using var forward = new BoundForward(Ppo.RolloutLogProbGraph(TinyModels.Config, lora, temperature: 1.0), adapterValues, Ppo.TokenLogProbsOutput, mapped.Values, cpuMemoryArena: false);
+        var tokenLogProbs = forward.Run(batch, out _);                      // position t ↔ token t+1
+        for (var k = 0; k < newIds.Length; k++)
+        {
+            var forced = tokenLogProbs[promptIds.Length - 1 + k];
+            Assert.True(Math.Abs(forced - logProbs[k]) < 1e-4, $"token {k}: teacher-forced over the mapped base {forced} vs GenAI {logProbs[k]}");
+        }
     }
 
     [Fact]

@@ -111,7 +111,24 @@ public class PpoStageTests
         var lm = TinyModels.Folder(temp.File("lm"), seed: 2);
         var pm = RandomPm(lm, temp.File("pm"));
         var output = temp.File("ppo");
-        var summary = await TrainPolicy.Run(Config(lm, pm, Prompts(temp), output) with { Iterations = 2, Lora = new() { Rank = 4 }, MissingEosPenalty = 1 }, null, Ct);
+        // low_memory (the default): while the policy trains, the rollout folder's base file is mapped whole into this
+        // process (the trainers' and forward passes' MappedWeights) besides GenAI's own mappings of it; with
+        // low_memory: false nothing maps it whole (checked by hand: this assertion then fails).
+        var baseData = Path.GetFullPath(Path.Combine(output, TrainPolicy.RolloutPolicySubdir, ModelFolder.DataFile));
+        var wholeFileMapped = new List<bool>();
+        void OnPhase(string phase)
+        {
+            if (phase != "policy_update") return;
+            var size = new FileInfo(baseData).Length;
+            wholeFileMapped.Add(File.ReadLines("/proc/self/maps").Where(l => l.TrimEnd().EndsWith(" " + baseData, StringComparison.Ordinal)).Any(l =>
+            {
+                var range = l.Split(' ', 2)[0].Split('-');
+                return Convert.ToUInt64(range[1], 16) - Convert.ToUInt64(range[0], 16) >= (ulong)size;
+            }));
+        }
+        var summary = await TrainPolicy.Run(Config(lm, pm, Prompts(temp), output) with { Iterations = 2, Lora = new() { Rank = 4 }, MissingEosPenalty = 1 }, null, Ct, phase: OnPhase);
+        Assert.NotEmpty(wholeFileMapped);
+        Assert.All(wholeFileMapped, Assert.True);
 
         var metrics = Metrics(output);
         Assert.Equal([1L, 2L], metrics.Select(m => m.Step));

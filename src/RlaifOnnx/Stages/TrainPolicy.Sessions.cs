@@ -1,0 +1,126 @@
+using DataType = Onnx.TensorProto.Types.DataType;
+using RlaifOnnx.Core;
+using RlaifOnnx.Inference;
+using RlaifOnnx.Models;
+using RlaifOnnx.Training;
+
+namespace RlaifOnnx.Stages;
+
+/// <summary>The models of a PPO run and the ONNX Runtime sessions over them.</summary>
+public static partial class TrainPolicy
+{
+    /// <summary>
+    /// The policy (optionally LoRA over a frozen base), the reference, the value model and the reward scorer, each
+    /// with its graphs, and GenAI's rollout copy of the policy; disposed together (the sessions before the memory
+    /// they read).
+    /// </summary>
+    sealed class Sessions : IDisposable
+    {
+        public LoraOptions? Lora;
+        public IReadOnlyList<LoraAdapter> Adapters = [], ValueAdapters = [];
+        /// <summary>The policy's frozen base as arrays (empty without LoRA, or when <see cref="MappedBase"/> holds it).</summary>
+        public IReadOnlyDictionary<string, WeightTensor> PolicyFrozen = new Dictionary<string, WeightTensor>();
+        public IReadOnlyDictionary<string, WeightTensor> ValueFrozen = new Dictionary<string, WeightTensor>();
+        /// <summary>With low_memory and LoRA: the policy's base, mapped from the rollout folder's data file GenAI maps too.</summary>
+        public MappedWeights? MappedBase;
+        public Trainer PolicyTrainer = null!, ValueTrainer = null!;
+        public BoundForward PolicyForward = null!, ReferenceForward = null!, ValueForward = null!;
+        public RewardScorer RewardScorer = null!;
+        public RolloutPolicy Rollout = null!;
+
+        /// <summary>The policy's frozen base as arrays for the export (a copy when it is mapped).</summary>
+        public IReadOnlyDictionary<string, WeightTensor> PolicyFrozenArrays() => MappedBase?.Copy() ?? PolicyFrozen;
+
+        public void Dispose()
+        {
+            // GenAI and every session before the mapped base they may read.
+            Rollout?.Dispose();
+            RewardScorer?.Dispose();
+            ValueForward?.Dispose();
+            ReferenceForward?.Dispose();
+            PolicyForward?.Dispose();
+            ValueTrainer?.Dispose();
+            PolicyTrainer?.Dispose();
+            MappedBase?.Dispose();
+        }
+    }
+
+    static Sessions OpenSessions(Config config, ModelMetadata policyMeta, ModelConfig referenceConfig, ModelConfig valueConfig, string referenceDir, string valueDir)
+    {
+        var model = policyMeta.Config;
+        var s = new Sessions();
+        try
+        {
+            var lora = s.Lora = LoraOptions.From(config.Lora);
+            var lowMemory = config.LowMemory;
+            var policyWeights = ModelFolder.ReadWeights(config.PolicyModel);
+            s.Adapters = lora is null ? [] : Training.Lora.Apply(DecoderGraphs.Training(model, DataType.Float), lora).Adapters;
+            IReadOnlyDictionary<string, WeightTensor> policyTrainable = lora is null ? policyWeights : Training.Lora.InitialWeights(s.Adapters, config.Seed);
+
+            // GenAI's copy of the policy: with LoRA the base is written once and each sync moves only the adapters.
+            var rolloutDir = Path.Combine(config.OutputDir, RolloutPolicySubdir);
+            Orphans.RemoveBeside(rolloutDir);   // rollout policies a killed run was writing
+            var rolloutOptions = new InferenceOptions { BatchSize = config.MiniBatchSize, CpuMemoryArena = !lowMemory, WeightPrepacking = !lowMemory };
+            s.Rollout = new RolloutPolicy(rolloutDir, model, policyWeights, lora, s.Adapters, config.PolicyModel, rolloutOptions);
+            // With LoRA the frozen base is the reference when both are the same folder: one copy of the weights.
+            var sharesBase = lora is not null && Path.GetFullPath(referenceDir) == Path.GetFullPath(config.PolicyModel);
+            IReadOnlyDictionary<string, WeightTensor> referenceWeights;
+            if (lora is not null && lowMemory)
+            {
+                // The base is written into the rollout folder now and read from there by everyone: GenAI's session maps
+                // model.onnx.data and so do the trainers and forward passes (MappedWeights): one resident copy, no arrays.
+                s.Rollout.WriteBase([.. policyMeta.Lineage, new LineageEntry("ppo rollout policy", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
+                s.MappedBase = new MappedWeights(s.Rollout.ModelPath, WeightNames.Shapes(model));
+                referenceWeights = sharesBase ? new Dictionary<string, WeightTensor>() : ModelFolder.ReadWeights(referenceDir);
+            }
+            else
+            {
+                s.PolicyFrozen = lora is null ? new Dictionary<string, WeightTensor>() : policyWeights;
+                referenceWeights = sharesBase ? policyWeights : ModelFolder.ReadWeights(referenceDir);
+            }
+            policyWeights = null;
+            // With the base mapped, the arrays it was read into (one copy of the policy, in the large-object heap) are
+            // garbage: collect them now, before the value model is loaded, rather than whenever the GC next gets to them.
+            if (s.MappedBase is not null) GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            var mapped = s.MappedBase?.Values;
+            var referenceMapped = sharesBase ? mapped : null;
+
+            var valueWeights = PreferenceModelFolder.ReadWeights(valueDir);
+            // With LoRA the value model is adapters and its own head over the PM's frozen base, as the policy over its
+            // base; when it starts from the reward model, that base scores the rewards too: one copy of the PM's weights.
+            s.ValueAdapters = lora is null ? [] : Training.Lora.Apply(PreferenceModelGraphs.Values(valueConfig, DataType.Float), lora).Adapters;
+            s.ValueFrozen = lora is null ? new Dictionary<string, WeightTensor>()
+                : valueWeights.Where(w => w.Key != PreferenceModelGraphs.HeadWeight).ToDictionary(w => w.Key, w => w.Value, StringComparer.Ordinal);
+            var valueHead = valueWeights[PreferenceModelGraphs.HeadWeight];
+            IReadOnlyDictionary<string, WeightTensor> valueTrainable = lora is null ? valueWeights
+                : new Dictionary<string, WeightTensor>(Training.Lora.InitialWeights(s.ValueAdapters, StableRandom.SeedFor(config.Seed, "value lora")), StringComparer.Ordinal)
+                {
+                    // Its own copy: the trainer updates it in place, and the reward reads the PM's head.
+                    [PreferenceModelGraphs.HeadWeight] = new WeightTensor(valueHead.Shape, (float[])valueHead.Data.Clone()),
+                };
+            var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
+
+            // The trainers' arenas follow optimizer.cpu_memory_arena; every other session's is off with low_memory, so a
+            // forward pass's activations leave the resident set after it.
+            s.PolicyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, s.PolicyFrozen,
+                Ppo.PolicyOptions(PolicyTrainerOptions(config)), mapped);
+            s.ValueTrainer = new Trainer(Ppo.ValueGraph(valueConfig, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, s.ValueFrozen,
+                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
+            // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
+            s.PolicyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(s.PolicyFrozen, s.PolicyTrainer.TrainableWeights()),
+                Ppo.TokenLogProbsOutput, mapped, cpuMemoryArena: !lowMemory);
+            s.ReferenceForward = new BoundForward(Ppo.RolloutLogProbGraph(referenceConfig, null, config.Sampling.Temperature), referenceWeights, Ppo.TokenLogProbsOutput,
+                referenceMapped, cpuMemoryArena: !lowMemory);
+            s.ValueForward = new BoundForward(Ppo.ValuesGraph(valueConfig, lora), Union(s.ValueFrozen, s.ValueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput,
+                cpuMemoryArena: !lowMemory);
+            var scorerOptions = new InferenceOptions { BatchSize = config.MiniBatchSize, CpuMemoryArena = !lowMemory };
+            s.RewardScorer = sharesPm ? new RewardScorer(config.RewardModel, valueWeights, scorerOptions) : new RewardScorer(config.RewardModel, scorerOptions);
+            return s;
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+    }
+}
