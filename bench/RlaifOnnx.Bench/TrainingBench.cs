@@ -70,7 +70,7 @@ public static class TrainingBench
 
             Model: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, intermediate {config.IntermediateSize}, vocab {config.VocabSize}, tied embeddings:
             N = {n:N0} parameters. Batch × length = {batchSize} × {length} = {tokens:N0} tokens per step, float32,
-            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n            (`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n            (`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
+            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n(`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n(`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
 
             | measure | value |
             |---|---|
