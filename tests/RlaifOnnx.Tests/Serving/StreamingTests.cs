@@ -16,7 +16,8 @@ namespace RlaifOnnx.Tests.Serving;
 /// </summary>
 public class StreamingTests
 {
-    const int N = 1500;
+    // Long enough that a fast machine cannot finish the answer before the server sees the hang-up.
+    const int N = 8000;
     static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
 
     static async Task<(long Generated, long Running)> Metrics(HttpClient http, CancellationToken ct)
@@ -44,7 +45,7 @@ public class StreamingTests
     {
         var ct = TestContext.Current.CancellationToken;
         using var temp = new TempDir();
-        var model = TinyModels.Folder(temp.File("lm"));
+        var model = TinyModels.Folder(temp.File("lm"), maxPositions: N + 192);
         await using var server = await OpenAIServer.StartAsync(model, port: 0, cancellationToken: ct);
         using var http = new HttpClient { BaseAddress = server.BaseUrl };
         var body = $"{request}, \"max_tokens\": {N}, \"min_tokens\": {N}}}";

@@ -15,10 +15,11 @@ public static class TinyModels
 
     public static ModelConfig Config { get; } = TinyLlama.Config("gqa-untied", Vocab) with { MaxPositions = 2048 };
 
-    /// <summary>Writes a model folder at <paramref name="dir"/> and returns its path.</summary>
-    public static string Folder(string dir, int seed = 1)
+    /// <summary>Writes a model folder at <paramref name="dir"/> and returns its path; <paramref name="maxPositions"/> overrides the context length.</summary>
+    public static string Folder(string dir, int seed = 1, int? maxPositions = null)
     {
-        ModelWriter.Write(dir, Config, TinyLlama.Weights(Config, seed), Tokenizer.Value, "feedback", [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
+        var config = maxPositions is { } m ? Config with { MaxPositions = m } : Config;
+        ModelWriter.Write(dir, config, TinyLlama.Weights(config, seed), Tokenizer.Value, "feedback", [new LineageEntry("test", null, DateTimeOffset.UtcNow)]);
         return dir;
     }
 }
