@@ -191,16 +191,23 @@ public static partial class LlamaGraph
             g.Scope = $"layer{i}/norm/";
             var n2 = RmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
             g.Scope = $"layer{i}/mlp/";
-            var gate = g.MatMul(n2, W("mlp.gate_proj.weight"));
-            var up = g.MatMul(n2, W("mlp.up_proj.weight"));
-            var silu = g.Mul(gate, g.Sigmoid(gate));
-            x = g.Add(x, g.MatMul(g.Mul(silu, up), W("mlp.down_proj.weight")));
+            x = g.Add(x, SwiGluMlp(g, n2, i));
         }
 
         g.Scope = "final_norm/";
         var final = RmsNorm(g, x, "model.norm.weight", c.NormEps);
         g.Scope = "";
         return final;
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s SwiGLU MLP of the normed input: down(silu(gate(n)) · up(n)).</summary>
+    static string SwiGluMlp(GraphBuilder g, string n, int layer)
+    {
+        string W(string rest) => WeightNames.LlamaLayer(layer, rest);
+        var gate = g.MatMul(n, W("mlp.gate_proj.weight"));
+        var up = g.MatMul(n, W("mlp.up_proj.weight"));
+        var silu = g.Mul(gate, g.Sigmoid(gate));
+        return g.MatMul(g.Mul(silu, up), W("mlp.down_proj.weight"));
     }
 
     /// <summary>RMSNorm: x / sqrt(mean(x², last axis) + eps) · weight.</summary>

@@ -63,10 +63,7 @@ public static partial class LlamaGraph
             g.Scope = $"layer{i}/norm/";
             var n2 = FusedRmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
             g.Scope = $"layer{i}/mlp/";
-            var gate = g.MatMul(n2, W("mlp.gate_proj.weight"));
-            var up = g.MatMul(n2, W("mlp.up_proj.weight"));
-            var silu = g.Mul(gate, g.Sigmoid(gate));
-            x = g.Add(x, g.MatMul(g.Mul(silu, up), W("mlp.down_proj.weight")));
+            x = g.Add(x, SwiGluMlp(g, n2, i));
         }
 
         g.Scope = "final_norm/";
