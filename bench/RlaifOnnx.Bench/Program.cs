@@ -4,6 +4,7 @@ using RlaifOnnx.Bench;
 
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
 // Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch] [--arena]
+RlaifOnnx.Core.HugePages.RestartWithHugePagesIfUseful();   // as `rlaif` does: glibc reads its tunables only at start
 if (args is ["--ppo-child", var ppoDir, var ppoMode]) return PpoBench.Child(ppoDir, ppoMode == "low-memory");   // PpoBench's own process
 var outPath = "bench/RESULTS.md";
 string? only = null;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 
 namespace RlaifOnnx.Bench;
@@ -18,7 +19,9 @@ public static class TorchReference
         "`apt-get install python3-torch libopenblas0-pthread` (OpenBLAS as the BLAS PyTorch calls; without it Debian's torch " +
         "uses the reference BLAS), then run `make bench` again.";
 
-    public static (Result? Result, string? Skipped) Run(ModelConfig c, int batch, int length, int threads, int steps)
+    /// <param name="hugePages">Start python with glibc's huge-page tunable set, as this project's processes run
+    /// (see HugePages), instead of the environment a user's python has by default.</param>
+    public static (Result? Result, string? Skipped) Run(ModelConfig c, int batch, int length, int threads, int steps, bool hugePages)
     {
         var script = FindScript();
         if (script is null) return (null, "bench/torch_train.py was not found beside the bench.");
@@ -27,6 +30,8 @@ public static class TorchReference
         var args = $"\"{script}\" --hidden {c.HiddenSize} --layers {c.NumLayers} --heads {c.NumHeads} --kv-heads {c.NumKvHeads} " +
                    $"--intermediate {c.IntermediateSize} --vocab {c.VocabSize} --batch {batch} --length {length} --threads {threads} --steps {steps}";
         var start = new ProcessStartInfo(python, args) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.Environment.Remove("GLIBC_TUNABLES");
+        if (hugePages) start.Environment["GLIBC_TUNABLES"] = $"{HugePages.Tunable}=1";
         using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start python3");
         var stderr = process.StandardError.ReadToEndAsync();
         var stdout = process.StandardOutput.ReadToEnd();

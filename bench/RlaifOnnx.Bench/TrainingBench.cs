@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using RlaifOnnx.Core;
 using RlaifOnnx.Models;
 using RlaifOnnx.Training;
 
@@ -54,7 +55,10 @@ public static class TrainingBench
         // PyTorch after ours has finished and released its memory, never beside it.
         GC.Collect();
         if (ctx.RunTorch) Console.Error.WriteLine("   PyTorch reference (bench/torch_train.py) …");
-        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, timedSteps) : (null, "Skipped (--no-torch).");
+        // Twice: in a user's default environment, and with the C heap on huge pages as this project's processes run.
+        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, timedSteps, hugePages: false) : (null, "Skipped (--no-torch).");
+        var (torchHuge, _) = ctx.RunTorch && torch is not null && HugePages.Active
+            ? TorchReference.Run(config, batchSize, length, threads, timedSteps, hugePages: true) : (null, null);
 
         double tokens = batchSize * length;
         var tokensPerSecond = tokens / measured.StepSeconds;
@@ -70,7 +74,8 @@ public static class TrainingBench
 
             Model: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, intermediate {config.IntermediateSize}, vocab {config.VocabSize}, tied embeddings:
             N = {n:N0} parameters. Batch × length = {batchSize} × {length} = {tokens:N0} tokens per step, float32,
-            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n(`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n(`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
+            AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, C heap on {(HugePages.Active ? "2 MiB pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, set at start as `rlaif` sets it)" : "4 KiB pages (huge pages not in use: RLAIF_HUGE_PAGES=0, or THP/glibc without the madvise mode)")},
+            {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n(`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n(`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
 
             | measure | value |
             |---|---|
@@ -87,7 +92,8 @@ public static class TrainingBench
 
             Goals: MFU ≥ 50%, outside-Run share ≤ 5%.
 
-            {TorchSection(torch, torchSkipped, tokensPerSecond, residentPeak)}
+            {PageFaults.Section()}
+            {TorchSection(torch, torchHuge, torchSkipped, tokensPerSecond, residentPeak)}
             {memory.Section()}
             {ProfileSection(profile, optimizerMs, peak)}
             """;
@@ -124,21 +130,30 @@ public static class TrainingBench
 
     static double Gib(long bytes) => bytes / (1024.0 * 1024 * 1024);
 
-    static string TorchSection(TorchReference.Result? torch, string? skipped, double ourTokensPerSecond, long ourPeak)
+    static string TorchSection(TorchReference.Result? torch, TorchReference.Result? torchHuge, string? skipped, double ourTokensPerSecond, long ourPeak)
     {
         if (torch is null) return $"### PyTorch on the same config, same run\n\n{skipped}\n";
+        // The goals are judged against the faster PyTorch run and the smaller PyTorch peak of the two environments.
+        var fastest = torchHuge is null ? torch.TokensPerSecond : Math.Max(torch.TokensPerSecond, torchHuge.TokensPerSecond);
+        var smallest = torchHuge is null ? torch.PeakRssBytes : Math.Min(torch.PeakRssBytes, torchHuge.PeakRssBytes);
+        string Row(string name, TorchReference.Result r) =>
+            $"| {name} | {r.TokensPerSecond:F1} | {ourTokensPerSecond / r.TokensPerSecond:F2}× | {Gib(r.PeakRssBytes):F2} GiB | {(double)ourPeak / r.PeakRssBytes:F2}× | {r.Loss:F3} |";
         return $"""
             ### PyTorch on the same config, same run
 
             bench/torch_train.py: the same decoder ({torch.Parameters:N0} parameters), batch, sequence length, AdamW (lr 1e-4,
             clipping at 1.0) and thread count ({torch.Threads}) in PyTorch {torch.Version} (BLAS: `{torch.Blas}`), run as a
             child process after this project's steps had finished (never beside them); 2 timed steps after one warm-up.
+            It runs {(torchHuge is null ? "once, in the environment python has by default" : "twice: in the environment python has by default, and with the same glibc tunable this\nproject's processes set (its C heap on huge pages too)")}.
 
-            | | this project (ONNX Runtime) | PyTorch | ratio (ours ÷ PyTorch) |
-            |---|---:|---:|---:|
-            | training tokens/s | {ourTokensPerSecond:F1} | {torch.TokensPerSecond:F1} | **{ourTokensPerSecond / torch.TokensPerSecond:F2}×** (goal ≥ 2×) |
-            | peak resident set | {Gib(ourPeak):F2} GiB | {Gib(torch.PeakRssBytes):F2} GiB | **{(double)ourPeak / torch.PeakRssBytes:F2}×** (goal ≤ 1×) |
-            | loss after the steps (random init, lr 1e-4) | | {torch.Loss:F3} | |
+            | run | tokens/s | ours ÷ it | peak resident set | ours ÷ it | loss after the steps |
+            |---|---:|---:|---:|---:|---:|
+            | this project (ONNX Runtime) | {ourTokensPerSecond:F1} | | {Gib(ourPeak):F2} GiB | | |
+            {Row("PyTorch, default environment", torch)}
+            {(torchHuge is null ? "" : Row("PyTorch, C heap on huge pages", torchHuge))}
+
+            Against the faster PyTorch run: **{ourTokensPerSecond / fastest:F2}×** its tokens/s (goal ≥ 2×); against the smaller
+            PyTorch peak: **{(double)ourPeak / smallest:F2}×** its memory (goal ≤ 1×).
 
             """;
     }

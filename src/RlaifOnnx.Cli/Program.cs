@@ -5,6 +5,7 @@ using RlaifOnnx.Core;
 // The `rlaif` command: maps commands to library calls and draws progress; no logic of its own.
 // Bad input (UserError, arguments that do not parse, files the machine refuses) prints one line and exits 2;
 // an internal error prints one line and exits 1 (its stack trace only with --verbose). Never a stack trace otherwise.
+HugePages.RestartWithHugePagesIfUseful();   // before anything else: glibc reads its tunables only at start
 var parse = Commands.Build().Parse(args);
 if (parse.Errors.Count > 0)
 {

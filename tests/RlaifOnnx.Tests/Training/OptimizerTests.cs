@@ -50,7 +50,7 @@ public class OptimizerTests
     {
         static TrainerOptions Options(string yaml) =>
             TrainerOptions.From(StageConfig.Parse<TrainLm.Config>("model: m\ndata: d.jsonl\noutput_dir: out\n" + yaml, "stage.yaml").Optimizer, 10);
-        Assert.True(Options("steps: 10\n").CpuMemoryArena);
+        Assert.False(Options("steps: 10\n").CpuMemoryArena);
         Assert.False(Options("steps: 10\noptimizer:\n  cpu_memory_arena: false\n").CpuMemoryArena);
         Assert.True(Options("steps: 10\noptimizer:\n  cpu_memory_arena: true\n").CpuMemoryArena);
     }
