@@ -114,7 +114,7 @@ def blas_library():
 def main():
     p = argparse.ArgumentParser()
     for name, default in [("hidden", 768), ("layers", 12), ("heads", 12), ("kv-heads", 4), ("intermediate", 2048),
-                          ("vocab", 32000), ("batch", 8), ("length", 256), ("threads", 2), ("steps", 2)]:
+                          ("vocab", 32000), ("batch", 8), ("length", 256), ("threads", 2), ("steps", 4), ("warmup", 2)]:
         p.add_argument("--" + name, type=int, default=default)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -137,7 +137,8 @@ def main():
         optimizer.step()
         return loss.item()
 
-    step()  # warm-up
+    for _ in range(a.warmup):
+        step()
     start = time.perf_counter()
     for _ in range(a.steps):
         loss = step()

@@ -21,14 +21,14 @@ public static class TorchReference
 
     /// <param name="hugePages">Start python with glibc's huge-page tunable set, as this project's processes run
     /// (see HugePages), instead of the environment a user's python has by default.</param>
-    public static (Result? Result, string? Skipped) Run(ModelConfig c, int batch, int length, int threads, int steps, bool hugePages)
+    public static (Result? Result, string? Skipped) Run(ModelConfig c, int batch, int length, int threads, int warmup, int steps, bool hugePages)
     {
         var script = FindScript();
         if (script is null) return (null, "bench/torch_train.py was not found beside the bench.");
         var python = File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
         if (!Works(python, "-c \"import torch\"")) return (null, InstallHint);
         var args = $"\"{script}\" --hidden {c.HiddenSize} --layers {c.NumLayers} --heads {c.NumHeads} --kv-heads {c.NumKvHeads} " +
-                   $"--intermediate {c.IntermediateSize} --vocab {c.VocabSize} --batch {batch} --length {length} --threads {threads} --steps {steps}";
+                   $"--intermediate {c.IntermediateSize} --vocab {c.VocabSize} --batch {batch} --length {length} --threads {threads} --warmup {warmup} --steps {steps}";
         var start = new ProcessStartInfo(python, args) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.Environment.Remove("GLIBC_TUNABLES");
         if (hugePages) start.Environment["GLIBC_TUNABLES"] = $"{HugePages.Tunable}=1";

@@ -32,7 +32,9 @@ public static class TrainingBench
         // The MFU divides by a peak from this run: measure it here when `--only train` skipped the gemm benchmark.
         var gemmSection = ctx.GemmPeakFlops is null ? GemmBench.Run(ctx) : "";
         var (batchSize, length) = ctx.Quick ? (4, 128) : (8, 256);
-        var timedSteps = 2;
+        // Two warm-up steps: the first builds ONNX Runtime's kernels' state and the process's first huge pages
+        // (the kernel zeroes and compacts them once; later steps reuse what glibc handed back); PyTorch gets the same.
+        var (warmupSteps, timedSteps) = (2, 4);
         var threads = Environment.ProcessorCount;
         var n = config.ParameterCount;
 
@@ -40,7 +42,7 @@ public static class TrainingBench
         GC.Collect();
         var peakReset = Machine.ResetPeakResident();
         var residentBefore = Machine.Resident().Now;
-        var measured = Train(ctx, config, batchSize, length, timedSteps, threads);
+        var measured = Train(ctx, config, batchSize, length, warmupSteps, timedSteps, threads);
         var residentPeak = Machine.Resident().Peak;
 
         // The machine may be shared: measure the GEMM peak again now and divide by the larger of the two
@@ -56,9 +58,9 @@ public static class TrainingBench
         GC.Collect();
         if (ctx.RunTorch) Console.Error.WriteLine("   PyTorch reference (bench/torch_train.py) …");
         // Twice: in a user's default environment, and with the C heap on huge pages as this project's processes run.
-        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, timedSteps, hugePages: false) : (null, "Skipped (--no-torch).");
+        var (torch, torchSkipped) = ctx.RunTorch ? TorchReference.Run(config, batchSize, length, threads, warmupSteps, timedSteps, hugePages: false) : (null, "Skipped (--no-torch).");
         var (torchHuge, _) = ctx.RunTorch && torch is not null && HugePages.Active
-            ? TorchReference.Run(config, batchSize, length, threads, timedSteps, hugePages: true) : (null, null);
+            ? TorchReference.Run(config, batchSize, length, threads, warmupSteps, timedSteps, hugePages: true) : (null, null);
 
         double tokens = batchSize * length;
         var tokensPerSecond = tokens / measured.StepSeconds;
@@ -75,7 +77,7 @@ public static class TrainingBench
             Model: hidden {config.HiddenSize}, {config.NumLayers} layers, {config.NumHeads} heads / {config.NumKvHeads} kv heads, intermediate {config.IntermediateSize}, vocab {config.VocabSize}, tied embeddings:
             N = {n:N0} parameters. Batch × length = {batchSize} × {length} = {tokens:N0} tokens per step, float32,
             AdamW over all weights, one ONNX Runtime run per step (no micro-batching), {threads} threads, C heap on {(HugePages.Active ? "2 MiB pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, set at start as `rlaif` sets it)" : "4 KiB pages (huge pages not in use: RLAIF_HUGE_PAGES=0, or THP/glibc without the madvise mode)")},
-            {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n(`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n(`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after one warm-up step.
+            {(ctx.TrainingArena ? "ONNX Runtime's CPU arena on\n(`TrainerOptions.CpuMemoryArena = true`, `--arena`)." : "ONNX Runtime's CPU arena off\n(`TrainerOptions.CpuMemoryArena = false`: large freed buffers go back to the system).")} {timedSteps} timed steps after {warmupSteps} warm-up steps.
 
             | measure | value |
             |---|---|
@@ -101,7 +103,7 @@ public static class TrainingBench
 
     sealed record Measured(double StepSeconds, double RunSeconds, double Loss, long ResidentBetweenSteps);
 
-    static Measured Train(BenchContext ctx, ModelConfig config, int batchSize, int length, int timedSteps, int threads)
+    static Measured Train(BenchContext ctx, ModelConfig config, int batchSize, int length, int warmupSteps, int timedSteps, int threads)
     {
         var weights = WeightSet.Random(config, 1);
         var rng = new Random(2);
@@ -112,19 +114,28 @@ public static class TrainingBench
         var options = CausalLm.Options(new TrainerOptions { LearningRate = 1e-4, Threads = threads, CpuMemoryArena = ctx.TrainingArena });
         var graph = CausalLm.Graph(config);
 
-        // One warm-up step, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
+        // Warm-up steps, then the timed ones. ONNX Runtime's profiler is on throughout (it records a
         // timestamp pair per node, microseconds against steps of seconds) and its file is written when the
         // trainer is disposed.
         var profilePrefix = Path.Combine(ctx.WorkDir, "train-profile");
         var build = Stopwatch.StartNew();
         using var trainer = new Trainer(graph, CausalLm.LossOutput, weights, new Dictionary<string, WeightTensor>(), options with { ProfilePrefix = profilePrefix });
         Console.Error.WriteLine($"   built the training session in {build.Elapsed.TotalSeconds:F1} s");
-        trainer.Step(batch);
-        Console.Error.WriteLine($"   warm-up step {trainer.StepSeconds:F1} s");
+        for (var i = 0; i < warmupSteps; i++)
+        {
+            var before = trainer.StepSeconds;
+            trainer.Step(batch);
+            Console.Error.WriteLine($"   warm-up step {trainer.StepSeconds - before:F2} s");
+        }
         var between = Machine.Resident().Now;
         var (step0, run0) = (trainer.StepSeconds, trainer.RunSeconds);
-        var result = trainer.Step(batch);
-        for (var i = 1; i < timedSteps; i++) result = trainer.Step(batch);
+        StepResult result = default!;
+        for (var i = 0; i < timedSteps; i++)
+        {
+            var before = trainer.StepSeconds;
+            result = trainer.Step(batch);
+            Console.Error.WriteLine($"   timed step {trainer.StepSeconds - before:F2} s");
+        }
         return new Measured((trainer.StepSeconds - step0) / timedSteps, (trainer.RunSeconds - run0) / timedSteps, result.Loss, between);
     }
 
@@ -143,7 +154,7 @@ public static class TrainingBench
 
             bench/torch_train.py: the same decoder ({torch.Parameters:N0} parameters), batch, sequence length, AdamW (lr 1e-4,
             clipping at 1.0) and thread count ({torch.Threads}) in PyTorch {torch.Version} (BLAS: `{torch.Blas}`), run as a
-            child process after this project's steps had finished (never beside them); 2 timed steps after one warm-up.
+            child process after this project's steps had finished (never beside them); the same warm-up and timed steps.
             It runs {(torchHuge is null ? "once, in the environment python has by default" : "twice: in the environment python has by default, and with the same glibc tunable this\nproject's processes set (its C heap on huge pages too)")}.
 
             | run | tokens/s | ours ÷ it | peak resident set | ours ÷ it | loss after the steps |
