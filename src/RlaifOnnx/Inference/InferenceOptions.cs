@@ -11,7 +11,7 @@ public sealed record InferenceOptions
 {
     /// <summary>"cpu" (default) or "cuda".</summary>
     public string ExecutionProvider { get; init; } = "cpu";
-    /// <summary>Threads ONNX Runtime uses inside one operator (scorer sessions); 0 lets ONNX Runtime choose.</summary>
+    /// <summary>Threads ONNX Runtime uses inside one operator (GenAI's and the scorers' sessions); 0 lets ONNX Runtime choose (one per physical core).</summary>
     public int IntraOpThreads { get; init; }
     /// <summary>Sequences per generation or scoring batch.</summary>
     public int BatchSize { get; init; } = 8;
