@@ -46,16 +46,17 @@ public static class DecodeBench
         if (!Directory.Exists(standardDir)) WriteCopy(fusedDir, standardDir, w => LlamaGraph.Inference(config, w, fusedOperators: false));
         int Nodes(string dir) => OnnxFile.Load(Path.Combine(dir, ModelFolder.ModelFile), loadExternalData: false).Graph.Node.Count;
 
-        // GenAIGenerator's session options (ONNX Runtime's default thread count: one per physical core), and GenAI's
-        // own default when the thread count is left out: half the logical processors.
-        var ours = GenAIGenerator.SessionOptionsOverlay(new InferenceOptions());
+        // GenAIGenerator's session options (one thread per physical core), and GenAI's own default when the thread
+        // count is left out: half the logical processors.
+        var inference = new InferenceOptions();
+        var ours = GenAIGenerator.SessionOptionsOverlay(inference);
         var genAIDefaultThreads = Math.Max(1, Environment.ProcessorCount / 2);
         Variant[] variants =
         [
-            new("gqa", "GroupQueryAttention graph (written by ModelWriter), GenAIGenerator's threads", fusedDir, ours),
-            new("matmul", "MatMul-attention fused graph, GenAIGenerator's threads", matMulDir, ours),
+            new("gqa", $"GroupQueryAttention graph (written by ModelWriter), {inference.IntraOpThreadsOrPhysicalCores} threads (GenAIGenerator)", fusedDir, ours),
+            new("matmul", $"MatMul-attention fused graph, {inference.IntraOpThreadsOrPhysicalCores} threads", matMulDir, ours),
             new("before", $"MatMul-attention fused graph, GenAI's default threads ({genAIDefaultThreads}): before", matMulDir, null),
-            new("standard", "standard operators only, GenAIGenerator's threads", standardDir, ours),
+            new("standard", $"standard operators only, {inference.IntraOpThreadsOrPhysicalCores} threads", standardDir, ours),
         ];
 
         // 1. One decoder step at batch 1, all variants, rounds interleaved so load on the machine hits them alike.
@@ -123,9 +124,9 @@ public static class DecodeBench
             com.microsoft GroupQueryAttention (the grouped KV heads read in place, the cache appended inside the operator,
             the padding-and-causal mask as its attention bias). OrtScorer swaps those nodes back to the
             MatMul attention they equal (ONNX Runtime's GroupQueryAttention refuses a several-token suffix after a cache at
-            batch > 1). GenAIGenerator gives GenAI's session ONNX Runtime's default thread count (one per physical core);
-            left out, GenAI takes half the logical processors ({genAIDefaultThreads} here), and one core cannot stream the
-            weights as fast as all of them.
+            batch > 1). GenAIGenerator gives GenAI's session one thread per physical core
+            ({inference.IntraOpThreadsOrPhysicalCores} here); left out, GenAI takes half the logical processors
+            ({genAIDefaultThreads} here), and fewer cores stream the weights slower than all of them.
 
             Decoder step time at batch 1 without the prefill: (time of a {longRun}-token generate − time of a
             {shortRun}-token one, same {PromptLength}-token prompt) ÷ {longRun - shortRun}, best of {rounds} rounds, all rows
@@ -142,7 +143,7 @@ public static class DecodeBench
             ### Whole generate calls
 
             Prompt {PromptLength} tokens, {(ctx.Quick ? 16 : 64)} new tokens per row, greedy, the folder ModelWriter writes with
-            GenAIGenerator's threads; tokens/s counts new tokens of all rows over the whole generate call (prefill included).
+            GenAIGenerator's threads ({inference.IntraOpThreadsOrPhysicalCores}); tokens/s counts new tokens of all rows over the whole generate call (prefill included).
 
             | batch | new tokens/s | vs batch 1 |
             |---|---|---|

@@ -72,14 +72,13 @@ public sealed class GenAIGenerator : ITextGenerator
 
     /// <summary>
     /// The genai_config.json overlay that gives GenAI's decoder session our options. The thread count is always
-    /// set: left out, GenAI picks half the machine's logical processors, one thread on a 2-core machine, and a
-    /// batch-1 decoder step is a matrix-vector product per weight that one core cannot read fast enough (17 ms
-    /// a step on one thread against 11–12 ms on two for the 100M model, whose weights two cores stream at
-    /// ~50 GB/s). 0 passes ONNX Runtime's own default on (one thread per physical core), as the scorer sessions get.
+    /// spelled out (<see cref="InferenceOptions.IntraOpThreadsOrPhysicalCores"/>): GenAI's own default is half the
+    /// logical processors, one thread on a 2-core machine, where a batch-1 decoder step — a matrix-vector product per
+    /// weight — then runs at what one core can read (17 ms a step for the 100M model against 11–12 ms on two).
     /// </summary>
     public static string SessionOptionsOverlay(InferenceOptions options)
     {
-        var sessionOptions = new JsonObject { ["intra_op_num_threads"] = Math.Max(0, options.IntraOpThreads) };
+        var sessionOptions = new JsonObject { ["intra_op_num_threads"] = options.IntraOpThreadsOrPhysicalCores };
         if (!options.CpuMemoryArena) sessionOptions["enable_cpu_mem_arena"] = false;
         // GenAI passes session_options keys it does not know to ONNX Runtime as session config entries.
         if (!options.WeightPrepacking) sessionOptions["session.disable_prepacking"] = "1";

@@ -22,12 +22,21 @@ public class LlamaInferenceGraphTests
     [InlineData("mha-tied", true)]
     [InlineData("gqa-untied", true)]
     [InlineData("qwen2-bias", true)]
-    public void Fused_graph_equals_standard_graph_within_float_rounding(string variant, bool groupQueryAttention)
+    [InlineData("gqa-untied", true, true)]
+    public void Fused_graph_equals_standard_graph_within_float_rounding(string variant, bool groupQueryAttention, bool swappedBackForScoring = false)
     {
         var config = TinyLlama.Config(variant);
         var weights = TinyLlama.Weights(config);
         var positions = TinyLlama.PositionsFromMask(Mask);
-        using var fused = new OrtTestRunner(LlamaGraph.Inference(config, weights, groupQueryAttention: groupQueryAttention));
+        var graph = LlamaGraph.Inference(config, weights, groupQueryAttention: groupQueryAttention);
+        if (swappedBackForScoring)
+        {
+            // What OrtScorer runs: the GroupQueryAttention nodes back in MatMul attention, padding rows included.
+            graph = LlamaInferenceGraph.WithMatMulAttention(graph);
+            Assert.DoesNotContain(graph.Graph.Node, n => n.OpType == "GroupQueryAttention");
+            groupQueryAttention = false;
+        }
+        using var fused = new OrtTestRunner(graph);
         using var standard = new OrtTestRunner(LlamaGraph.Inference(config, weights, fusedOperators: false));
 
         // A left-padded batch: prefill 6 tokens, then 2 decode steps through each graph's own cache.
@@ -65,7 +74,7 @@ public class LlamaInferenceGraphTests
                 }
         }
         // Logits span several units here (TinyLlama.Weights), so 1e-5 is float rounding, not a different formula.
-        TestContext.Current.TestOutputHelper?.WriteLine($"{variant}{(groupQueryAttention ? " GroupQueryAttention" : "")}: largest |Δlogit| fused vs standard {largest:E2}");
+        TestContext.Current.TestOutputHelper?.WriteLine($"{variant}{(groupQueryAttention ? " GroupQueryAttention" : "")}{(swappedBackForScoring ? " GroupQueryAttention swapped back" : "")}: largest |Δlogit| fused vs standard {largest:E2}");
         Assert.True(largest < 1e-5, $"largest |Δlogit| fused vs standard: {largest:E2}");
     }
 
@@ -87,5 +96,13 @@ public class LlamaInferenceGraphTests
         // Same interface: GenAI, OrtScorer, RewardScorer and RolloutPolicy feed either graph the same way.
         Assert.Equal(standard.Graph.Input.Select(i => i.Name), fused.Graph.Input.Select(i => i.Name));
         Assert.Equal(standard.Graph.Output.Select(o => o.Name), fused.Graph.Output.Select(o => o.Name));
+
+        // ModelWriter's graph: attention in one GroupQueryAttention node per layer, the same interface again.
+        var written = DecoderGraphs.Inference(config, weights);
+        Assert.Equal(config.NumLayers, written.Graph.Node.Count(n => n.OpType == "GroupQueryAttention" && n.Domain == "com.microsoft"));
+        // About half the nodes a layer; the mask, rotary-table and sequence-length nodes are shared by all 4 layers.
+        Assert.True(written.Graph.Node.Count < 0.7 * fused.Graph.Node.Count, $"{written.Graph.Node.Count} vs {fused.Graph.Node.Count} nodes");
+        Assert.Equal(standard.Graph.Input.Select(i => i.Name), written.Graph.Input.Select(i => i.Name));
+        Assert.Equal(standard.Graph.Output.Select(o => o.Name), written.Graph.Output.Select(o => o.Name));
     }
 }
