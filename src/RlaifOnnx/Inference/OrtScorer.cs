@@ -3,8 +3,6 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using RlaifOnnx.Core;
 using RlaifOnnx.Models;
-using RlaifOnnx.Onnx;
-using Google.Protobuf;
 
 namespace RlaifOnnx.Inference;
 
@@ -57,7 +55,7 @@ public sealed partial class OrtScorer : IScorer
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads };
         if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
-        try { session = OpenSession(modelPath, sessionOptions); }
+        try { session = new InferenceSession(modelPath, sessionOptions); }
         catch (OnnxRuntimeException e) { throw UserError.At(modelPath, null, null, $"ONNX Runtime cannot load it: {e.Message.Split('\n', 2)[0]}"); }
         try { tokenizer = new Microsoft.ML.OnnxRuntimeGenAI.Tokenizer(ModelDir); }
         catch (OnnxRuntimeGenAIException e)
@@ -77,23 +75,6 @@ public sealed partial class OrtScorer : IScorer
                 throw UserError.At(modelPath, null, null, $"has no input {past}; rlaif.json says {layers} layers");
             }
         outputNames = ["logits", .. cacheNames.Select(c => c.Present)];
-    }
-
-    /// <summary>
-    /// The scoring session. The graph ModelWriter writes runs attention in GroupQueryAttention for GenAI's decoder
-    /// steps, which ONNX Runtime refuses for a suffix of several tokens after a cache at batch &gt; 1 — what the
-    /// shared-prefix scoring feeds — so those nodes go back to the MatMul attention they equal, in memory; the
-    /// weights still come from model.onnx.data beside it.
-    /// </summary>
-    static InferenceSession OpenSession(string modelPath, SessionOptions sessionOptions)
-    {
-        // Only small graph files are parsed: ours keep their weights in model.onnx.data.
-        if (new FileInfo(modelPath).Length > (64L << 20)) return new InferenceSession(modelPath, sessionOptions);
-        var model = OnnxFile.Load(modelPath, loadExternalData: false);
-        var scoring = LlamaInferenceGraph.WithMatMulAttention(model);
-        if (ReferenceEquals(scoring, model)) return new InferenceSession(modelPath, sessionOptions);
-        sessionOptions.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", Path.GetDirectoryName(modelPath)!);
-        return new InferenceSession(scoring.ToByteArray(), sessionOptions);
     }
 
     public int[] Encode(string text)

@@ -15,7 +15,7 @@ public static class DecoderGraphs
     /// <summary>The inference graph (weights as initializers, KV cache in GenAI's layout).</summary>
     public static ModelProto Inference(ModelConfig config, WeightSet weights) => config.Architecture switch
     {
-        Architecture.Llama => LlamaGraph.Inference(config, weights, groupQueryAttention: true),
+        Architecture.Llama => LlamaGraph.Inference(config, weights),
         Architecture.Gpt2 => Gpt2Graph.Inference(config, weights),
         _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
     };

@@ -31,7 +31,7 @@ public class LlamaInferenceGraphTests
         var graph = LlamaGraph.Inference(config, weights, groupQueryAttention: groupQueryAttention);
         if (swappedBackForScoring)
         {
-            // What OrtScorer runs: the GroupQueryAttention nodes back in MatMul attention, padding rows included.
+            // The GroupQueryAttention nodes swapped back to MatMul attention (how a scorer would run such a graph).
             graph = LlamaInferenceGraph.WithMatMulAttention(graph);
             Assert.DoesNotContain(graph.Graph.Node, n => n.OpType == "GroupQueryAttention");
             groupQueryAttention = false;
@@ -97,8 +97,8 @@ public class LlamaInferenceGraphTests
         Assert.Equal(standard.Graph.Input.Select(i => i.Name), fused.Graph.Input.Select(i => i.Name));
         Assert.Equal(standard.Graph.Output.Select(o => o.Name), fused.Graph.Output.Select(o => o.Name));
 
-        // ModelWriter's graph: attention in one GroupQueryAttention node per layer, the same interface again.
-        var written = DecoderGraphs.Inference(config, weights);
+        // The GroupQueryAttention flavour: attention in one node per layer, the same interface again.
+        var written = LlamaGraph.Inference(config, weights, groupQueryAttention: true);
         Assert.Equal(config.NumLayers, written.Graph.Node.Count(n => n.OpType == "GroupQueryAttention" && n.Domain == "com.microsoft"));
         // About half the nodes a layer; the mask, rotary-table and sequence-length nodes are shared by all 4 layers.
         Assert.True(written.Graph.Node.Count < 0.7 * fused.Graph.Node.Count, $"{written.Graph.Node.Count} vs {fused.Graph.Node.Count} nodes");
