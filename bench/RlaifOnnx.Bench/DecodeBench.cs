@@ -137,6 +137,11 @@ public static class DecodeBench
             |---|---:|---:|---:|---:|---:|
             {stepRows}
 
+            A share above 100% says the step streamed its weights faster than the read kernel read a buffer of the same size
+            in this run: the bandwidth is measured minutes apart from the steps, other processes' memory traffic on a shared
+            machine changes in between, and a last-level cache reported as {Machine.LastLevelCache()} may hold part of the
+            weights; the ceiling is then an estimate, not a bound, and only rows of one run compare.
+
             Now over before: **{step["before"] / step["fused"]:F2}×** per decode step. GroupQueryAttention over the written graph,
             same threads: {step["fused"] / step["gqa"]:F2}× ({step["fused"] / step["shared"]:F2}× with GenAI's past_present_share_buffer,
             which allocates every cache at max_length up front). Goal: a batch-1 decode step at ≥ 80% of the ceiling (the share compares decode
