@@ -11,7 +11,7 @@ public sealed record InferenceOptions
 {
     /// <summary>"cpu" (default) or "cuda".</summary>
     public string ExecutionProvider { get; init; } = "cpu";
-    /// <summary>Threads ONNX Runtime uses inside one operator (scorer sessions); 0 lets ONNX Runtime choose.</summary>
+    /// <summary>Threads ONNX Runtime uses inside one operator; 0: the scorer sessions let ONNX Runtime choose, GenAI's gets one per physical core.</summary>
     public int IntraOpThreads { get; init; }
     /// <summary>Sequences per generation or scoring batch.</summary>
     public int BatchSize { get; init; } = 8;
@@ -41,6 +41,39 @@ public sealed record InferenceOptions
     public double? HttpTimeoutSeconds { get; init; }
     /// <summary>For a server: how long one call may take in all, retries included, in seconds (null: $RLAIF_HTTP_DEADLINE, else 300).</summary>
     public double? HttpDeadlineSeconds { get; init; }
+
+    /// <summary>
+    /// <see cref="IntraOpThreads"/>, or when 0 one thread per physical core (Linux: distinct physical id / core id
+    /// pairs of /proc/cpuinfo; elsewhere the logical processor count). GenAI's session gets this number spelled
+    /// out: left to GenAI it is half the logical processors, and 0 handed on to ONNX Runtime gives one thread on
+    /// a 2-core VM — both one thread on this kind of machine, where a batch-1 decoder step (a matrix-vector product
+    /// per weight) needs every core to stream the weights at memory speed.
+    /// </summary>
+    public int IntraOpThreadsOrPhysicalCores => IntraOpThreads > 0 ? IntraOpThreads : PhysicalCores.Value;
+
+    static readonly Lazy<int> PhysicalCores = new(() =>
+    {
+        try
+        {
+            if (File.Exists("/proc/cpuinfo"))
+            {
+                var cores = new HashSet<string>();
+                string physical = "";
+                foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                {
+                    var colon = line.IndexOf(':');
+                    if (colon < 0) continue;
+                    var (key, value) = (line[..colon].Trim(), line[(colon + 1)..].Trim());
+                    if (key == "physical id") physical = value;
+                    else if (key == "core id") cores.Add($"{physical}/{value}");
+                }
+                if (cores.Count > 0) return Math.Min(cores.Count, Environment.ProcessorCount);
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return Environment.ProcessorCount;
+    });
 
     internal string Provider(string source)
     {

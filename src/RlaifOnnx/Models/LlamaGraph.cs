@@ -32,7 +32,7 @@ public static partial class LlamaGraph
     /// decoder step); <paramref name="fusedOperators"/> false gives the same graph in standard operators only,
     /// the training flavour's math with a cache, which any ONNX runtime can run.
     /// </summary>
-    public static ModelProto Inference(ModelConfig config, WeightSet weights, bool fusedOperators = true)
+    public static ModelProto Inference(ModelConfig config, WeightSet weights, bool fusedOperators = true, bool groupQueryAttention = false)
     {
         RequireLlama(config);
         config.Validate("model config");
@@ -41,7 +41,7 @@ public static partial class LlamaGraph
         // Initializers in canonical order so model.onnx.data is laid out predictably.
         foreach (var (name, shape) in WeightNames.Shapes(config))
             g.Initializer(OnnxFile.FloatTensorView(name, weights[name].Data, shape));   // views: no second copy of the weights
-        if (fusedOperators) LlamaInferenceGraph.Build(g, config);
+        if (fusedOperators) LlamaInferenceGraph.Build(g, config, groupQueryAttention);
         else Build(g, config, withCache: true);
         return g.ToModel();
     }

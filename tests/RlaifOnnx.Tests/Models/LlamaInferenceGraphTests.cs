@@ -16,15 +16,27 @@ public class LlamaInferenceGraphTests
     static long[][] Take(long[][] rows, int start, int count) => rows.Select(r => r[start..(start + count)]).ToArray();
 
     [Theory]
-    [InlineData("mha-tied")]
-    [InlineData("gqa-untied")]
-    [InlineData("qwen2-bias")]
-    public void Fused_graph_equals_standard_graph_within_float_rounding(string variant)
+    [InlineData("mha-tied", false)]
+    [InlineData("gqa-untied", false)]
+    [InlineData("qwen2-bias", false)]
+    [InlineData("mha-tied", true)]
+    [InlineData("gqa-untied", true)]
+    [InlineData("qwen2-bias", true)]
+    [InlineData("gqa-untied", true, true)]
+    public void Fused_graph_equals_standard_graph_within_float_rounding(string variant, bool groupQueryAttention, bool swappedBackForScoring = false)
     {
         var config = TinyLlama.Config(variant);
         var weights = TinyLlama.Weights(config);
         var positions = TinyLlama.PositionsFromMask(Mask);
-        using var fused = new OrtTestRunner(LlamaGraph.Inference(config, weights));
+        var graph = LlamaGraph.Inference(config, weights, groupQueryAttention: groupQueryAttention);
+        if (swappedBackForScoring)
+        {
+            // The GroupQueryAttention nodes swapped back to MatMul attention (how a scorer would run such a graph).
+            graph = LlamaInferenceGraph.WithMatMulAttention(graph);
+            Assert.DoesNotContain(graph.Graph.Node, n => n.OpType == "GroupQueryAttention");
+            groupQueryAttention = false;
+        }
+        using var fused = new OrtTestRunner(graph);
         using var standard = new OrtTestRunner(LlamaGraph.Inference(config, weights, fusedOperators: false));
 
         // A left-padded batch: prefill 6 tokens, then 2 decode steps through each graph's own cache.
@@ -43,17 +55,26 @@ public class LlamaInferenceGraphTests
                     largest = Math.Max(largest, TinyLlama.MaxAbsDiff(f, r));
                     Assert.Equal(Array.IndexOf(r, r.Max()), Array.IndexOf(f, f.Max()));   // the greedy token
                 }
-            // The caches hold the same rotated keys and values (padding positions included: they are masked later).
+            // The caches hold the same rotated keys and values. The MatMul attention also agrees at padding positions
+            // (masked later); GroupQueryAttention averages a fully masked query row over the keys up to it rather
+            // than over all keys, so with it only the positions a real token sits at are compared.
             for (var i = 0; i < config.NumLayers; i++)
                 foreach (var name in new[] { LlamaGraph.PresentKeyName(i), LlamaGraph.PresentValueName(i) })
                 {
                     Assert.Equal(standardOut[name].Shape, fusedOut[name].Shape);
-                    var cacheDiff = fusedOut[name].Floats!.Zip(standardOut[name].Floats!, (x, y) => Math.Abs(x - y)).Max();
+                    var shape = fusedOut[name].Shape;   // [B, kvH, T, D]
+                    var cacheDiff = 0.0;
+                    for (var e = 0; e < fusedOut[name].Floats!.Length; e++)
+                    {
+                        var (b, t) = (e / (int)(shape[1] * shape[2] * shape[3]), e / (int)shape[3] % (int)shape[2]);
+                        if (groupQueryAttention && Mask[b][t] == 0) continue;
+                        cacheDiff = Math.Max(cacheDiff, Math.Abs(fusedOut[name].Floats![e] - standardOut[name].Floats![e]));
+                    }
                     Assert.True(cacheDiff < 1e-5, $"{name}: {cacheDiff}");
                 }
         }
         // Logits span several units here (TinyLlama.Weights), so 1e-5 is float rounding, not a different formula.
-        TestContext.Current.TestOutputHelper?.WriteLine($"{variant}: largest |Δlogit| fused vs standard {largest:E2}");
+        TestContext.Current.TestOutputHelper?.WriteLine($"{variant}{(groupQueryAttention ? " GroupQueryAttention" : "")}{(swappedBackForScoring ? " GroupQueryAttention swapped back" : "")}: largest |Δlogit| fused vs standard {largest:E2}");
         Assert.True(largest < 1e-5, $"largest |Δlogit| fused vs standard: {largest:E2}");
     }
 
@@ -75,5 +96,13 @@ public class LlamaInferenceGraphTests
         // Same interface: GenAI, OrtScorer, RewardScorer and RolloutPolicy feed either graph the same way.
         Assert.Equal(standard.Graph.Input.Select(i => i.Name), fused.Graph.Input.Select(i => i.Name));
         Assert.Equal(standard.Graph.Output.Select(o => o.Name), fused.Graph.Output.Select(o => o.Name));
+
+        // The GroupQueryAttention flavour: attention in one node per layer, the same interface again.
+        var written = LlamaGraph.Inference(config, weights, groupQueryAttention: true);
+        Assert.Equal(config.NumLayers, written.Graph.Node.Count(n => n.OpType == "GroupQueryAttention" && n.Domain == "com.microsoft"));
+        // About half the nodes a layer; the mask, rotary-table and sequence-length nodes are shared by all 4 layers.
+        Assert.True(written.Graph.Node.Count < 0.7 * fused.Graph.Node.Count, $"{written.Graph.Node.Count} vs {fused.Graph.Node.Count} nodes");
+        Assert.Equal(standard.Graph.Input.Select(i => i.Name), written.Graph.Input.Select(i => i.Name));
+        Assert.Equal(standard.Graph.Output.Select(o => o.Name), written.Graph.Output.Select(o => o.Name));
     }
 }
