@@ -30,7 +30,7 @@ public static class HeapTrace
             malloc = $"malloc heap {M(m.Arena):F0} (in use {M(m.Uordblks):F0}, free {M(m.Fordblks):F0}), malloc mmapped {M(m.Hblkhd):F0} in {m.Hblks} chunks";
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { malloc = "no mallinfo2"; }
-        var full = Environment.GetEnvironmentVariable("RLAIF_PPO_TRACE") == "2" ? $", live after a full GC {M(GC.GetTotalMemory(true)):F0} : "";
+        var full = Environment.GetEnvironmentVariable("RLAIF_PPO_TRACE") == "2" ? $", live after a full GC {M(GC.GetTotalMemory(true)):F0}" : "";
         return $"[heap] {label,-14} PSS {M(p.Pss):F0} MiB (anon {M(p.PssAnon):F0}, file {M(p.PssFile):F0}); .NET committed {M(gc.TotalCommittedBytes):F0}, " +
                $"heap {M(gc.HeapSizeBytes):F0}, live {M(GC.GetTotalMemory(false)):F0}{full}; {malloc}";
     }
