@@ -28,7 +28,7 @@ namespace RlaifOnnx.Bench;
 /// </summary>
 public static class PpoBench
 {
-    const int Iterations = 3, RolloutBatch = 8, MiniBatch = 4, PpoEpochs = 2, NewTokens = 32, Rank = 8;
+    const int Rounds = 2, Iterations = 3, RolloutBatch = 8, MiniBatch = 4, PpoEpochs = 2, NewTokens = 32, Rank = 8;
 
     static readonly string[] Questions =
     [
@@ -52,22 +52,24 @@ public static class PpoBench
         File.WriteAllLines(Path.Combine(dir, "prompts.jsonl"), Questions.Select(q => JsonSerializer.Serialize(new { prompt = q })));
         Console.Error.WriteLine($"   built the policy and the PM in {build.Elapsed.TotalSeconds:F1} s");
 
-        // The stage in a process of its own, so that its peak resident set is its own; once with low_memory off
-        // (every session's arena on, GenAI prepacking, the base held as arrays beside GenAI's copy) and once on.
-        var results = new Dictionary<bool, JsonObject>();
-        foreach (var lowMemory in new[] { false, true })
-        {
-            var self = typeof(PpoBench).Assembly.Location;
-            var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
-            if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(self);
-            foreach (var a in new[] { "--ppo-child", dir, lowMemory ? "low-memory" : "default" }) start.ArgumentList.Add(a);
-            using var child = Process.Start(start)!;
-            var output = child.StandardOutput.ReadToEnd();
-            child.WaitForExit();
-            if (child.ExitCode != 0) throw new InvalidOperationException($"the PPO child exited with {child.ExitCode}");
-            results[lowMemory] = JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject();
-            Console.Error.WriteLine($"   low_memory {lowMemory}: done");
-        }
+        // The stage in a process of its own, so that its peak resident set is its own; with low_memory off (every
+        // session's arena on, GenAI prepacking, the base held as arrays beside GenAI's own copy) and on, interleaved
+        // (off, on, off, on) so that both settings see the same load on a shared machine.
+        var results = new Dictionary<bool, List<JsonObject>> { [false] = [], [true] = [] };
+        for (var round = 0; round < Rounds; round++)
+            foreach (var lowMemory in new[] { false, true })
+            {
+                var self = typeof(PpoBench).Assembly.Location;
+                var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
+                if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(self);
+                foreach (var a in new[] { "--ppo-child", dir, lowMemory ? "low-memory" : "default" }) start.ArgumentList.Add(a);
+                using var child = Process.Start(start)!;
+                var output = child.StandardOutput.ReadToEnd();
+                child.WaitForExit();
+                if (child.ExitCode != 0) throw new InvalidOperationException($"the PPO child exited with {child.ExitCode}");
+                results[lowMemory].Add(JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject());
+                Console.Error.WriteLine($"   round {round + 1}, low_memory {lowMemory}: done");
+            }
         return Report(config, results[true], results[false]);
     }
 
@@ -90,12 +92,15 @@ public static class PpoBench
         ProcMemory.Reading overall = default;
         long iterationsHwm = 0;
         var done = false;
+        var trace = Environment.GetEnvironmentVariable("RLAIF_PPO_TRACE") is "1" or "2";
+        var atPeak = new Dictionary<string, string>();
         void Sample()
         {
             var m = ProcMemory.Read();
             lock (gate)
             {
                 var p = peaks.GetValueOrDefault(current);
+                if (trace && m.Pss > p.Pss + (8 << 20)) atPeak[current] = HeapTrace.Line("peak " + current);
                 peaks[current] = new(Math.Max(p.Rss, m.Rss), Math.Max(p.Pss, m.Pss), Math.Max(p.PssAnon, m.PssAnon), Math.Max(p.PssFile, m.PssFile), Math.Max(p.Anonymous, m.Anonymous));
                 overall = new(Math.Max(overall.Rss, m.Rss), Math.Max(overall.Pss, m.Pss), Math.Max(overall.PssAnon, m.PssAnon), Math.Max(overall.PssFile, m.PssFile), Math.Max(overall.Anonymous, m.Anonymous));
             }
@@ -113,6 +118,8 @@ public static class PpoBench
         void OnPhase(string name)
         {
             Sample();
+            if (trace && atPeak.Remove(current, out var peakLine)) Console.Error.WriteLine(peakLine);
+            if (trace) Console.Error.WriteLine(HeapTrace.Line($"{current}→{name}") + $"; peak of {current}: PSS {peaks.GetValueOrDefault(current).Pss / 1048576.0:F0}, anon {peaks.GetValueOrDefault(current).PssAnon / 1048576.0:F0}");
             lock (gate)
             {
                 if (current != "start") atEnd[current] = ProcMemory.ByMapping();
@@ -170,14 +177,17 @@ public static class PpoBench
         return 0;
     }
 
-    static string Report(ModelConfig config, JsonObject r, JsonObject before)
+    static string Report(ModelConfig config, List<JsonObject> lowMemoryRuns, List<JsonObject> defaultRuns)
     {
         var n = config.ParameterCount;
         var copy = n * 4.0;
         static double Gib(double bytes) => bytes / (1024.0 * 1024 * 1024);
+        // Memory from the last low_memory child (the tables below); times averaged over every child of a setting.
+        var r = lowMemoryRuns[^1];
         var iterations = r["iterations"]!.AsArray().Select(i => i!.AsObject()).ToList();
         // The first iteration writes the base once; the later ones are what every further iteration costs.
-        var steady = iterations.Skip(1).ToList();
+        static List<JsonObject> Steady(List<JsonObject> runs) => runs.SelectMany(x => x["iterations"]!.AsArray().Skip(1).Select(i => i!.AsObject())).ToList();
+        var steady = Steady(lowMemoryRuns);
         double Mean(string key) => steady.Average(i => i[key]!.GetValue<double>());
         var seconds = Mean("seconds");
         (string Name, string Key)[] phases =
@@ -201,8 +211,9 @@ public static class PpoBench
         var ratio = peak / copy;
         var peakPss = r["iteration_peak_pss"]!.GetValue<long>();
         var pssRatio = peakPss / copy;
-        static double SteadyMean(JsonObject result, string key) => result["iterations"]!.AsArray().Skip(1).Average(i => i![key]!.GetValue<double>());
-        (string Name, Func<JsonObject, double> Value, string Format)[] compared =
+        static double SteadyMean(List<JsonObject> runs, string key) => Steady(runs).Average(i => i[key]!.GetValue<double>());
+        static double Max(List<JsonObject> runs, string key) => Gib(runs.Max(x => x[key]!.GetValue<long>()));
+        (string Name, Func<List<JsonObject>, double> Value, string Format)[] compared =
         [
             ("iteration, s", x => SteadyMean(x, "seconds"), "F2"),
             ("generation, s", x => SteadyMean(x, "generation_seconds"), "F3"),
@@ -210,12 +221,19 @@ public static class PpoBench
             ("reward scoring, s", x => SteadyMean(x, "scoring_seconds"), "F3"),
             ("policy update, s", x => SteadyMean(x, "policy_update_seconds"), "F3"),
             ("value update, s", x => SteadyMean(x, "value_update_seconds"), "F3"),
-            ("peak VmRSS (sampled), GiB", x => Gib(x["iteration_peak_rss"]!.GetValue<long>()), "F2"),
-            ("peak PSS (sampled), GiB", x => Gib(x["iteration_peak_pss"]!.GetValue<long>()), "F2"),
-            ("VmHWM at the last iteration's end, GiB", x => Gib(x["iteration_hwm"]!.GetValue<long>()), "F2"),
+            ("peak VmRSS (sampled), GiB", x => Max(x, "iteration_peak_rss"), "F2"),
+            ("peak PSS (sampled), GiB", x => Max(x, "iteration_peak_pss"), "F2"),
+            ("VmHWM at the last iteration's end, GiB", x => Max(x, "iteration_hwm"), "F2"),
         ];
+        var rounds = string.Join("\n", Enumerable.Range(0, Math.Min(lowMemoryRuns.Count, defaultRuns.Count)).Select(i =>
+        {
+            double Iteration(JsonObject x) => x["iterations"]!.AsArray().Skip(1).Average(it => it!["seconds"]!.GetValue<double>());
+            var (off, on) = (Iteration(defaultRuns[i]), Iteration(lowMemoryRuns[i]));
+            return $"| round {i + 1} | {off:F2} | {on:F2} | {on / off:F2}× |";
+        }));
+        var tunables = Environment.GetEnvironmentVariable("GLIBC_TUNABLES") is { Length: > 0 } t ? $"`GLIBC_TUNABLES={t}`" : "no `GLIBC_TUNABLES`";
         var comparison = string.Join("\n", compared.Select(c =>
-            $"| {c.Name} | {c.Value(before).ToString(c.Format)} | {c.Value(r).ToString(c.Format)} | {c.Value(r) / c.Value(before):F2}× |"));
+            $"| {c.Name} | {c.Value(defaultRuns).ToString(c.Format)} | {c.Value(lowMemoryRuns).ToString(c.Format)} | {c.Value(lowMemoryRuns) / c.Value(defaultRuns):F2}× |"));
         string Short(string path) => path == "[anon]" ? "anonymous" : Path.GetFileName(Path.GetDirectoryName(path)) + "/" + Path.GetFileName(path);
         var phaseRows = string.Join("\n", r["phases"]!.AsObject().Where(p => p.Key is not ("start" or "after")).Select(p =>
         {
@@ -236,11 +254,14 @@ public static class PpoBench
             run by the stage itself (`TrainPolicy.Run`) in a child process; times are the stage's own per-phase
             timers in metrics.jsonl, averaged over iterations 2–{Iterations} (iteration 1 also writes the base once).
             The machine was shared with other work while this ran: absolute times are disturbed, shares less so.
-            The stage ran twice, in two child processes one after the other: `low_memory: true` with
-            `optimizer.cpu_memory_arena: false` (the tables below unless marked) — the policy's base mapped once from
-            rollout_policy/model.onnx.data by GenAI's session and by the trainers and forward passes, GenAI without weight
-            prepacking, every ONNX Runtime arena off — and `low_memory: false` with the trainers' arenas on (the base as
-            arrays beside GenAI's own copy, every arena on, GenAI prepacking: the stage as it was).
+            The stage ran in child processes, {Rounds} rounds of `low_memory: false` then `low_memory: true` (interleaved, so both
+            see the same load), with {tunables}: `low_memory: true` with `optimizer.cpu_memory_arena: false` (the tables below
+            unless marked) — the policy's base mapped once from rollout_policy/model.onnx.data by GenAI's session and by the
+            trainers and forward passes, GenAI without weight prepacking, every ONNX Runtime arena off, the policy and value
+            updates one row at a time (micro-batches of 1, gradients accumulated), the .NET garbage collected and the C heap
+            trimmed (malloc_trim) as each phase starts, one GenAI tokenizer for generation and the reward — and
+            `low_memory: false` with the trainers' arenas on (the base as arrays beside GenAI's own copy, every arena on,
+            GenAI prepacking, whole mini-batches). Times of the tables: low_memory on, averaged over its children.
 
             | phase | seconds | share of the iteration |
             |---|---:|---:|
@@ -263,11 +284,17 @@ public static class PpoBench
             | peak resident of the whole run, incl. the final export of model/ and value_model/ | {Gib(whole):F2} | {whole / copy:F2}× |
             | peak PSS (sampled), start to the last iteration's end | {Gib(peakPss):F2} | {peakPss / copy:F2}× |
 
-            low_memory off against on, two child processes of this same run, one after the other (iterations 2–{Iterations}):
+            low_memory off against on, {Rounds} child processes each, interleaved, in this same run (iterations 2–{Iterations}; times averaged, memory the highest):
 
             | measure | low_memory: false | low_memory: true | on ÷ off |
             |---|---:|---:|---:|
             {comparison}
+
+            Iteration time per round (seconds, iterations 2–{Iterations}):
+
+            | round | low_memory: false | low_memory: true | on ÷ off |
+            |---|---:|---:|---:|
+            {rounds}
 
             Per phase, low_memory on (GiB; highest sampled value of each column while the phase ran; mappings: resident set by mapping when the phase last ended):
 

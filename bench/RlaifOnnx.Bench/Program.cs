@@ -5,6 +5,11 @@ using RlaifOnnx.Bench;
 // `make bench`: runs every benchmark side by side in one process and writes bench/RESULTS.md.
 // Usage: dotnet run --project bench/RlaifOnnx.Bench -c Release -- --out bench/RESULTS.md [--only NAME[,NAME…]] [--quick] [--no-torch] [--arena]
 RlaifOnnx.Core.HugePages.RestartWithHugePagesIfUseful();   // as `rlaif` does: glibc reads its tunables only at start
+// Diagnostics of the PPO bench's memory (DIR: the bench's work folder ppo/, after a run): --mem-probe DIR (what each piece
+// of the stage adds, one at a time), --step-probe DIR ROWS LENGTH MICRO (the resident peak of one policy step);
+// RLAIF_PPO_TRACE=1 (2: with a full GC at each reading) makes the PPO children print the heaps at every phase change.
+if (args is ["--mem-probe", var probeDir]) return MemProbe.Run(probeDir);
+if (args is ["--step-probe", var stepDir, var r, var l, var mb]) return StepProbe.Run(stepDir, int.Parse(r), int.Parse(l), int.Parse(mb));
 if (args is ["--ppo-child", var ppoDir, var ppoMode]) return PpoBench.Child(ppoDir, ppoMode == "low-memory");   // PpoBench's own process
 var outPath = "bench/RESULTS.md";
 string? only = null;

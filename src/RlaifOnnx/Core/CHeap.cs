@@ -23,6 +23,21 @@ public static class CHeap
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; }
     }
 
+    /// <summary>
+    /// Hands the free memory inside glibc's heaps (every arena's, not only the top of the main one) back to the system:
+    /// malloc_trim(0). Blocks below the mmap threshold that a phase freed stay resident in the heaps until then, and
+    /// the next phase, which allocates other sizes, cannot always reuse them. False where there is no glibc.
+    /// </summary>
+    public static bool Trim()
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        try { MallocTrim(0); return true; }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return false; }
+    }
+
+    [DllImport("libc.so.6", EntryPoint = "malloc_trim")]
+    static extern int MallocTrim(nuint pad);
+
     [DllImport("libc.so.6", EntryPoint = "mallopt")]
     static extern int MallOpt(int parameter, int value);
 }

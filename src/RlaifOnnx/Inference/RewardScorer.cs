@@ -21,7 +21,9 @@ public sealed class RewardScorer : IRewardModel
 {
     readonly InferenceSession? session;
     readonly BoundForward? bound;       // rewards from weights the caller holds (see the second constructor)
-    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer tokenizer;
+    readonly Microsoft.ML.OnnxRuntimeGenAI.Tokenizer? ownTokenizer;
+    readonly Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? borrowedTokenizer;   // someone else's, fetched at each use
+    Microsoft.ML.OnnxRuntimeGenAI.Tokenizer CurrentTokenizer => borrowedTokenizer?.Invoke() ?? ownTokenizer!;
     readonly ChatTemplate? template;
     readonly InferenceOptions options;
     readonly int padId, vocabSize;
@@ -56,7 +58,7 @@ public sealed class RewardScorer : IRewardModel
             session.Dispose();
             throw UserError.At(modelPath, null, null, $"has no output \"{PreferenceModelGraphs.RewardsOutput}\" (not a reward graph)");
         }
-        try { tokenizer = OpenTokenizer(ModelDir); }
+        try { ownTokenizer = OpenTokenizer(ModelDir); }
         catch
         {
             session.Dispose();
@@ -69,9 +71,13 @@ public sealed class RewardScorer : IRewardModel
     /// (decoder and score.weight), e.g. the frozen base PPO's value adapters sit on — instead of a session
     /// loading its own copy: ONNX Runtime reads the arrays in place, and the reward is the value-model graph's
     /// output at each row's last real token (<see cref="PreferenceModelGraphs.Values"/>, which equals the reward
-    /// graph's there). Tokenizer, template and truncation are the folder's, as for the other constructor.
+    /// graph's there). Tokenizer, template and truncation are the folder's, as for the other constructor; or, with
+    /// <paramref name="sharedTokenizer"/>, the tokenizer comes from there at each use instead of a copy of the folder's
+    /// own (the caller vouches that its files are the folder's, e.g. GenAI's tokenizer of a policy with the same
+    /// tokenizer files: one tokenizer in memory, not two; the scorer does not dispose it).
     /// </summary>
-    public RewardScorer(string modelDir, IReadOnlyDictionary<string, Models.WeightTensor> weights, InferenceOptions? options = null)
+    public RewardScorer(string modelDir, IReadOnlyDictionary<string, Models.WeightTensor> weights, InferenceOptions? options = null,
+        Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? sharedTokenizer = null)
     {
         ModelFolder.RequireExists(modelDir);
         ModelDir = Path.GetFullPath(modelDir);
@@ -81,7 +87,12 @@ public sealed class RewardScorer : IRewardModel
         template = ChatTemplate.FromFolder(ModelDir);
         bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput,
             cpuMemoryArena: this.options.CpuMemoryArena);
-        try { tokenizer = OpenTokenizer(ModelDir); }
+        if (sharedTokenizer is not null)
+        {
+            borrowedTokenizer = sharedTokenizer;
+            return;
+        }
+        try { ownTokenizer = OpenTokenizer(ModelDir); }
         catch
         {
             bound.Dispose();
@@ -143,14 +154,14 @@ public sealed class RewardScorer : IRewardModel
     /// <summary><see cref="RenderPair"/> with this folder's template and tokenizer.</summary>
     public string Render(IReadOnlyList<ChatMessage> context, string response)
     {
-        lock (tokenizerLock) return RenderPair(template, tokenizer, context, response);
+        lock (tokenizerLock) return RenderPair(template, CurrentTokenizer, context, response);
     }
 
     public int[] Encode(string text)
     {
         lock (tokenizerLock)
         {
-            using var sequences = tokenizer.Encode(text);
+            using var sequences = CurrentTokenizer.Encode(text);
             return sequences[0].ToArray();
         }
     }
@@ -230,6 +241,6 @@ public sealed class RewardScorer : IRewardModel
     {
         session?.Dispose();
         bound?.Dispose();
-        tokenizer.Dispose();
+        ownTokenizer?.Dispose();
     }
 }

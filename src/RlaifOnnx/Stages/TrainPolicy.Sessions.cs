@@ -45,6 +45,25 @@ public static partial class TrainPolicy
         }
     }
 
+    /// <summary>Whether both folders have tokenizer.json and tokenizer_config.json and each pair is byte for byte the same.</summary>
+    static bool SameTokenizerFiles(string a, string b)
+    {
+        foreach (var name in new[] { ModelFolder.TokenizerFile, ModelFolder.TokenizerConfigFile })
+        {
+            var (x, y) = (Path.Combine(a, name), Path.Combine(b, name));
+            if (!File.Exists(x) || !File.Exists(y)) return false;
+            using var fx = File.OpenRead(x);
+            using var fy = File.OpenRead(y);
+            if (fx.Length != fy.Length) return false;
+            // In blocks: the files are megabytes, and whole-file arrays would be garbage on the large-object heap.
+            var (bx, by) = (new byte[1 << 16], new byte[1 << 16]);
+            int n;
+            while ((n = fx.ReadAtLeast(bx, bx.Length, throwOnEndOfStream: false)) > 0)
+                if (fy.ReadAtLeast(by, n, throwOnEndOfStream: false) != n || !bx.AsSpan(0, n).SequenceEqual(by.AsSpan(0, n))) return false;
+        }
+        return true;
+    }
+
     static Sessions OpenSessions(Config config, ModelMetadata policyMeta, ModelConfig referenceConfig, ModelConfig valueConfig, string referenceDir, string valueDir)
     {
         var model = policyMeta.Config;
@@ -105,7 +124,7 @@ public static partial class TrainPolicy
             s.PolicyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, s.PolicyFrozen,
                 Ppo.PolicyOptions(PolicyTrainerOptions(config)), mapped);
             s.ValueTrainer = new Trainer(Ppo.ValueGraph(valueConfig, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, s.ValueFrozen,
-                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchSize, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
+                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchRows, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
             // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
             s.PolicyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(s.PolicyFrozen, s.PolicyTrainer.TrainableWeights()),
                 Ppo.TokenLogProbsOutput, mapped, cpuMemoryArena: !lowMemory);
@@ -114,7 +133,11 @@ public static partial class TrainPolicy
             s.ValueForward = new BoundForward(Ppo.ValuesGraph(valueConfig, lora), Union(s.ValueFrozen, s.ValueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput,
                 cpuMemoryArena: !lowMemory);
             var scorerOptions = new InferenceOptions { BatchSize = config.MiniBatchSize, CpuMemoryArena = !lowMemory };
-            s.RewardScorer = sharesPm ? new RewardScorer(config.RewardModel, valueWeights, scorerOptions) : new RewardScorer(config.RewardModel, scorerOptions);
+            // A GenAI tokenizer holds tens of MiB (64 for the bench's 32000-token one); when the reward model's tokenizer files are the policy's,
+            // the scorer encodes with GenAI's (the rollout folder's copy of the policy's files) instead of loading its own.
+            var rollout = s.Rollout;
+            Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? sharedTokenizer = SameTokenizerFiles(config.PolicyModel, config.RewardModel) ? () => rollout.Generator.Tokenizer : null;
+            s.RewardScorer = sharesPm ? new RewardScorer(config.RewardModel, valueWeights, scorerOptions, sharedTokenizer) : new RewardScorer(config.RewardModel, scorerOptions);
             return s;
         }
         catch

@@ -70,8 +70,15 @@ public static partial class TrainPolicy
         public int RolloutBatchSize { get; init; } = 16;
         /// <summary>Rows per policy/value step; must divide rollout_batch_size.</summary>
         public int MiniBatchSize { get; init; } = 4;
-        /// <summary>Rows per ONNX Runtime run within a step (gradients accumulated); 0 = the whole mini-batch.</summary>
-        public int MicroBatchSize { get; init; }
+        /// <summary>
+        /// Rows per ONNX Runtime run within a policy or value step, gradients accumulated (TRL's per-device batch with
+        /// gradient accumulation); 0 = the whole mini-batch at once; unset = 1 with low_memory (a step's activations,
+        /// the [rows, T, vocabulary] logits among them, are then one row's), else the whole mini-batch.
+        /// </summary>
+        public int? MicroBatchSize { get; init; }
+
+        /// <summary>The rows per run <see cref="MicroBatchSize"/> comes to (0 = the whole mini-batch).</summary>
+        public int MicroBatchRows => MicroBatchSize ?? (LowMemory ? 1 : 0);
         /// <summary>
         /// Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies
         /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
@@ -121,7 +128,8 @@ public static partial class TrainPolicy
         /// Trade some speed for a lower peak memory: with LoRA, GenAI's session and the trainers read the policy's base from
         /// one memory-mapped file (resident once, not twice); GenAI does not prepack weights (a heap copy of them) and
         /// ONNX Runtime's arena is off in GenAI's, the forward passes' and the reward's sessions (the trainers' follows
-        /// optimizer.cpu_memory_arena: off too for the lowest peak). bench/RESULTS.md measures both settings.
+        /// optimizer.cpu_memory_arena: off too for the lowest peak); the updates run one row at a time (micro_batch_size
+        /// unset), and the C heap's free memory goes back to the system between phases. bench/RESULTS.md measures both settings.
         /// </summary>
         public bool LowMemory { get; init; } = true;
 
@@ -176,7 +184,19 @@ public static partial class TrainPolicy
         Action<string>? phase = null)
     {
         log ??= _ => { };
-        var enter = phase ?? (_ => { });
+        // With low_memory each phase starts from what is live: the .NET garbage of the last one is collected (else it
+        // stays resident up to the GC's allocation budget, tens of MiB), and what it freed in the C heap goes back to the
+        // system (glibc keeps freed blocks below its mmap threshold resident, and the next phase — other sizes: GenAI,
+        // the forward passes, the updates — does not reuse all of them, so the heap would grow by every phase's leftovers).
+        var enter = (string name) =>
+        {
+            if (config.LowMemory)
+            {
+                GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
+                CHeap.Trim();
+            }
+            phase?.Invoke(name);
+        };
         enter("setup");
         foreach (var problem in config.Problems()) throw UserError.At(source, null, problem.Key, problem.Problem);
         var referenceDir = config.ReferenceModel ?? config.PolicyModel;
@@ -442,7 +462,7 @@ public static partial class TrainPolicy
     {
         ["policy_model"] = Path.GetFullPath(c.PolicyModel), ["reference_model"] = Path.GetFullPath(c.ReferenceModel ?? c.PolicyModel),
         ["reward_model"] = Path.GetFullPath(c.RewardModel), ["value_model"] = Path.GetFullPath(c.ValueModel ?? c.RewardModel), ["prompts"] = c.Prompts,
-        ["rollout_batch_size"] = c.RolloutBatchSize, ["mini_batch_size"] = c.MiniBatchSize, ["micro_batch_size"] = c.MicroBatchSize, ["ppo_epochs"] = c.PpoEpochs,
+        ["rollout_batch_size"] = c.RolloutBatchSize, ["mini_batch_size"] = c.MiniBatchSize, ["micro_batch_size"] = c.MicroBatchRows, ["ppo_epochs"] = c.PpoEpochs,
         ["optimizer"] = StageConfig.ToJson(c.Optimizer), ["value_learning_rate"] = c.ValueLearningRate, ["clip_epsilon"] = c.ClipEpsilon,
         ["value_clip"] = c.ValueClip, ["kl_coef"] = c.KlCoef, ["kl_estimator"] = StageConfig.EnumName(c.KlEstimator), ["kl_target"] = c.KlTarget,
         ["kl_horizon"] = c.KlHorizon, ["gamma"] = c.Gamma, ["lam"] = c.Lam, ["whiten_advantages"] = c.WhitenAdvantages,
@@ -460,6 +480,6 @@ public static partial class TrainPolicy
     {
         var options = TrainerOptions.From(config.Optimizer, config.Iterations);
         var updatesPerIteration = config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize);
-        return options with { Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchSize };
+        return options with { Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchRows };
     }
 }

@@ -32,7 +32,11 @@ public sealed class Parameter(string name, long[] shape, float[] weight)
 public sealed class TrainingSession : IDisposable
 {
     readonly InferenceSession _training;
-    readonly InferenceSession _eval;
+    // The eval graph's session is made at the first Evaluate: a session holds megabytes of ONNX Runtime's state, and
+    // stages that never evaluate (PPO) would keep one per trainer for nothing.
+    InferenceSession? _eval;
+    readonly SessionOptions _options;
+    readonly bool _ownOptions;
     readonly OrtIoBinding _binding;
     readonly RunOptions _runOptions = new();
     readonly Dictionary<string, OrtValue> _weightValues = new();
@@ -50,6 +54,10 @@ public sealed class TrainingSession : IDisposable
     public IReadOnlyDictionary<string, OrtValue> Outputs => _outputs;
     readonly Dictionary<string, OrtValue> _outputs = new();
 
+    /// <summary>
+    /// A session over <paramref name="graphs"/> with <paramref name="weights"/> as the trainable buffers; <paramref name="options"/>
+    /// (default: no CPU arena), when given, must outlive this session (the eval session is made from them when first needed).
+    /// </summary>
     public TrainingSession(TrainingGraphs graphs, IReadOnlyDictionary<string, float[]> weights, SessionOptions? options = null)
     {
         _graphs = graphs;
@@ -67,18 +75,15 @@ public sealed class TrainingSession : IDisposable
         }
         Parameters = parameters;
 
-        var ownOptions = options is null;
+        _ownOptions = options is null;
         // No CPU arena by default: a training step's activations are large and short-lived, and the arena's
         // power-of-two growth would keep several times the peak reserved.
-        options ??= new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, EnableCpuMemArena = false };
-        try
+        _options = options ?? new SessionOptions { LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, EnableCpuMemArena = false };
+        try { _training = new InferenceSession(graphs.Training.ToByteArray(), _options); }
+        catch
         {
-            _training = new InferenceSession(graphs.Training.ToByteArray(), options);
-            _eval = new InferenceSession(graphs.Eval.ToByteArray(), options);
-        }
-        finally
-        {
-            if (ownOptions) options.Dispose();
+            if (_ownOptions) _options.Dispose();
+            throw;
         }
         _binding = _training.CreateIoBinding();
         foreach (var p in parameters)
@@ -163,14 +168,15 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The loss (and nothing else) on a batch, with the eval graph and the current weights.</summary>
     public float Evaluate(IReadOnlyDictionary<string, OrtValue> batch)
     {
+        var eval = _eval ??= new InferenceSession(_graphs.Eval.ToByteArray(), _options);
         var names = new List<string>();
         var values = new List<OrtValue>();
         foreach (var p in Parameters) { names.Add(p.Name); values.Add(_weightValues[p.Name]); }
         foreach (var (name, value) in _fixedInputs)
-            if (_eval.InputNames.Contains(name) && !batch.ContainsKey(name)) { names.Add(name); values.Add(value); }
+            if (eval.InputNames.Contains(name) && !batch.ContainsKey(name)) { names.Add(name); values.Add(value); }
         foreach (var (name, value) in batch)
-            if (_eval.InputNames.Contains(name)) { names.Add(name); values.Add(value); }
-        using var outputs = _eval.Run(_runOptions, names, values, [_graphs.Loss]);
+            if (eval.InputNames.Contains(name)) { names.Add(name); values.Add(value); }
+        using var outputs = eval.Run(_runOptions, names, values, [_graphs.Loss]);
         return outputs[0].GetTensorDataAsSpan<float>()[0];
     }
 
@@ -190,6 +196,7 @@ public sealed class TrainingSession : IDisposable
         _lossValue.Dispose();
         _runOptions.Dispose();
         _training.Dispose();
-        _eval.Dispose();
+        _eval?.Dispose();
+        if (_ownOptions) _options.Dispose();
     }
 }

@@ -75,6 +75,17 @@ public sealed class RewardScorerTests
         var shared = inMemory.Rewards(texts, TestContext.Current.CancellationToken);
         for (var i = 0; i < texts.Length; i++)
             Assert.True(Math.Abs(shared[i] - expected[i]) < 1e-5, $"text {i}: in-memory scorer {shared[i]:R}, graph {expected[i]:R}");
+
+        // With a tokenizer borrowed from elsewhere (PPO lends GenAI's when the files are the same): the same token ids and
+        // rewards, and disposing the scorer leaves the lent tokenizer usable.
+        using var lent = RewardScorer.OpenTokenizer(dir);
+        using (var borrowing = new RewardScorer(dir, weights, new InferenceOptions { BatchSize = 2 }, () => lent))
+        {
+            Assert.Equal(texts.Select(scorer.Encode), texts.Select(borrowing.Encode));
+            Assert.Equal(shared, borrowing.Rewards(texts, TestContext.Current.CancellationToken));
+        }
+        using var again = lent.Encode(texts[0]);
+        Assert.Equal(rows[0], again[0].ToArray());
     }
 
     [Fact]

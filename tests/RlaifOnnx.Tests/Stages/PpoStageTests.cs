@@ -262,6 +262,32 @@ public class PpoStageTests
             }
     }
 
+    /// <summary>
+    /// low_memory's default micro-batches of one row (gradients accumulated, weighted by response tokens) against whole
+    /// mini-batches: iteration 1 samples the same rollouts (same weights, same seeds), so its scores agree exactly and
+    /// its updates agree to float rounding. Only the first iteration is compared: after it the weights differ in their
+    /// last bits, and a later sample may differ.
+    /// </summary>
+    [Fact]
+    public async Task One_row_micro_batches_update_as_whole_mini_batches_do()
+    {
+        using var temp = new TempDir();
+        var lm = TinyModels.Folder(temp.File("lm"), seed: 2);
+        var pm = RandomPm(lm, temp.File("pm"));
+        var config = Config(lm, pm, Prompts(temp), temp.File("rows")) with { Iterations = 1, Lora = new() { Rank = 4 }, SaveEvery = 100 };
+        Assert.Equal(1, config.MicroBatchRows);
+        Assert.Equal(0, (config with { LowMemory = false }).MicroBatchRows);
+        Assert.Equal(0, (config with { MicroBatchSize = 0 }).MicroBatchRows);
+        await TrainPolicy.Run(config, null, Ct);
+        await TrainPolicy.Run(config with { OutputDir = temp.File("whole"), MicroBatchSize = 0 }, null, Ct);
+        var (rows, whole) = (Metrics(temp.File("rows"))[0], Metrics(temp.File("whole"))[0]);
+        foreach (var key in new[] { "score", "kl", "response_length" })
+            Assert.Equal(whole.Values[key], rows.Values[key]);
+        foreach (var key in new[] { "policy_loss", "value_loss", "approx_kl", "entropy", "clip_fraction", "value_clip_fraction", "policy_grad_norm", "value_grad_norm" })
+            Assert.True(Math.Abs(rows.Values[key] - whole.Values[key]) <= 1e-4 * Math.Max(1, Math.Abs(whole.Values[key])),
+                $"{key}: one-row micro-batches {rows.Values[key]:R}, whole mini-batches {whole.Values[key]:R}");
+    }
+
     [Fact]
     public void Bad_configs_are_refused_naming_the_key()
     {
@@ -278,6 +304,7 @@ public class PpoStageTests
         Refused("lam: 1.5\n", "lam");
         Refused("ppo_epochs: 0\n", "ppo_epochs");
         Refused("missing_eos_penalty: -1\n", "missing_eos_penalty");
+        Refused("micro_batch_size: -1\n", "micro_batch_size");
         Refused("wisper: 1\n", "wisper");
         Assert.Equal(KlEstimator.K3, StageConfig.Parse<TrainPolicy.Config>(required + "kl_estimator: k3\n", "ppo.yaml").KlEstimator);
     }
