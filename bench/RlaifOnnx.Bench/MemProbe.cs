@@ -9,15 +9,13 @@ namespace RlaifOnnx.Bench;
 /// <summary>Diagnostics: the memory each piece of the PPO stage adds, one at a time.</summary>
 public static class MemProbe
 {
-    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "malloc_trim")]
-    static extern int MallocTrim(nuint pad);
 
     public static int Run(string dir)
     {
         var policy = Path.Combine(dir, "policy");
         var pm = Path.Combine(dir, "pm");
         var rollout = Path.Combine(dir, "run-low-memory", TrainPolicy.RolloutPolicySubdir);
-        void T(string what) { GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect(); MallocTrim(0); Console.Error.WriteLine(HeapTrace.Line(what)); }
+        void T(string what) { GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect(); RlaifOnnx.Core.CHeap.Trim(); Console.Error.WriteLine(HeapTrace.Line(what)); }
         Core.CHeap.ReturnLargeFreedBlocks();
         T("start");
         var config = ModelFolder.ReadMetadata(policy).Config;

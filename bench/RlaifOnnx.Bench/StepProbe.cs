@@ -8,8 +8,6 @@ namespace RlaifOnnx.Bench;
 /// <summary>Diagnostics: the resident peak one PPO policy step adds (VmHWM after resetting it, minus VmRSS before).</summary>
 public static class StepProbe
 {
-    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "malloc_trim")]
-    static extern int MallocTrim(nuint pad);
 
     static long Kb(string field)
     {
@@ -45,7 +43,7 @@ public static class StepProbe
         for (var s = 0; s < 4; s++)
         {
             GC.Collect();
-            MallocTrim(0);
+            RlaifOnnx.Core.CHeap.Trim();
             var before = Kb("VmRSS");
             File.WriteAllText("/proc/self/clear_refs", "5");
             var clock = System.Diagnostics.Stopwatch.StartNew();

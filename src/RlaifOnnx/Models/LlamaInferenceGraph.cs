@@ -65,27 +65,14 @@ static class LlamaInferenceGraph
             var q = Rotary(g, Projection(g, normed, W("self_attn.q_proj.weight"), Bias("q_proj")), rotaryIndex, cos, sin, heads);
             var k = Rotary(g, Projection(g, normed, W("self_attn.k_proj.weight"), Bias("k_proj")), rotaryIndex, cos, sin, kvHeads);
             var v = Projection(g, normed, W("self_attn.v_proj.weight"), Bias("v_proj"));
-            if (groupQueryAttention)
-            {
-                var gqaOut = g.Node("GroupQueryAttention",
+            // GroupQueryAttention takes the cache and writes the presents itself; the MatMul form builds them.
+            var merged = groupQueryAttention
+                ? g.Node("GroupQueryAttention",
                     [q, k, v, LlamaGraph.PastKeyName(i), LlamaGraph.PastValueName(i), gqa.SeqLens, gqa.Total, "", "", "", gqa.Bias],
                     [g.Fresh("attended"), LlamaGraph.PresentKeyName(i), LlamaGraph.PresentValueName(i)], Ms,
-                    ("num_heads", (long)heads), ("kv_num_heads", (long)kvHeads), ("scale", (float)scale), ("do_rotary", 0L))[0];
-                g.Output(LlamaGraph.PresentKeyName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
-                g.Output(LlamaGraph.PresentValueName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
-                var attnOut = g.MatMul(gqaOut, W("self_attn.o_proj.weight"));
-                g.Scope = $"layer{i}/norm/";
-                (var n2g, residual) = SkipNorm(g, attnOut, residual, W("post_attention_layernorm.weight"), c.NormEps);
-                g.Scope = $"layer{i}/mlp/";
-                var mlpOutG = Mlp(g, n2g, W);
-                var lastG = i == c.NumLayers - 1;
-                g.Scope = lastG ? "final_norm/" : $"layer{i + 1}/norm/";
-                (normed, residual) = SkipNorm(g, mlpOutG, residual,
-                    lastG ? "model.norm.weight" : WeightNames.LlamaLayer(i + 1, "input_layernorm.weight"), c.NormEps);
-                continue;
-            }
-            var merged = MatMulAttention(g, q, k, v, LlamaGraph.PastKeyName(i), LlamaGraph.PastValueName(i),
-                LlamaGraph.PresentKeyName(i), LlamaGraph.PresentValueName(i), maskBias, heads, kvHeads, d, scale);
+                    ("num_heads", (long)heads), ("kv_num_heads", (long)kvHeads), ("scale", (float)scale), ("do_rotary", 0L))[0]
+                : MatMulAttention(g, q, k, v, LlamaGraph.PastKeyName(i), LlamaGraph.PastValueName(i),
+                    LlamaGraph.PresentKeyName(i), LlamaGraph.PresentValueName(i), maskBias, heads, kvHeads, d, scale);
             g.Output(LlamaGraph.PresentKeyName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
             g.Output(LlamaGraph.PresentValueName(i), ft, "batch_size", kvHeads, "total_sequence_length", d);
             var attentionOut = g.MatMul(merged, W("self_attn.o_proj.weight"));
