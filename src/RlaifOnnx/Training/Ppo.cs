@@ -73,10 +73,12 @@ public static class Ppo
         var advantages = g.Input(AdvantagesInput, floatType, "batch_size", "action_positions");        // [B, T−1]
         var mask = g.Input(ResponseMaskInput, DataType.Int64, "batch_size", "action_positions");       // [B, T−1]
 
-        var logProbs = Losses.ShiftedTokenLogProbs(g, logits, "input_ids");                             // [B, T−1]
+        // One LogSoftmax for the log-probs and the entropy: one [B, T, V] tensor, not two.
+        var vocabularyLogProbs = g.LogSoftmax(logits, -1);                                              // [B, T, V]
+        var logProbs = Losses.ShiftedPickedLogProbs(g, vocabularyLogProbs, "input_ids");                // [B, T−1]
         var terms = Losses.PpoPolicyLoss(g, logProbs, oldLogProbs, advantages, mask, clipEpsilon);
         // The entropy at t is that of the distribution ids[t+1] was drawn from, hence the dropped last position.
-        var entropy = Losses.MaskedMean(g, Losses.ShiftLeft(g, Losses.Entropy(g, logits), true), mask);
+        var entropy = Losses.MaskedMean(g, Losses.ShiftLeft(g, Losses.EntropyOfLogProbs(g, vocabularyLogProbs), true), mask);
 
         g.Graph.Output.Remove(g.Graph.Output.First(o => o.Name == "logits"));
         g.OutputAs(terms.Loss, LossOutput, floatType);

@@ -79,8 +79,10 @@ sealed partial class Differentiator
             }
             return;
         }
-        if (Needs(a)) Contribute(a, ReduceTo(g.MatMul(dy, TransposeLast2(b, rankB)), a));
-        if (Needs(b)) Contribute(b, ReduceTo(g.MatMul(TransposeLast2(a, rankA), dy), b));
+        // dy·bᵀ and aᵀ·dy have y's batch axes and a's (b's) matrix axes.
+        Dim?[]? Batched(string operand) => _shapes.Of(n.Output[0]) is { } y && _shapes.Of(operand) is { Length: >= 2 } o ? [.. y[..^2], o[^2], o[^1]] : null;
+        if (Needs(a)) Contribute(a, ReduceTo(g.MatMul(dy, TransposeLast2(b, rankB)), a, Batched(a)));
+        if (Needs(b)) Contribute(b, ReduceTo(g.MatMul(TransposeLast2(a, rankA), dy), b, Batched(b)));
     }
 
     void GemmGradient(NodeProto n, string dy)
@@ -101,7 +103,7 @@ sealed partial class Differentiator
                 ? g.Op("Gemm", [dy, a], Attrs(true, transA))      // db = alpha · dyᵀ · op(a)
                 : g.Op("Gemm", [a, dy], Attrs(!transA, false)));  // db = alpha · op(a)ᵀ · dy
         if (n.Input.Count > 2 && Needs(n.Input[2]))
-            Contribute(n.Input[2], ReduceTo(beta == 1f ? dy : g.Mul(dy, Scalar(beta)), n.Input[2]));
+            Contribute(n.Input[2], ReduceTo(beta == 1f ? dy : g.Mul(dy, Scalar(beta)), n.Input[2], n.Output[0]));
     }
 
     void RmsNormGradient(NodeProto n, string dy)
@@ -127,7 +129,7 @@ sealed partial class Differentiator
             var dot = g.Div(g.ReduceSum(g.Mul(gHat, xHat), [-1]), width);                            // [.., 1]
             Contribute(x, g.Mul(g.Sub(gHat, g.Mul(xHat, dot)), r));
         }
-        if (Needs(w)) Contribute(w, ReduceTo(g.Mul(dy, xHat), w));
+        if (Needs(w)) Contribute(w, ReduceTo(g.Mul(dy, xHat), w, n.Output[0]));
         if (n.Input.Count > 2 && Needs(n.Input[2])) throw new NotSupportedException($"{Describe(n)}: a bias input is not differentiated");
     }
 
@@ -155,7 +157,7 @@ sealed partial class Differentiator
             var dx = g.Mul(invStd, g.Sub(g.Sub(gHat, g.ReduceMean(gHat, axes)), g.Mul(xHat, g.ReduceMean(g.Mul(gHat, xHat), axes))));
             Contribute(x, dx);
         }
-        if (Needs(scale)) Contribute(scale, ReduceTo(g.Mul(dy, xHat), scale));
-        if (n.Input.Count > 2 && Needs(n.Input[2])) Contribute(n.Input[2], ReduceTo(dy, n.Input[2]));
+        if (Needs(scale)) Contribute(scale, ReduceTo(g.Mul(dy, xHat), scale, n.Output[0]));
+        if (n.Input.Count > 2 && Needs(n.Input[2])) Contribute(n.Input[2], ReduceTo(dy, n.Input[2], n.Output[0]));
     }
 }

@@ -6,9 +6,10 @@ using RlaifOnnx.Training.Autodiff;
 namespace RlaifOnnx.Tests.Training.Autodiff;
 
 /// <summary>
-/// The token log-prob's rules: ReduceLogSumExp (softmax · dy over the last axis, exp(x − y) · dy elsewhere) and a
-/// one-index-per-row GatherElements kept sparse and scattered into the dense gradient of the same tensor,
-/// against central finite differences in float64, with a negative control on the scatter.
+/// The token log-prob's rules: LogSoftmax whose gradient is only picks (Σ picks − softmax · Σ_row updates),
+/// ReduceLogSumExp (softmax · dy over the last axis, exp(x − y) · dy elsewhere) and a one-index-per-row
+/// GatherElements kept sparse and scattered into the dense gradient of the same tensor, against central
+/// finite differences in float64, with negative controls on the scatter and on the softmax term.
 /// </summary>
 public sealed class GradientPickTests
 {
@@ -37,6 +38,49 @@ public sealed class GradientPickTests
         var graphs = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
         Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "OneHot");
         Assert.Single(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements");
+    }
+
+    [Fact]
+    public void Two_picks_of_one_log_softmax_become_one_softmax_and_two_scatters()
+    {
+        var c = new GradientCheck();
+        var logProbs = c.G.LogSoftmax(c.Param("x", BTH, -3, 3), -1);
+        var first = Losses.PickedLogProbs(c.G, logProbs, c.Longs("a", [0, 3, 3, 1, 2, -1], 2, 3));
+        var second = Losses.PickedLogProbs(c.G, logProbs, c.Longs("b", [0, 1, 3, 2, 2, 0], 2, 3));
+        c.CheckOutput(c.G.Add(first, c.G.Mul(second, c.G.Scalar(3))), [2, 3]);
+        var backward = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss").Training.Graph.Node.Where(n => n.Name.StartsWith("∂/", StringComparison.Ordinal)).ToList();
+        Assert.DoesNotContain(backward, n => n.OpType is "OneHot" or "Exp" or "ReduceSum");
+        Assert.Single(backward, n => n.OpType == "Softmax");
+        Assert.Equal(2, backward.Count(n => n.OpType == "ScatterElements"));
+    }
+
+    [Fact]
+    public void A_log_softmax_rule_without_the_softmax_term_fails_the_check()
+    {
+        var c = new GradientCheck();
+        var logProbs = Losses.TokenLogProbs(c.G, c.Param("x", BTH, -3, 3), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
+        c.G.OutputAs(Losses.SumAll(c.G, c.G.Mul(logProbs, c.Data("loss_weights", [2, 3]))), "loss", DataType.Double);
+        var model = c.G.ToModel();
+        var (right, _) = GradientCheck.GradientError(model, c.Inputs, c.Trainable);
+        Assert.True(right < 1e-6, $"the right rule: error {right:E2}");
+        static void DropSoftmaxTerm(ModelProto training)
+        {
+            // −softmax · Σ updates becomes +softmax · Σ updates: a sign error in the rule.
+            var negation = training.Graph.Node.Single(n => n.OpType == "Neg" && n.Name.StartsWith("∂/", StringComparison.Ordinal));
+            negation.OpType = "Identity";
+        }
+        var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: DropSoftmaxTerm);
+        Assert.True(wrong > 0.05, $"a sign-flipped softmax term passed: {report}");
+    }
+
+    [Fact]
+    public void A_log_softmax_read_by_picks_and_by_the_entropy_takes_the_general_rule()
+    {
+        // PPO's graph: one LogSoftmax for the token log-probs and the entropy, here both in the loss.
+        var c = new GradientCheck();
+        var logProbs = c.G.LogSoftmax(c.Param("x", BTH, -3, 3), -1);
+        var picked = Losses.PickedLogProbs(c.G, logProbs, c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
+        c.CheckOutput(c.G.Add(picked, Losses.EntropyOfLogProbs(c.G, logProbs)), [2, 3]);
     }
 
     [Fact]
