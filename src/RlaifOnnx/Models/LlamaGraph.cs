@@ -268,7 +268,9 @@ public static partial class LlamaGraph
         var causal = g.Op("LessOrEqual", [keyPositions, g.Unsqueeze(queryPositions, 1)]); // [S, T]
         var notPadding = g.Unsqueeze(g.Cast(mask, DataType.Bool), 1, 2, 3);               // [B, 1, 1, 1, T]
         var visible = g.And(causal, notPadding);                                           // [B, 1, 1, S, T]
-        return g.Where(visible, g.Scalar(0.0), g.Scalar(MaskedScore));
+        // (1 − visible) · MaskedScore: the same 0 / MaskedScore values as Where(visible, 0, MaskedScore), whose
+        // broadcast of two scalars ONNX Runtime runs ~15× slower than Not, Cast and Mul (15 ms a training step).
+        return g.Mul(g.Cast(g.Not(visible), g.FloatType), g.Scalar(MaskedScore));
     }
 
     static TensorProto DoubleTensor(string name, double[] values, params long[] dims)

@@ -19,6 +19,8 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     readonly Dictionary<string, List<string>> _contributions = new();
     /// <summary>Sparse contributions: dy [.., 1] added at one index per row along the last axis (see <see cref="ContributePick"/>).</summary>
     readonly Dictionary<string, List<(string Indices, string Updates)>> _picks = new();
+    /// <summary>Rows added into a value viewed as [rows, R] (an embedding's gradient, see <see cref="ContributeRows"/>).</summary>
+    readonly Dictionary<string, List<(string Indices, string Updates)>> _rows = new();
     readonly Dictionary<string, string> _summed = new();
     readonly Dictionary<string, NodeProto> _producers = new();
 
@@ -75,70 +77,6 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     }
 
     static bool IsFloat(DataType t) => t is DataType.Float or DataType.Double or DataType.Float16 or DataType.Bfloat16;
-
-    // ---- bookkeeping ------------------------------------------------------------------------
-
-    bool Needs(string input) => input.Length > 0 && _requiresGrad.Contains(input);
-
-    void Contribute(string value, string grad)
-    {
-        if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
-        if (!_contributions.TryGetValue(value, out var list)) _contributions[value] = list = [];
-        list.Add(grad);
-    }
-
-    bool HasGradient(string value) => _contributions.ContainsKey(value) || _picks.ContainsKey(value);
-
-    /// <summary>
-    /// A contribution that is zero except <paramref name="updates"/> [.., 1] at <paramref name="indices"/> [.., 1]
-    /// (non-negative) along the last axis: a picked token's log-prob. Kept sparse until the gradient is summed,
-    /// where it is added into the dense sum by ScatterElements (one update per row) instead of a one-hot
-    /// tensor of the value's size and a Sum over it.
-    /// </summary>
-    void ContributePick(string value, string indices, string updates)
-    {
-        if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
-        if (!_picks.TryGetValue(value, out var list)) _picks[value] = list = [];
-        list.Add((indices, updates));
-    }
-
-    /// <summary>The total gradient of a value: its dense contributions summed once, then its picks added in.</summary>
-    string Gradient(string value)
-    {
-        if (_summed.TryGetValue(value, out var s)) return s;
-        var dense = _contributions.GetValueOrDefault(value) ?? [];
-        var picks = _picks.GetValueOrDefault(value) ?? [];
-        var total = dense.Count switch
-        {
-            0 => OneHotTimes(value, picks[0].Indices, picks[0].Updates),
-            1 => dense[0],
-            // A chain of Adds, not one Sum: ONNX Runtime runs Add with its parallel element-wise kernel and Sum
-            // with a generic variadic one, ~10× slower (3 × [2048, 768]: 0.4 ms a pair against 5–15 ms).
-            _ => dense.Skip(1).Aggregate(dense[0], (total, next) => g.Add(total, next)),
-        };
-        foreach (var (indices, updates) in dense.Count == 0 ? picks.Skip(1) : picks)
-            // ONNX Runtime's ScatterElements adds in index order on one thread: exact, and O(rows) here.
-            total = g.Op("ScatterElements", [total, indices, updates], ("axis", -1L), ("reduction", "add"));
-        _summed[value] = total;
-        return total;
-    }
-
-    /// <summary>
-    /// updates at the indices along the last axis, zero elsewhere, as one-hot · updates — element-wise and
-    /// parallel, instead of a zero tensor plus ONNX Runtime's single-threaded ScatterElements over it. (OneHot
-    /// and Mul: ONNX Runtime's Where broadcasting a [.., 1] operand, and Cast from bool, ran several times slower.)
-    /// </summary>
-    string OneHotTimes(string value, string indices, string updates)
-    {
-        // OneHot in float32 (ONNX Runtime has no float64 kernel), cast only in float64 graphs: ONNX
-        // Runtime runs a float-to-float CastLike as a full copy of the [.., V] tensor.
-        var offOn = new TensorProto { Name = g.Fresh("off_on"), DataType = (int)DataType.Float };
-        offOn.Dims.Add(2);
-        offOn.FloatData.Add([0f, 1f]);
-        var oneHot = g.Op("OneHot", [g.Squeeze(indices, -1), AxisLength(value, -1), g.Initializer(offOn)], ("axis", -1L)); // [.., V]
-        if (floatType != DataType.Float) oneHot = g.Op("CastLike", [oneHot, updates]);
-        return g.Mul(oneHot, updates);
-    }
 
     static long AttrInt(NodeProto n, string name, long fallback)
         => n.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
@@ -396,7 +334,8 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             {
                 var axis = AttrInt(n, "axis", 0);
                 if (axis == 0)
-                    To(0, () =>
+                {
+                    if (Needs(In(0)))
                     {
                         // Embedding rows: dy's rows added into the rows they were read from, as ScatterElements with
                         // reduction="add" over data viewed as [rows, R] (indices made non-negative first). Not ScatterND:
@@ -407,12 +346,12 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
                         var rows = g.Gather(shape, g.Int64Scalar(0));
                         var idx = g.Op("Cast", [In(1)], ("to", (int)DataType.Int64));
                         idx = g.Where(g.Less(idx, g.Int64Scalar(0)), g.Add(idx, rows), idx);
-                        var zeros = g.Reshape(ZerosLike(In(0)), 0, -1);                                  // [rows, R]
-                        var updates = g.Reshape(Dy(0), g.Concat(0, g.Int64s(-1), g.Shape(zeros, 1, 2))); // [N, R]
-                        var indices = g.Expand(g.Reshape(idx, -1, 1), g.Shape(updates));                 // [N, R]
-                        var summed = g.Op("ScatterElements", [zeros, indices, updates], ("axis", 0L), ("reduction", "add"));
-                        return g.Reshape(summed, shape);
-                    });
+                        var rowLength = g.Op("ReduceProd", [g.Op("Shape", [In(0)], ("start", 1L))], ("keepdims", 1L));   // [1]: R
+                        var updates = g.Reshape(Dy(0), g.Concat(0, g.Int64s(-1), rowLength));               // [N, R]
+                        var indices = g.Expand(g.Reshape(idx, -1, 1), g.Shape(updates));                     // [N, R]
+                        ContributeRows(In(0), indices, updates);
+                    }
+                }
                 else
                     To(0, () =>
                     {
@@ -452,28 +391,6 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             default:
                 throw new NotSupportedException($"{Describe(n)} lies on the gradient path but operator {n.OpType} has no gradient rule");
         }
-    }
-
-    /// <summary>
-    /// A LogSoftmax over the last axis whose output's gradient is only picks (a token's log-prob read per
-    /// row, the causal-LM loss and PPO without an entropy term): dx = Σ picks − softmax(x) · Σ_row updates,
-    /// with no dense one-hot gradient of the [.., V] output built first. softmax(x) is computed as
-    /// Softmax of the output itself (log-softmax is softmax(x) shifted by a per-row constant, which Softmax
-    /// cancels), so x — the logits — need not be kept for the backward pass.
-    /// </summary>
-    bool TryLogSoftmaxOfPicks(NodeProto n)
-    {
-        if (n.OpType != "LogSoftmax" || !Needs(n.Input[0])) return false;
-        var y = n.Output[0];
-        if (_contributions.ContainsKey(y) || !_picks.TryGetValue(y, out var picks)) return false;
-        if (_ranks.Rank(y) is not { } rank || AttrInt(n, "axis", -1) is var axis && axis != -1 && axis != rank - 1) return false;
-        var rowTotal = picks.Select(p => p.Updates).Aggregate((a, b) => g.Add(a, b));                 // [.., 1]
-        var dx = g.Mul(g.Softmax(y, -1), g.Neg(rowTotal));                                            // [.., V]
-        foreach (var (indices, updates) in picks)
-            dx = g.Op("ScatterElements", [dx, indices, updates], ("axis", -1L), ("reduction", "add"));
-        _summed[y] = dx;   // the output's gradient is consumed here; nothing else may read it
-        Contribute(n.Input[0], dx);
-        return true;
     }
 
     /// <summary>

@@ -44,6 +44,9 @@ readonly record struct Dim(long Coefficient, string Symbols)
 /// gradient's shape, no reduction is emitted at all (ONNX Runtime runs a ReduceSum over no axes as a full
 /// copy — about 0.2 s of a 100M model's training step), and when the broadcast axes are known, the ReduceSum
 /// gets them as a constant instead of finding them at run time.
+///
+/// Inputs that share a dim_param are taken to have equal sizes there, which is what a dim_param means in
+/// ONNX and how every graph here is fed (input_ids, attention_mask and position_ids are all [B, S]).
 /// </summary>
 sealed class SymbolicShapes
 {

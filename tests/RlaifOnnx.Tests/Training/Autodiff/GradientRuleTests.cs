@@ -150,6 +150,21 @@ public class GradientRuleTests
         c.CheckOutput(c.G.Gather(table, ids), [2, 3, 3]);
     }
 
+    /// <summary>A tied table: its gathered rows are scattered into the head's gradient, with no zero table of their own.</summary>
+    [Fact]
+    public void TiedTableGetsItsRowsScatteredIntoTheHeadsGradient()
+    {
+        var c = new GradientCheck();
+        var table = c.Param("table", [5, 3]);
+        var rows = c.G.Gather(table, c.Longs("ids", [0, 4, 4, 1, -1, 2], 2, 3));      // [2, 3, 3]
+        c.CheckOutput(c.G.MatMul(rows, c.G.Transpose(table, 1, 0)), [2, 3, 5]);       // a tied head: [2, 3, 5]
+        var backward = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss").Training.Graph.Node
+            .Where(n => n.Name.StartsWith("∂/", StringComparison.Ordinal)).ToList();
+        var producers = backward.SelectMany(n => n.Output.Select(o => (o, n))).ToDictionary(p => p.o, p => p.n);
+        var scatter = Assert.Single(backward, n => n.OpType == "ScatterElements");
+        Assert.Equal("Transpose", producers[scatter.Input[0]].OpType);                  // the head's gradient (Transpose rule), not a zero table
+    }
+
     /// <summary>
     /// The embedding gradient at training scale, on ONNX Runtime's threads: 8,192 token ids from a 50-row table
     /// (each id repeated ~160 times). Every row's gradient must be the exact sum of its positions' dy, on every
