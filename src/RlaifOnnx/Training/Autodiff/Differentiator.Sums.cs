@@ -47,7 +47,7 @@ sealed partial class Differentiator
         list.Add((indices, updates));
     }
 
-    /// <summary>The total gradient of a value: its dense contributions summed once, then its picks added in.</summary>
+    /// <summary>The total gradient of a value: its dense contributions summed once, its rows and then its picks scattered in.</summary>
     string Gradient(string value)
     {
         if (_summed.TryGetValue(value, out var s)) return s;
