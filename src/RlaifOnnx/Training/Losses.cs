@@ -95,10 +95,17 @@ public static class Losses
     }
 
     /// <summary>Entropy of softmax(logits) over the last axis: [B,T,V] → [B,T].</summary>
+    /// <remarks>
+    /// −Σ p·log p = logsumexp(x) − Σ p·x (as Σ p = 1), the sum a batched dot product (MatMul of p as [B,T,1,V] with x as
+    /// [B,T,V,1]): the only tensor of the logits' size is p = Softmax(x), which is the one ReduceLogSumExp's gradient
+    /// computes too (ONNX Runtime merges the two), where LogSoftmax, Exp and Mul wrote three more. In float32 the
+    /// difference carries the rounding of Σ p·x, ~1e-7 of the logits' magnitude.
+    /// </remarks>
     public static string Entropy(GraphBuilder g, string logits)
     {
-        var logProbs = g.LogSoftmax(logits, -1);
-        return g.Neg(g.ReduceSum(g.Mul(g.Exp(logProbs), logProbs), [-1], keepDims: false));
+        var logSumExp = g.Op("ReduceLogSumExp", [logits, g.Int64s(-1)], ("keepdims", 0L));                 // [B,T]
+        var expected = g.MatMul(g.Unsqueeze(g.Softmax(logits, -1), -2), g.Unsqueeze(logits, -1));         // [B,T,1,1]
+        return g.Sub(logSumExp, g.Squeeze(expected, -2, -1));
     }
 
     /// <summary>

@@ -7,7 +7,7 @@ namespace RlaifOnnx.Training.Autodiff;
 /// <summary>
 /// The backward pass over one graph: which values require gradients, and one gradient rule per
 /// operator (the <see cref="Apply"/> switch). Each rule reads the upstream gradients of the node's
-/// outputs and adds a contribution to each differentiable input; <see cref="ReduceTo"/> undoes
+/// outputs and adds a contribution to each differentiable input; <see cref="ReduceTo(string, string)"/> undoes
 /// numpy-style broadcasting by summing over the broadcast axes (found at run time) and reshaping.
 /// </summary>
 sealed partial class Differentiator(GraphBuilder g, DataType floatType)
@@ -166,8 +166,16 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
         => axis == -1 ? g.Op("Shape", [x], ("start", -1L)) : g.Shape(x, axis, axis + 1);
 
     /// <summary>Sums <paramref name="dy"/> over the axes along which <paramref name="x"/> was broadcast, then reshapes to x's shape.</summary>
-    string ReduceTo(string dy, string x)
+    string ReduceTo(string dy, string x) => ReduceTo(dy, x, null);
+
+    /// <summary>
+    /// <see cref="ReduceTo(string, string)"/> for an input of an element-wise operator whose other input is
+    /// <paramref name="other"/>: when that is a scalar (rank 0), nothing was broadcast and dy is returned as it is; the
+    /// reduction over no axes would copy it (a [B,T,V] copy for the temperature's Mul of the logits).
+    /// </summary>
+    string ReduceTo(string dy, string x, string? other)
     {
+        if (other is not null && _ranks.Rank(other) == 0) return dy;
         var shapeY = g.Shape(dy);
         var shapeX = g.Shape(x);
         // Pad x's shape with leading ones to dy's rank, then reduce where the two differ.
@@ -214,24 +222,24 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
                 To(0, () => Dy(0));
                 break;
             case "Add":
-                To(0, () => ReduceTo(Dy(0), In(0)));
-                To(1, () => ReduceTo(Dy(0), In(1)));
+                To(0, () => ReduceTo(Dy(0), In(0), In(1)));
+                To(1, () => ReduceTo(Dy(0), In(1), In(0)));
                 break;
             case "Sub":
-                To(0, () => ReduceTo(Dy(0), In(0)));
-                To(1, () => ReduceTo(g.Neg(Dy(0)), In(1)));
+                To(0, () => ReduceTo(Dy(0), In(0), In(1)));
+                To(1, () => ReduceTo(g.Neg(Dy(0)), In(1), In(0)));
                 break;
             case "Sum":
                 for (var i = 0; i < n.Input.Count; i++) { var k = i; To(k, () => ReduceTo(Dy(0), In(k))); }
                 break;
             case "Mul":
-                To(0, () => ReduceTo(g.Mul(Dy(0), In(1)), In(0)));
-                To(1, () => ReduceTo(g.Mul(Dy(0), In(0)), In(1)));
+                To(0, () => ReduceTo(g.Mul(Dy(0), In(1)), In(0), In(1)));
+                To(1, () => ReduceTo(g.Mul(Dy(0), In(0)), In(1), In(0)));
                 break;
             case "Div":
                 // y = a / b: da = dy / b, db = -dy · y / b
-                To(0, () => ReduceTo(g.Div(Dy(0), In(1)), In(0)));
-                To(1, () => ReduceTo(g.Neg(g.Div(g.Mul(Dy(0), Out(0)), In(1))), In(1)));
+                To(0, () => ReduceTo(g.Div(Dy(0), In(1)), In(0), In(1)));
+                To(1, () => ReduceTo(g.Neg(g.Div(g.Mul(Dy(0), Out(0)), In(1))), In(1), In(0)));
                 break;
             case "Pow":
             {
