@@ -15,8 +15,9 @@ namespace RlaifOnnx.Models;
 /// GenAI's tokenizer read.
 ///
 /// Ids: 0 &lt;|endoftext|&gt;, 1 &lt;|im_start|&gt;, 2 &lt;|im_end|&gt;, then the 256 byte tokens, then one
-/// token per merge; if the corpus runs out of pairs first, &lt;|reserved_N|&gt; tokens fill the rest so
-/// the tokenizer covers every id the model can emit.
+/// token per merge; if the corpus runs out of pairs first, letter strings no merge produces ("Ġaa", "aa", …)
+/// fill the rest as ordinary vocabulary, so the tokenizer covers every id the model can emit and only the three
+/// specials are added tokens, as in real Llama/Mistral tokenizers.
 /// </summary>
 public sealed class TinyTokenizer
 {
@@ -94,12 +95,39 @@ public sealed class TinyTokenizer
                         syms.RemoveAt(i + 1);
                     }
         }
-        for (var r = 0; tokens.Count < vocabSize; r++)
+        // The rest of the vocabulary: ordinary BPE entries that no merge produces, as real vocabularies have some, rather
+        // than added tokens (a tokenizer matches added tokens in the text before BPE, and GenAI's spent ~57 MiB on
+        // 31,000 of them). Encoding never emits them; the model may, and they decode to their letters.
+        if (tokens.Count < vocabSize)
         {
-            specialIds.Add(tokens.Count);
-            tokens.Add($"<|reserved_{r}|>");
+            var known = new HashSet<string>(tokens, StringComparer.Ordinal);
+            foreach (var filler in Fillers())
+            {
+                if (tokens.Count == vocabSize) break;
+                if (known.Add(filler)) tokens.Add(filler);
+            }
         }
         return new TinyTokenizer(tokens, merges, specialIds);
+    }
+
+    /// <summary>Lower-case letter strings of 2, 3, … letters, each with a leading space ("Ġ") and without: "Ġaa", "aa", "Ġab", ….</summary>
+    static IEnumerable<string> Fillers()
+    {
+        for (var length = 2; ; length++)
+        {
+            var letters = new char[length];
+            Array.Fill(letters, 'a');
+            while (true)
+            {
+                var word = new string(letters);
+                yield return "Ġ" + word;
+                yield return word;
+                var i = length - 1;
+                while (i >= 0 && letters[i] == 'z') letters[i--] = 'a';
+                if (i < 0) break;
+                letters[i]++;
+            }
+        }
     }
 
     /// <summary>Writes tokenizer.json and tokenizer_config.json into <paramref name="dir"/> (each atomically).</summary>

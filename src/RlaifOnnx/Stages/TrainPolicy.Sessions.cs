@@ -133,7 +133,7 @@ public static partial class TrainPolicy
             s.ValueForward = new BoundForward(Ppo.ValuesGraph(valueConfig, lora), Union(s.ValueFrozen, s.ValueTrainer.TrainableWeights()), PreferenceModelGraphs.ValuesOutput,
                 cpuMemoryArena: !lowMemory);
             var scorerOptions = new InferenceOptions { BatchSize = config.MiniBatchSize, CpuMemoryArena = !lowMemory };
-            // A GenAI tokenizer holds tens of MiB (64 for the bench's 32000-token one); when the reward model's tokenizer files are the policy's,
+            // A GenAI tokenizer holds several MiB (tens with thousands of added tokens); when the reward model's tokenizer files are the policy's,
             // the scorer encodes with GenAI's (the rollout folder's copy of the policy's files) instead of loading its own.
             var rollout = s.Rollout;
             Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? sharedTokenizer = SameTokenizerFiles(config.PolicyModel, config.RewardModel) ? () => rollout.Generator.Tokenizer : null;

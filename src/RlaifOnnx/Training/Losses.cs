@@ -105,8 +105,17 @@ public static class Losses
     public static string Entropy(GraphBuilder g, string logits) => EntropyOfLogProbs(g, g.LogSoftmax(logits, -1));
 
     /// <summary>Entropy −Σ p·log p over the last axis from log-probs [B,T,V] (a LogSoftmax over the vocabulary) → [B,T].</summary>
+    /// <remarks>
+    /// p = Softmax(log p) (softmax is shift-invariant, so this is softmax of the logits) and the sum a batched dot
+    /// product (MatMul of p as [B,T,1,V] with log p as [B,T,V,1]): the only new tensor of the vocabulary's size is
+    /// p, the same Softmax of the log-probs the token log-prob's gradient computes (ONNX Runtime merges the two),
+    /// where Exp and Mul wrote two more.
+    /// </remarks>
     public static string EntropyOfLogProbs(GraphBuilder g, string logProbs)
-        => g.Neg(g.ReduceSum(g.Mul(g.Exp(logProbs), logProbs), [-1], keepDims: false));
+    {
+        var expected = g.MatMul(g.Unsqueeze(g.Softmax(logProbs, -1), -2), g.Unsqueeze(logProbs, -1));     // [B,T,1,1]: Σ p·log p
+        return g.Neg(g.Squeeze(expected, -2, -1));
+    }
 
     /// <summary>
     /// softplus(x) = log(1 + eˣ), computed as max(x,0) + log(1 + e^−|x|) so it never overflows. |x| is written

@@ -259,13 +259,34 @@ public class ModelWriterTests
     }
 
     [Fact]
-    public void Tiny_tokenizer_fills_a_large_vocabulary_with_reserved_tokens()
+    public void Tiny_tokenizer_fills_a_large_vocabulary_with_ordinary_tokens_GenAI_decodes()
     {
         var tokenizer = TinyTokenizer.Train(5000);
         Assert.Equal(5000, tokenizer.VocabSize);
-        Assert.StartsWith("<|reserved_", tokenizer.Tokens[^1]);
         Assert.Equal(tokenizer.Tokens.Count, tokenizer.Tokens.Distinct().Count());
+        // Only the three specials are added tokens; the fillers are vocabulary no merge produces.
+        Assert.Equal([TinyTokenizer.EndOfTextId, TinyTokenizer.ImStartId, TinyTokenizer.ImEndId], tokenizer.SpecialIds);
+        Assert.Equal(3, tokenizer.TokenizerJson()["added_tokens"]!.AsArray().Count);
+        var filler = tokenizer.Tokens.Count - 1;
+        Assert.Matches("^Ġ?[a-z]+$", tokenizer.Tokens[filler]);
         Assert.Throws<UserError>(() => TinyTokenizer.Train(200));
+
+        using var temp = new TempDir();
+        var config = TinyLlama.Config("mha-tied", vocab: 5000);
+        var dir = temp.File("model");
+        ModelWriter.Write(dir, config, TinyLlama.Weights(config), tokenizer, "base", []);
+        using var genaiConfig = new Config(dir);
+        using var model = new Model(genaiConfig);
+        using var genai = new Tokenizer(model);
+        // Text encodes with the learned merges only (the fillers are never produced), and a filler decodes to its letters.
+        var text = "<|im_start|>user\nThe assistant is helpful.<|im_end|>\n";
+        using var sequences = genai.Encode(text);
+        var ids = sequences[0].ToArray();
+        Assert.Equal(TinyTokenizer.ImStartId, ids[0]);
+        Assert.All(ids, id => Assert.InRange(id, 0, TinyTokenizer.MinVocabSize + tokenizer.Merges.Count - 1));
+        Assert.Equal(tokenizer.Tokens[filler].Replace("Ġ", " "), genai.Decode([filler]));
+        using var the = genai.Encode(" the");
+        Assert.Equal(" the" + tokenizer.Tokens[filler].Replace("Ġ", " "), genai.Decode([.. the[0].ToArray(), filler]));
     }
 
 

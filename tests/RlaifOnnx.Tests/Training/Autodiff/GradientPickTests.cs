@@ -40,6 +40,40 @@ public sealed class GradientPickTests
         Assert.Single(graphs.Training.Graph.Node, n => n.OpType == "ScatterElements");
     }
 
+    /// <summary>
+    /// The temperature's Mul by a scalar: its gradient is dy times the scalar, with no broadcast reduction (a ReduceSum over
+    /// no axes, which ONNX Runtime runs as a copy of the whole [B,T,V] gradient); the broadcast case keeps it.
+    /// </summary>
+    [Fact]
+    public void A_product_with_a_scalar_needs_no_broadcast_reduction()
+    {
+        var c = new GradientCheck();
+        var logProbs = Losses.TokenLogProbs(c.G, Losses.Tempered(c.G, c.Param("x", BTH, -3, 3), 0.7), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
+        c.CheckOutput(logProbs, [2, 3]);
+        var graphs = GradientBuilder.Build(c.G.ToModel(), c.Trainable, "loss");
+        Assert.DoesNotContain(graphs.Training.Graph.Node, n => n.OpType == "ReduceSum" && n.Name.Contains("∂/") && graphs.Training.Graph.Node.Any(
+            m => m.OpType == "Mul" && m.Output.Contains(n.Input[0]) && m.Input.Any(i => graphs.Training.Graph.Initializer.Any(t => t.Name == i && t.Dims.Count == 0))));
+
+        c = new GradientCheck();
+        c.CheckOutput(c.G.Mul(c.Param("x", BTH, -3, 3), c.Param("row", [2, 3, 1], -1, 1)), BTH);
+    }
+
+    /// <summary>The entropy as logsumexp − Σ softmax·x equals −Σ p·log p (float64), and its gradient checks.</summary>
+    [Fact]
+    public void Entropy_equals_minus_p_log_p_and_its_gradient_checks()
+    {
+        var c = new GradientCheck();
+        var x = c.Param("x", BTH, -3, 3);
+        var logP = c.G.LogSoftmax(x, -1);
+        var reference = c.G.Neg(c.G.ReduceSum(c.G.Mul(c.G.Exp(logP), logP), [-1], keepDims: false));
+        var difference = c.G.Sub(Losses.Entropy(c.G, x), reference);
+        c.CheckOutput(Losses.Entropy(c.G, x), [2, 3]);
+        c.G.OutputAs(difference, "difference", DataType.Double);
+        var values = GradientCheck.Run(c.G.ToModel(), c.Inputs, DataType.Double)["difference"];
+        Assert.Equal(6, values.Length);
+        Assert.All(values, v => Assert.True(Math.Abs(v) < 1e-12, $"entropy differs by {v}"));
+    }
+
     [Fact]
     public void Two_picks_of_one_log_softmax_become_one_softmax_and_two_scatters()
     {
