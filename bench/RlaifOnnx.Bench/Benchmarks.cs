@@ -40,6 +40,20 @@ public static class Benchmarks
 
 public static class Machine
 {
+    /// <summary>
+    /// "the 1-minute load average was L on N cores when this section started": other processes' work on a small
+    /// machine disturbs times, so each section that times says how busy the machine was rather than assuming.
+    /// </summary>
+    public static string LoadNote()
+    {
+        try
+        {
+            var load = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return $"the 1-minute load average was {load} on {Environment.ProcessorCount} cores when this section started";
+        }
+        catch (IOException) { return "the machine's load was not readable (/proc/loadavg)"; }
+    }
+
     public static string Cpu()
     {
         try

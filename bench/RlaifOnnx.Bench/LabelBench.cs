@@ -22,6 +22,7 @@ public static class LabelBench
 {
     public static string Run(BenchContext ctx)
     {
+        var load = Machine.LoadNote();
         var hh = SharedData("hh-rlhf/harmless-base-test.dev.jsonl.gz");
         if (hh is null) return "## label\n\nskipped: ../shared/data/hh-rlhf is missing\n";
         var pairs = ctx.Quick ? 4 : 16;
@@ -71,7 +72,7 @@ public static class LabelBench
             Measure(stage with { FewShot = fewShot, MaxQuestionTokens = fewShot == 1 ? 768 : 1536 });
         sb.AppendLine("Both ways compute logits [B, S, V] at every position though only the answers' are read (the graph has no input to select positions; with " +
                       $"this {config.VocabSize}-token vocabulary the LM head is {100.0 * config.HiddenSize * config.VocabSize / weights:F1}% of the weights a token passes). " +
-                      "Run-to-run variation on 2 cores is large; the machine was shared with other work while this ran.");
+                      $"Run-to-run variation on 2 cores is large; {load}.");
         return sb.ToString();
 
         void Measure(Label.Config stage)

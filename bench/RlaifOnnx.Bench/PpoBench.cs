@@ -38,6 +38,7 @@ public static class PpoBench
 
     public static string Run(BenchContext ctx)
     {
+        var load = Machine.LoadNote();
         var config = ctx.Quick ? Small() : DecodeBench.HundredMillionLlama();
         var dir = Path.Combine(ctx.WorkDir, "ppo");
         Directory.CreateDirectory(dir);
@@ -70,7 +71,7 @@ public static class PpoBench
                 results[lowMemory].Add(JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject());
                 Console.Error.WriteLine($"   round {round + 1}, low_memory {lowMemory}: done");
             }
-        return Report(config, results[true], results[false]);
+        return Report(config, results[true], results[false], load);
     }
 
     static ModelConfig Small() => DecodeBench.HundredMillionLlama(vocab: 2000) with { HiddenSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, IntermediateSize = 256 };
@@ -177,7 +178,7 @@ public static class PpoBench
         return 0;
     }
 
-    static string Report(ModelConfig config, List<JsonObject> lowMemoryRuns, List<JsonObject> defaultRuns)
+    static string Report(ModelConfig config, List<JsonObject> lowMemoryRuns, List<JsonObject> defaultRuns, string load)
     {
         var n = config.ParameterCount;
         var copy = n * 4.0;
@@ -253,7 +254,7 @@ public static class PpoBench
             {Iterations} iterations of {RolloutBatch} prompts × up to {NewTokens} new tokens (temperature 0.7), {PpoEpochs} PPO epochs of mini-batches of {MiniBatch},
             run by the stage itself (`TrainPolicy.Run`) in a child process; times are the stage's own per-phase
             timers in metrics.jsonl, averaged over iterations 2–{Iterations} (iteration 1 also writes the base once).
-            The machine was shared with other work while this ran: absolute times are disturbed, shares less so.
+            Other processes' work disturbs absolute times more than shares; {load}.
             The stage ran in child processes, {Rounds} rounds of `low_memory: false` then `low_memory: true` (interleaved, so both
             see the same load), with {tunables}: `low_memory: true` with `optimizer.cpu_memory_arena: false` (the tables below
             unless marked) — the policy's base mapped once from rollout_policy/model.onnx.data by GenAI's session and by the

@@ -29,6 +29,7 @@ public static class ServingBench
 
     public static string Run(BenchContext ctx)
     {
+        var load = Machine.LoadNote();
         var config = Small();
         var lmDir = Path.Combine(ctx.WorkDir, "serving-lm");
         var pmDir = Path.Combine(ctx.WorkDir, "serving-pm");
@@ -61,7 +62,7 @@ public static class ServingBench
             {Requests} requests sent at once to each server over a {config.ParameterCount / 1e6:F1}M-parameter Llama-style model
             (hidden {config.HiddenSize}, {config.NumLayers} layers, CPU). Throughput counts 200 answers over the burst's wall time;
             latency is over every request. Resident memory is this process's, before and after the burst (bound: +{MemoryBoundMb} MB).
-            The machine was shared with other work while this ran.
+            Other processes' work disturbs these times; {load}.
 
             | server | 200 | 429 + Retry-After | other / dropped | answered/s | p50 ms | p99 ms | RSS before → after MB |
             |---|---|---|---|---|---|---|---|
