@@ -58,7 +58,7 @@ public sealed class GradientPickTests
         c.CheckOutput(c.G.Mul(c.Param("x", BTH, -3, 3), c.Param("row", [2, 3, 1], -1, 1)), BTH);
     }
 
-    /// <summary>The entropy as logsumexp − Σ softmax·x equals −Σ p·log p (float64), and its gradient checks.</summary>
+    /// <summary>The entropy as a batched dot product of Softmax(log p) and log p equals −Σ exp(log p)·log p (float64), and its gradient checks.</summary>
     [Fact]
     public void Entropy_equals_minus_p_log_p_and_its_gradient_checks()
     {
@@ -89,23 +89,13 @@ public sealed class GradientPickTests
     }
 
     [Fact]
-    public void A_log_softmax_rule_without_the_softmax_term_fails_the_check()
-    {
-        var c = new GradientCheck();
-        var logProbs = Losses.TokenLogProbs(c.G, c.Param("x", BTH, -3, 3), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
-        c.G.OutputAs(Losses.SumAll(c.G, c.G.Mul(logProbs, c.Data("loss_weights", [2, 3]))), "loss", DataType.Double);
-        var model = c.G.ToModel();
-        var (right, _) = GradientCheck.GradientError(model, c.Inputs, c.Trainable);
-        Assert.True(right < 1e-6, $"the right rule: error {right:E2}");
-        static void DropSoftmaxTerm(ModelProto training)
+    public void A_log_softmax_rule_with_the_softmax_term_sign_flipped_fails_the_check()
+        => AssertTheTokenLogProbCheckCatches(training =>
         {
             // −softmax · Σ updates becomes +softmax · Σ updates: a sign error in the rule.
             var negation = training.Graph.Node.Single(n => n.OpType == "Neg" && n.Name.StartsWith("∂/", StringComparison.Ordinal));
             negation.OpType = "Identity";
-        }
-        var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: DropSoftmaxTerm);
-        Assert.True(wrong > 0.05, $"a sign-flipped softmax term passed: {report}");
-    }
+        }, "a sign-flipped softmax term");
 
     [Fact]
     public void A_log_softmax_read_by_picks_and_by_the_entropy_takes_the_general_rule()
@@ -130,6 +120,14 @@ public sealed class GradientPickTests
 
     [Fact]
     public void A_scatter_that_replaces_instead_of_adding_fails_the_check()
+        => AssertTheTokenLogProbCheckCatches(training =>
+        {
+            var scatter = training.Graph.Node.Single(n => n.OpType == "ScatterElements");
+            scatter.Attribute.Single(a => a.Name == "reduction").S = Google.Protobuf.ByteString.CopyFromUtf8("none");
+        }, "a replacing scatter");
+
+    /// <summary>The token log-prob's gradient passes the check, and fails it once <paramref name="corrupt"/> breaks its rule.</summary>
+    static void AssertTheTokenLogProbCheckCatches(Action<ModelProto> corrupt, string what)
     {
         var c = new GradientCheck();
         var logProbs = Losses.TokenLogProbs(c.G, c.Param("x", BTH, -3, 3), c.Longs("ids", [0, 3, 3, 1, 2, -1], 2, 3));
@@ -137,12 +135,7 @@ public sealed class GradientPickTests
         var model = c.G.ToModel();
         var (right, _) = GradientCheck.GradientError(model, c.Inputs, c.Trainable);
         Assert.True(right < 1e-6, $"the right rule: error {right:E2}");
-        static void Replace(ModelProto training)
-        {
-            var scatter = training.Graph.Node.Single(n => n.OpType == "ScatterElements");
-            scatter.Attribute.Single(a => a.Name == "reduction").S = Google.Protobuf.ByteString.CopyFromUtf8("none");
-        }
-        var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: Replace);
-        Assert.True(wrong > 0.05, $"a replacing scatter passed: {report}");
+        var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: corrupt);
+        Assert.True(wrong > 0.05, $"{what} passed: {report}");
     }
 }
