@@ -27,12 +27,7 @@ sealed partial class Differentiator
     /// gradient. Kept until the gradient is summed, where it is scattered into the other contributions (a tied
     /// LM head's) instead of into a zero tensor of the table's size that is then added to them.
     /// </summary>
-    void ContributeRows(string value, string indices, string updates)
-    {
-        if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
-        if (!_rows.TryGetValue(value, out var list)) _rows[value] = list = [];
-        list.Add((indices, updates));
-    }
+    void ContributeRows(string value, string indices, string updates) => Defer(_rows, value, (indices, updates));
 
     /// <summary>
     /// A contribution that is zero except <paramref name="updates"/> [.., 1] at <paramref name="indices"/> [.., 1]
@@ -40,12 +35,21 @@ sealed partial class Differentiator
     /// where it is added into the dense sum by ScatterElements (one update per row) instead of a one-hot
     /// tensor of the value's size and a Sum over it.
     /// </summary>
-    void ContributePick(string value, string indices, string updates)
+    void ContributePick(string value, string indices, string updates) => Defer(_picks, value, (indices, updates));
+
+    /// <summary>Keeps a sparse contribution (pick or rows) until the value's gradient is summed.</summary>
+    void Defer(Dictionary<string, List<(string Indices, string Updates)>> kept, string value, (string Indices, string Updates) contribution)
     {
         if (_summed.ContainsKey(value)) throw new InvalidOperationException($"gradient of '{value}' was read before all its contributions arrived");
-        if (!_picks.TryGetValue(value, out var list)) _picks[value] = list = [];
-        list.Add((indices, updates));
+        if (!kept.TryGetValue(value, out var list)) kept[value] = list = [];
+        list.Add(contribution);
     }
+
+    /// <summary>
+    /// Σ of dense contributions as a chain of Adds, not one Sum: ONNX Runtime runs Add with its parallel element-wise
+    /// kernel and Sum with a generic variadic one, ~10× slower (3 × [2048, 768]: 0.4 ms a pair against 5–15 ms).
+    /// </summary>
+    string AddAll(IReadOnlyList<string> terms) => terms.Skip(1).Aggregate(terms[0], (sum, next) => g.Add(sum, next));
 
     /// <summary>The total gradient of a value: its dense contributions summed once, its rows and then its picks scattered in.</summary>
     string Gradient(string value)
@@ -56,7 +60,7 @@ sealed partial class Differentiator
         if (_rows.TryGetValue(value, out var rows))
         {
             // ONNX Runtime's ScatterElements adds in index order on one thread: exact, the same on every run.
-            var others = dense.Count == 0 ? ZerosLike(value) : dense.Skip(1).Aggregate(dense[0], (sum, next) => g.Add(sum, next));
+            var others = dense.Count == 0 ? ZerosLike(value) : AddAll(dense);
             // A 2-D table (an embedding) is already [rows, R]: no Reshape, whose copy into the bound gradient
             // buffer ONNX Runtime would otherwise have to make (a graph output cannot alias an intermediate).
             var flat = _ranks.Rank(value) == 2;
@@ -69,9 +73,7 @@ sealed partial class Differentiator
         {
             0 => OneHotTimes(value, picks[0].Indices, picks[0].Updates),
             1 => dense[0],
-            // A chain of Adds, not one Sum: ONNX Runtime runs Add with its parallel element-wise kernel and Sum
-            // with a generic variadic one, ~10× slower (3 × [2048, 768]: 0.4 ms a pair against 5–15 ms).
-            _ => dense.Skip(1).Aggregate(dense[0], (total, next) => g.Add(total, next)),
+            _ => AddAll(dense),
         };
         foreach (var (indices, updates) in dense.Count == 0 ? picks.Skip(1) : picks)
             // ONNX Runtime's ScatterElements adds in index order on one thread: exact, and O(rows) here.
