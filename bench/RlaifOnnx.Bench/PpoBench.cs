@@ -259,7 +259,8 @@ public static class PpoBench
             see the same load), with {tunables}: `low_memory: true` with `optimizer.cpu_memory_arena: false` (the tables below
             unless marked) — the policy's base mapped once from rollout_policy/model.onnx.data by GenAI's session and by the
             trainers and forward passes, GenAI without weight prepacking, every ONNX Runtime arena off, the policy and value
-            updates one row at a time (micro-batches of 1, gradients accumulated), the .NET garbage collected and the C heap
+            updates and the forward passes one row at a time (micro-batches of 1, gradients accumulated), the updates with
+            gradient checkpointing (each layer's activations recomputed in the backward pass), the .NET garbage collected and the C heap
             trimmed (malloc_trim) as each phase starts, one GenAI tokenizer for generation and the reward — and
             `low_memory: false` with the trainers' arenas on (the base as arrays beside GenAI's own copy, every arena on,
             GenAI prepacking, whole mini-batches). Times of the tables: low_memory on, averaged over its children.

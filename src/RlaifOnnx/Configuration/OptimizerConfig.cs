@@ -25,6 +25,13 @@ public sealed record OptimizerConfig : IValidatableConfig
     /// model: 7.42 s per step at a 4.67 GiB peak off, 6.94 s at 7.88 GiB on.
     /// </summary>
     public bool CpuMemoryArena { get; init; }
+    /// <summary>
+    /// Recompute each decoder layer's activations in the backward pass instead of keeping them from the forward pass
+    /// (Hugging Face's gradient_checkpointing): a step keeps one [rows, hidden] tensor per layer and one layer's
+    /// activations at a time, for one more forward pass of compute. Gradients are unchanged, bit for bit. Unset: on for
+    /// ppo with low_memory, off elsewhere. Llama-family models (others train as without it).
+    /// </summary>
+    public bool? GradientCheckpointing { get; init; }
 
     public IEnumerable<ConfigProblem> Problems()
     {

@@ -39,6 +39,21 @@ public static class DecoderGraphs
         _ => throw new ArgumentOutOfRangeException(nameof(config), config.Architecture, null),
     };
 
+    /// <summary>
+    /// The residual stream entering layer <paramref name="layer"/> (the embeddings for 0, the final norm's input for
+    /// num_layers) in the training graphs that name it (Llama's), e.g. for gradient checkpointing.
+    /// </summary>
+    public static string LayerInput(int layer) => $"layer{layer}/input";
+
+    /// <summary>The <see cref="LayerInput"/> values a forward graph has, in layer order (none for a graph that does not name them).</summary>
+    public static IReadOnlyList<string> LayerInputs(ModelProto forward)
+    {
+        var produced = forward.Graph.Node.SelectMany(n => n.Output).ToHashSet(StringComparer.Ordinal);
+        var found = new List<string>();
+        for (var i = 0; produced.Contains(LayerInput(i)); i++) found.Add(LayerInput(i));
+        return found;
+    }
+
     /// <summary>The whole genai_config.json for a model folder holding this config's inference graph.</summary>
     public static JsonObject GenAIConfig(ModelConfig config)
     {

@@ -28,7 +28,8 @@ public static partial class LlamaGraph
     {
         int heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim, group = heads / kvHeads;
         g.Scope = "embedding/";
-        var x = g.Gather("model.embed_tokens.weight", g.Reshape(inputIds, -1));                   // [N, h]
+        // The residual stream between layers carries fixed names (DecoderGraphs.LayerInput): gradient checkpointing's checkpoints.
+        var x = g.Node("Gather", ["model.embed_tokens.weight", g.Reshape(inputIds, -1)], [DecoderGraphs.LayerInput(0)])[0];   // [N, h]
         g.Scope = "attention/";
         var (cos, sin) = FlatRotaryCosSin(g, positionIds, d, c.RopeTheta, 1.0);                   // [N, 1, D] each
         var (qCos, qSin) = FlatRotaryCosSin(g, positionIds, d, c.RopeTheta, 1.0 / Math.Sqrt(d));  // 1/sqrt(D) folded in (see FinalHidden)
@@ -63,7 +64,7 @@ public static partial class LlamaGraph
             g.Scope = $"layer{i}/norm/";
             var n2 = FusedRmsNorm(g, x, W("post_attention_layernorm.weight"), c.NormEps);
             g.Scope = $"layer{i}/mlp/";
-            x = g.Add(x, SwiGluMlp(g, n2, i));
+            x = g.Node("Add", [x, SwiGluMlp(g, n2, i)], [DecoderGraphs.LayerInput(i + 1)])[0];
         }
 
         g.Scope = "final_norm/";

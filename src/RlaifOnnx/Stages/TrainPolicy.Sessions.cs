@@ -124,7 +124,8 @@ public static partial class TrainPolicy
             s.PolicyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, s.PolicyFrozen,
                 Ppo.PolicyOptions(PolicyTrainerOptions(config)), mapped);
             s.ValueTrainer = new Trainer(Ppo.ValueGraph(valueConfig, config.ValueClip, lora: lora), Ppo.LossOutput, valueTrainable, s.ValueFrozen,
-                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchRows, CpuMemoryArena = config.Optimizer.CpuMemoryArena }));
+                Ppo.ValueOptions(new TrainerOptions { LearningRate = config.ValueLearningRate, MaxGradNorm = config.Optimizer.MaxGradNorm, MicroBatchSize = config.MicroBatchRows, CpuMemoryArena = config.Optimizer.CpuMemoryArena,
+                    GradientCheckpointing = config.GradientCheckpointing }));
             // Rollout forward passes read the trainers' live arrays, so they always see the current weights.
             s.PolicyForward = new BoundForward(Ppo.RolloutLogProbGraph(model, lora, config.Sampling.Temperature), Union(s.PolicyFrozen, s.PolicyTrainer.TrainableWeights()),
                 Ppo.TokenLogProbsOutput, mapped, cpuMemoryArena: !lowMemory);

@@ -72,13 +72,16 @@ public static partial class TrainPolicy
         public int MiniBatchSize { get; init; } = 4;
         /// <summary>
         /// Rows per ONNX Runtime run within a policy or value step, gradients accumulated (TRL's per-device batch with
-        /// gradient accumulation); 0 = the whole mini-batch at once; unset = 1 with low_memory (a step's activations,
-        /// the [rows, T, vocabulary] logits among them, are then one row's), else the whole mini-batch.
+        /// gradient accumulation), and in the forward passes for the old log-probs and values; 0 = the whole mini-batch at
+        /// once; unset = 1 with low_memory (a run's activations, the [rows, T, vocabulary] logits among them, are then one
+        /// row's), else the whole mini-batch.
         /// </summary>
         public int? MicroBatchSize { get; init; }
 
         /// <summary>The rows per run <see cref="MicroBatchSize"/> comes to (0 = the whole mini-batch).</summary>
         public int MicroBatchRows => MicroBatchSize ?? (LowMemory ? 1 : 0);
+        /// <summary>Whether the policy and value updates recompute layer activations (optimizer.gradient_checkpointing; unset: low_memory).</summary>
+        public bool GradientCheckpointing => Optimizer.GradientCheckpointing ?? LowMemory;
         /// <summary>
         /// Policy AdamW and schedule: learning_rate, warmup, schedule, weight_decay, max_grad_norm (max_grad_norm applies
         /// to the value model too). The schedule steps once per iteration (linear: to 0 at the last, as TRL).
@@ -299,10 +302,12 @@ public static partial class TrainPolicy
                 enter("forward");
                 phaseClock.Restart();
 
-                // 3. Old log-probs (policy, reference) and values with the current weights, in mini-batch chunks.
-                var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
-                var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
-                var values = RowOutputs(valueForward, rollouts, model.PadTokenId, config.MiniBatchSize, cancellationToken);
+                // 3. Old log-probs (policy, reference) and values with the current weights, in runs of micro_batch_size rows (of
+                // mini_batch_size when that is 0): a run's [rows, T, vocabulary] log-probs are its largest tensors.
+                var forwardRows = config.MicroBatchRows > 0 ? config.MicroBatchRows : config.MiniBatchSize;
+                var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
+                var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
+                var values = RowOutputs(valueForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
                 var forwardSeconds = phaseClock.Elapsed.TotalSeconds;
 
                 // 4. Per-token KL and rewards, GAE, whitening.
@@ -480,6 +485,10 @@ public static partial class TrainPolicy
     {
         var options = TrainerOptions.From(config.Optimizer, config.Iterations);
         var updatesPerIteration = config.PpoEpochs * (config.RolloutBatchSize / config.MiniBatchSize);
-        return options with { Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchRows };
+        return options with
+        {
+            Schedule = options.Schedule! with { UpdatesPerStep = updatesPerIteration }, MicroBatchSize = config.MicroBatchRows,
+            GradientCheckpointing = config.GradientCheckpointing,
+        };
     }
 }

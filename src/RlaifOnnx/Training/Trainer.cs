@@ -35,6 +35,7 @@ public sealed record TrainerOptions
         MaxGradNorm = o.MaxGradNorm,
         Schedule = new LrSchedule(LrSchedule.ParseKind(o.Schedule, "optimizer"), o.Warmup, totalSteps),
         CpuMemoryArena = o.CpuMemoryArena,
+        GradientCheckpointing = o.GradientCheckpointing ?? false,
     };
 
     /// <summary>
@@ -44,6 +45,11 @@ public sealed record TrainerOptions
     /// size follows what the step holds: a lower peak, paid for with page faults on fresh buffers.
     /// </summary>
     public bool CpuMemoryArena { get; init; } = true;
+    /// <summary>
+    /// Recompute the activations between the forward graph's layer inputs (<see cref="DecoderGraphs.LayerInputs"/>) in the
+    /// backward pass instead of keeping them (<see cref="Recompute"/>); no effect on a graph that names none.
+    /// </summary>
+    public bool GradientCheckpointing { get; init; }
     /// <summary>ONNX Runtime intra-op threads; 0 = its default (all cores).</summary>
     public int Threads { get; init; }
     /// <summary>Write ONNX Runtime profiles (JSON, written when the trainer is disposed) with this path prefix; null = off.</summary>
@@ -102,7 +108,8 @@ public sealed class Trainer : IDisposable
     {
         this.options = options;
         frozenValues ??= new Dictionary<string, OrtValue>();
-        var graphs = GradientBuilder.Build(WithLossWeight(forwardWithLoss, loss), trainable.Keys.ToList(), WeightedLoss, options.MetricOutputs);
+        var graphs = GradientBuilder.Build(WithLossWeight(forwardWithLoss, loss), trainable.Keys.ToList(), WeightedLoss, options.MetricOutputs,
+            options.GradientCheckpointing ? DecoderGraphs.LayerInputs(forwardWithLoss) : null);
         var inputs = forwardWithLoss.Graph.Input.Select(i => i.Name).ToList();
         batchInputs = inputs.Where(n => !trainable.ContainsKey(n) && !frozen.ContainsKey(n) && !frozenValues.ContainsKey(n)).ToHashSet();
 

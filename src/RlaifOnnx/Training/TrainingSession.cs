@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
+using Onnx;
 using DataType = Onnx.TensorProto.Types.DataType;
 using RlaifOnnx.Training.Autodiff;
 
@@ -45,6 +46,7 @@ public sealed class TrainingSession : IDisposable
     readonly float[] _loss = new float[1];
     readonly OrtValue _lossValue;
     readonly TrainingGraphs _graphs;
+    readonly byte[] _evalModel;
     readonly List<OrtValue> _lastOutputs = new();
     bool _scratchBound;
 
@@ -60,7 +62,10 @@ public sealed class TrainingSession : IDisposable
     /// </summary>
     public TrainingSession(TrainingGraphs graphs, IReadOnlyDictionary<string, float[]> weights, SessionOptions? options = null)
     {
-        _graphs = graphs;
+        // The training graph's protobuf objects (megabytes for a decoder with its backward pass) are not kept: ONNX Runtime
+        // has its own copy once the session exists. The eval graph is kept as bytes until an Evaluate needs its session.
+        _graphs = graphs with { Training = new ModelProto(), Eval = new ModelProto() };
+        _evalModel = graphs.Eval.ToByteArray();
         var lossType = (DataType)graphs.Training.Graph.Output.First(o => o.Name == graphs.Loss).Type.TensorType.ElemType;
         if (lossType != DataType.Float) throw new ArgumentException($"TrainingSession runs float32 graphs; this one is {lossType}");
         var inputs = graphs.Training.Graph.Input.ToDictionary(i => i.Name);
@@ -168,7 +173,7 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The loss (and nothing else) on a batch, with the eval graph and the current weights.</summary>
     public float Evaluate(IReadOnlyDictionary<string, OrtValue> batch)
     {
-        var eval = _eval ??= new InferenceSession(_graphs.Eval.ToByteArray(), _options);
+        var eval = _eval ??= new InferenceSession(_evalModel, _options);
         var names = new List<string>();
         var values = new List<OrtValue>();
         foreach (var p in Parameters) { names.Add(p.Name); values.Add(_weightValues[p.Name]); }

@@ -33,7 +33,7 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
     ];
 
     /// <summary>Emits the backward nodes; returns, per trainable input, the value holding its gradient.</summary>
-    public Dictionary<string, string> Run(string loss, IReadOnlyList<string> trainable)
+    public Dictionary<string, string> Run(string loss, IReadOnlyList<string> trainable, IReadOnlyList<string>? computeFirst = null)
     {
         var nodes = g.Graph.Node.ToList();
         foreach (var n in nodes) foreach (var o in n.Output) _producers[o] = n;
@@ -49,8 +49,11 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
         var result = new Dictionary<string, string>();
         if (_requiresGrad.Contains(loss))
         {
-            // d loss / d loss = 1, shaped like the loss.
-            Contribute(loss, ConstantOfShape(g.Shape(loss), 1.0));
+            // d loss / d loss = 1, shaped like the loss; the backward pass starts once computeFirst are computed (the metrics:
+            // else ONNX Runtime may compute them last and keep what they read, [.., V] log-probs for an entropy, alive throughout).
+            var seed = ConstantOfShape(g.Shape(loss), 1.0);
+            foreach (var value in computeFirst ?? []) seed = Recompute.After(g, seed, value);
+            Contribute(loss, seed);
             for (var i = nodes.Count - 1; i >= 0; i--)
             {
                 var n = nodes[i];
@@ -67,6 +70,9 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
             result[t] = HasGradient(t) ? Gradient(t) : ZerosLike(t);
         return result;
     }
+
+    /// <summary>The total gradient of <paramref name="value"/> once <see cref="Run"/> has summed it (null when it has none).</summary>
+    public string? SummedGradient(string value) => _summed.GetValueOrDefault(value);
 
     /// <summary>A node name's scope: everything up to its last '/' ("layer3/mlp/MatMul_2" → "layer3/mlp/"), without a leading "∂/".</summary>
     internal static string ScopeOf(string nodeName)

@@ -28,7 +28,13 @@ public static class GradientBuilder
     /// <summary>The training graph's output holding the gradient of trainable input <paramref name="input"/>.</summary>
     public static string GradName(string input) => "grad:" + input;
 
-    public static TrainingGraphs Build(ModelProto forward, IReadOnlyList<string> trainable, string loss = "loss", IReadOnlyList<string>? keepOutputs = null)
+    /// <summary>
+    /// The training and eval graphs of <paramref name="forward"/>. <paramref name="keepOutputs"/> are computed before the backward
+    /// pass starts. With <paramref name="checkpoints"/> (forward values in forward order, e.g. each decoder layer's input), the
+    /// activations between two of them are computed again in the backward pass instead of kept (<see cref="Recompute"/>).
+    /// </summary>
+    public static TrainingGraphs Build(ModelProto forward, IReadOnlyList<string> trainable, string loss = "loss", IReadOnlyList<string>? keepOutputs = null,
+        IReadOnlyList<string>? checkpoints = null)
     {
         var keep = keepOutputs ?? [];
         var graph = forward.Graph;
@@ -58,7 +64,9 @@ public static class GradientBuilder
         g.Graph.Initializer.AddRange(graph.Initializer.Select(t => t.Clone()));
         g.Graph.Node.AddRange(graph.Node.Select(n => n.Clone()));
         g.Graph.ValueInfo.AddRange(graph.ValueInfo.Select(v => v.Clone()));
-        var grads = new Differentiator(g, floatType).Run(loss, trainable);
+        var differentiator = new Differentiator(g, floatType);
+        var grads = differentiator.Run(loss, trainable, keptInfos.Where(i => i.Type.TensorType.ElemType == (int)floatType).Select(i => i.Name).ToList());
+        if (checkpoints is { Count: > 1 }) Recompute.Apply(g, graph.Node.Count, checkpoints, differentiator.SummedGradient);
         g.Graph.Output.Add(lossInfo.Clone());
         foreach (var name in trainable)
         {
