@@ -56,33 +56,46 @@ public static class PpoBench
         // The stage in a process of its own, so that its peak resident set is its own; with low_memory off (every
         // session's arena on, GenAI prepacking, the base held as arrays beside GenAI's own copy) and on, interleaved
         // (off, on, off, on) so that both settings see the same load on a shared machine.
-        var results = new Dictionary<bool, List<JsonObject>> { [false] = [], [true] = [] };
+        // A third child per round runs low_memory with every page of the PM's data file resident from the start (see Child).
+        var results = new Dictionary<string, List<JsonObject>> { ["default"] = [], ["low-memory"] = [], ["low-memory-pm-resident"] = [] };
         for (var round = 0; round < Rounds; round++)
-            foreach (var lowMemory in new[] { false, true })
+            foreach (var mode in results.Keys)
             {
                 var self = typeof(PpoBench).Assembly.Location;
                 var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, UseShellExecute = false };
                 if (Path.GetFileNameWithoutExtension(Environment.ProcessPath!) == "dotnet") start.ArgumentList.Add(self);
-                foreach (var a in new[] { "--ppo-child", dir, lowMemory ? "low-memory" : "default" }) start.ArgumentList.Add(a);
+                foreach (var a in new[] { "--ppo-child", dir, mode }) start.ArgumentList.Add(a);
                 using var child = Process.Start(start)!;
                 var output = child.StandardOutput.ReadToEnd();
                 child.WaitForExit();
                 if (child.ExitCode != 0) throw new InvalidOperationException($"the PPO child exited with {child.ExitCode}");
-                results[lowMemory].Add(JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject());
-                Console.Error.WriteLine($"   round {round + 1}, low_memory {lowMemory}: done");
+                results[mode].Add(JsonNode.Parse(output.Trim().Split('\n')[^1])!.AsObject());
+                Console.Error.WriteLine($"   round {round + 1}, {mode}: done");
             }
-        return Report(config, results[true], results[false], load);
+        return Report(config, results["low-memory"], results["default"], results["low-memory-pm-resident"], load);
     }
 
     static ModelConfig Small() => DecodeBench.HundredMillionLlama(vocab: 2000) with { HiddenSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, IntermediateSize = 256 };
 
-    /// <summary>The child: runs the stage, samples its memory, prints one JSON line.</summary>
-    public static int Child(string dir, bool lowMemory)
+    /// <summary>
+    /// The child: runs the stage, samples its memory, prints one JSON line. With <paramref name="residentPm"/> it first maps
+    /// the PM's data file itself and reads every page, so the whole PM is resident throughout: with low_memory the stage reads
+    /// the PM's base in place from that file, where only the embedding rows of the tokens seen so far become resident — a
+    /// few iterations see few tokens, while a long run may see most of the vocabulary. This child measures that long-run
+    /// bound (the page-cache pages are the same ones, so PSS counts each once however many mappings read it).
+    /// </summary>
+    public static int Child(string dir, bool lowMemory, bool residentPm = false)
     {
         var policy = Path.Combine(dir, "policy");
         var pm = Path.Combine(dir, "pm");
-        var output = Path.Combine(dir, lowMemory ? "run-low-memory" : "run-default");
+        var output = Path.Combine(dir, residentPm ? "run-low-memory-pm-resident" : lowMemory ? "run-low-memory" : "run-default");
         if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        using var pmFile = residentPm ? System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(Path.Combine(pm, ModelFolder.DataFile), FileMode.Open, null, 0,
+            System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read) : null;
+        using var pmView = pmFile?.CreateViewAccessor(0, 0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+        long touched = 0;
+        if (pmView is not null)
+            for (long at = 0; at < pmView.Capacity; at += 4096) touched += pmView.ReadByte(at);
         var baseline = ProcMemory.Read();
         var metricsPath = Path.Combine(output, TrainPolicy.MetricsFile);
         // Per phase: the highest of each reading while it ran, and the resident set by mapping when it ended.
@@ -103,7 +116,8 @@ public static class PpoBench
                 var p = peaks.GetValueOrDefault(current);
                 if (trace && m.Pss > p.Pss + (8 << 20)) atPeak[current] = HeapTrace.Line("peak " + current);
                 peaks[current] = new(Math.Max(p.Rss, m.Rss), Math.Max(p.Pss, m.Pss), Math.Max(p.PssAnon, m.PssAnon), Math.Max(p.PssFile, m.PssFile), Math.Max(p.Anonymous, m.Anonymous));
-                overall = new(Math.Max(overall.Rss, m.Rss), Math.Max(overall.Pss, m.Pss), Math.Max(overall.PssAnon, m.PssAnon), Math.Max(overall.PssFile, m.PssFile), Math.Max(overall.Anonymous, m.Anonymous));
+                // The run's peak up to the last iteration's end: the export (two whole models as arrays) is reported apart.
+                if (current is not ("export" or "after")) overall = new(Math.Max(overall.Rss, m.Rss), Math.Max(overall.Pss, m.Pss), Math.Max(overall.PssAnon, m.PssAnon), Math.Max(overall.PssFile, m.PssFile), Math.Max(overall.Anonymous, m.Anonymous));
             }
         }
         var sampler = new Thread(() =>
@@ -175,10 +189,11 @@ public static class PpoBench
             ["iterations"] = new JsonArray(rows.Select(r => (JsonNode)new JsonObject(r.Values.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value)))).ToArray()),
         };
         Console.WriteLine(json.ToJsonString());
+        GC.KeepAlive(touched);
         return 0;
     }
 
-    static string Report(ModelConfig config, List<JsonObject> lowMemoryRuns, List<JsonObject> defaultRuns, string load)
+    static string Report(ModelConfig config, List<JsonObject> lowMemoryRuns, List<JsonObject> defaultRuns, List<JsonObject> residentRuns, string load)
     {
         var n = config.ParameterCount;
         var copy = n * 4.0;
@@ -211,7 +226,10 @@ public static class PpoBench
         var baseline = r["baseline_rss"]!.GetValue<long>();
         var ratio = peak / copy;
         var peakPss = r["iteration_peak_pss"]!.GetValue<long>();
-        var pssRatio = peakPss / copy;
+        // The goal is judged on the higher of the two: the run as it was, and with the whole PM resident (the long-run bound).
+        var residentPss = residentRuns.Max(x => x["iteration_peak_pss"]!.GetValue<long>());
+        var lowMemoryPss = lowMemoryRuns.Max(x => x["iteration_peak_pss"]!.GetValue<long>());
+        var pssRatio = Math.Max(residentPss, lowMemoryPss) / copy;
         static double SteadyMean(List<JsonObject> runs, string key) => Steady(runs).Average(i => i[key]!.GetValue<double>());
         static double Max(List<JsonObject> runs, string key) => Gib(runs.Max(x => x[key]!.GetValue<long>()));
         (string Name, Func<List<JsonObject>, double> Value, string Format)[] compared =
@@ -255,13 +273,16 @@ public static class PpoBench
             run by the stage itself (`TrainPolicy.Run`) in a child process; times are the stage's own per-phase
             timers in metrics.jsonl, averaged over iterations 2–{Iterations} (iteration 1 also writes the base once).
             Other processes' work disturbs absolute times more than shares; {load}.
-            The stage ran in child processes, {Rounds} rounds of `low_memory: false` then `low_memory: true` (interleaved, so both
-            see the same load), with {tunables}: `low_memory: true` with `optimizer.cpu_memory_arena: false` (the tables below
-            unless marked) — the policy's base mapped once from rollout_policy/model.onnx.data by GenAI's session and by the
-            trainers and forward passes, GenAI without weight prepacking, every ONNX Runtime arena off, the policy and value
-            updates and the forward passes one row at a time (micro-batches of 1, gradients accumulated), the updates with
-            gradient checkpointing (each layer's activations recomputed in the backward pass), the .NET garbage collected and the C heap
-            trimmed (malloc_trim) as each phase starts, one GenAI tokenizer for generation and the reward — and
+            The stage ran in child processes (tiered compilation off, as the `rlaif` command), {Rounds} rounds of `low_memory: false`, `low_memory: true`
+            and `low_memory: true` with the PM's data file wholly resident (interleaved, so all see the same load), with {tunables}:
+            `low_memory: true` with `optimizer.cpu_memory_arena: false` (the tables below unless marked) — the policy's base mapped
+            once from rollout_policy/model.onnx.data by GenAI's session and by the trainers and forward passes, the PM's base read in
+            place from its own data file (MappedWeights) by the value trainer, the value forward pass and the reward, GenAI without
+            weight prepacking, every ONNX Runtime session on one shared arena handed back after each run (Onnx.SharedArena), the
+            policy and value updates, forward passes and reward batches one row at a time (micro-batches of 1, gradients
+            accumulated), the updates with gradient checkpointing (each layer's activations recomputed in the backward pass), the
+            .NET garbage collected and decommitted and the C heap trimmed (malloc_trim) as each phase starts, one GenAI tokenizer
+            for generation and the reward — and
             `low_memory: false` with the trainers' arenas on (the base as arrays beside GenAI's own copy, every arena on,
             GenAI prepacking, whole mini-batches). Times of the tables: low_memory on, averaged over its children.
 
@@ -285,6 +306,7 @@ public static class PpoBench
             | peak resident above that baseline | {Gib(peak - baseline):F2} | {(peak - baseline) / copy:F2}× |
             | peak resident of the whole run, incl. the final export of model/ and value_model/ | {Gib(whole):F2} | {whole / copy:F2}× |
             | peak PSS (sampled), start to the last iteration's end | {Gib(peakPss):F2} | {peakPss / copy:F2}× |
+            | **the same with every page of the PM's data file resident** (highest of {residentRuns.Count} children) | **{Gib(residentPss):F2}** | **{residentPss / copy:F2}×** |
 
             low_memory off against on, {Rounds} child processes each, interleaved, in this same run (iterations 2–{Iterations}; times averaged, memory the highest):
 
@@ -304,7 +326,12 @@ public static class PpoBench
             |---|---:|---:|---:|---:|---|
             {phaseRows}
 
-            Peak ≤ 2.5× one copy, judged on the sampled peak PSS: **{(pssRatio <= 2.5 ? "met" : "not met")}** ({pssRatio:F2}×; by VmRSS {ratio:F2}×).
+            Peak ≤ 2.5× one copy, judged on the sampled peak PSS, the higher of the low_memory children as they ran ({lowMemoryPss / copy:F2}×) and with
+            the PM's data file wholly resident ({residentPss / copy:F2}×): **{(pssRatio <= 2.5 ? "met" : "not met")}** ({pssRatio:F2}×; by VmRSS {ratio:F2}×).
+            Why the second: with low_memory the PM's base is read in place from its data file, and a preference model has no LM
+            head, so of its embedding table (a quarter of the weights) only the rows of the tokens its inputs held become
+            resident (with the kernel's fault-around, 64 KiB around each); {Iterations} iterations of a random policy touch part of it, a
+            long run with a real vocabulary most of it.
             Why PSS: with low_memory the policy's base is one set of page-cache pages that two mappings in this process
             read (GenAI's ONNX Runtime session maps rollout_policy/model.onnx.data, and so do the trainers and forward
             passes through MappedWeights); VmRSS and VmHWM count such a page once per mapping, so they count the base twice

@@ -10,7 +10,7 @@ RlaifOnnx.Core.HugePages.RestartWithHugePagesIfUseful();   // as `rlaif` does: g
 // RLAIF_PPO_TRACE=1 (2: with a full GC at each reading) makes the PPO children print the heaps at every phase change.
 if (args is ["--mem-probe", var probeDir]) return MemProbe.Run(probeDir);
 if (args is ["--step-probe", var stepDir, var r, var l, var mb]) return StepProbe.Run(stepDir, int.Parse(r), int.Parse(l), int.Parse(mb));
-if (args is ["--ppo-child", var ppoDir, var ppoMode]) return PpoBench.Child(ppoDir, ppoMode == "low-memory");   // PpoBench's own process
+if (args is ["--ppo-child", var ppoDir, var ppoMode]) return PpoBench.Child(ppoDir, ppoMode != "default", ppoMode == "low-memory-pm-resident");   // PpoBench's own process
 var outPath = "bench/RESULTS.md";
 string? only = null;
 var quick = false;

@@ -58,6 +58,7 @@ public sealed class GenAIGenerator : ITextGenerator
             // The provider comes from our options, not from whatever genai_config.json lists.
             config.ClearProviders();
             if (provider == "cuda") config.AppendProvider("cuda");
+            if (this.options.SharedArena) Onnx.SharedArena.Register();
             config.Overlay(SessionOptionsOverlay(this.options));
             model = new Model(config);
             tokenizer = new Tokenizer(model);
@@ -81,6 +82,11 @@ public sealed class GenAIGenerator : ITextGenerator
         var sessionOptions = new JsonObject { ["intra_op_num_threads"] = options.IntraOpThreadsOrPhysicalCores };
         if (!options.CpuMemoryArena) sessionOptions["enable_cpu_mem_arena"] = false;
         // GenAI passes session_options keys it does not know to ONNX Runtime as session config entries.
+        if (options.SharedArena)
+        {
+            sessionOptions["enable_cpu_mem_arena"] = true;
+            sessionOptions["session.use_env_allocators"] = "1";
+        }
         if (!options.WeightPrepacking) sessionOptions["session.disable_prepacking"] = "1";
         return new JsonObject
         {

@@ -32,6 +32,11 @@ public sealed record InferenceOptions
     /// </summary>
     public bool CpuMemoryArena { get; init; } = true;
     /// <summary>
+    /// The local sessions allocate from the process's shared ONNX Runtime arena, handed back after each run
+    /// (<see cref="Onnx.SharedArena"/>; GenAI's after the next run of a session that can say so); overrides <see cref="CpuMemoryArena"/>.
+    /// </summary>
+    public bool SharedArena { get; init; }
+    /// <summary>
     /// Whether GenAI's session may prepack constant MatMul weights (MLAS's packed layout: faster, but a second copy of
     /// every weight matrix on the heap). Off, ONNX Runtime runs on the weights as loaded — memory-mapped from
     /// model.onnx.data, so pages another reader of that file maps are shared (see Training.MappedWeights).

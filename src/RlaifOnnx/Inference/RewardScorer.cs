@@ -51,6 +51,7 @@ public sealed class RewardScorer : IRewardModel
 
         using var sessionOptions = new SessionOptions { IntraOpNumThreads = this.options.IntraOpThreads, EnableCpuMemArena = this.options.CpuMemoryArena };
         if (provider == "cuda") sessionOptions.AppendExecutionProvider_CUDA(0);
+        else if (this.options.SharedArena) Onnx.SharedArena.UseIn(sessionOptions);
         try { session = new InferenceSession(modelPath, sessionOptions); }
         catch (OnnxRuntimeException e) { throw UserError.At(modelPath, null, null, $"ONNX Runtime cannot load it: {e.Message.Split('\n', 2)[0]}"); }
         if (!session.OutputMetadata.ContainsKey(PreferenceModelGraphs.RewardsOutput))
@@ -74,10 +75,12 @@ public sealed class RewardScorer : IRewardModel
     /// graph's there). Tokenizer, template and truncation are the folder's, as for the other constructor; or, with
     /// <paramref name="sharedTokenizer"/>, the tokenizer comes from there at each use instead of a copy of the folder's
     /// own (the caller vouches that its files are the folder's, e.g. GenAI's tokenizer of a policy with the same
-    /// tokenizer files: one tokenizer in memory, not two; the scorer does not dispose it).
+    /// tokenizer files: one tokenizer in memory, not two; the scorer does not dispose it). <paramref name="weightValues"/>, when
+    /// given, are weights already bound as OrtValues (e.g. <see cref="Training.MappedWeights"/>: borrowed, they must outlive
+    /// the scorer), taken before <paramref name="weights"/>.
     /// </summary>
     public RewardScorer(string modelDir, IReadOnlyDictionary<string, Models.WeightTensor> weights, InferenceOptions? options = null,
-        Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? sharedTokenizer = null)
+        Func<Microsoft.ML.OnnxRuntimeGenAI.Tokenizer>? sharedTokenizer = null, IReadOnlyDictionary<string, OrtValue>? weightValues = null)
     {
         ModelFolder.RequireExists(modelDir);
         ModelDir = Path.GetFullPath(modelDir);
@@ -86,7 +89,7 @@ public sealed class RewardScorer : IRewardModel
         (padId, MaxTokens, vocabSize) = (config.PadTokenId, config.MaxPositions, config.VocabSize);
         template = ChatTemplate.FromFolder(ModelDir);
         bound = new BoundForward(PreferenceModelGraphs.Values(config, global::Onnx.TensorProto.Types.DataType.Float), weights, PreferenceModelGraphs.ValuesOutput,
-            cpuMemoryArena: this.options.CpuMemoryArena);
+            weightValues, cpuMemoryArena: this.options.CpuMemoryArena, sharedArena: this.options.SharedArena);
         if (sharedTokenizer is not null)
         {
             borrowedTokenizer = sharedTokenizer;
@@ -230,6 +233,7 @@ public sealed class RewardScorer : IRewardModel
         using var ids = OrtValue.CreateTensorValueFromMemory(inputIds, [batch, seq]);
         using var attention = OrtValue.CreateTensorValueFromMemory(mask, [batch, seq]);
         using var runOptions = new RunOptions();
+        if (options.SharedArena) Onnx.SharedArena.ReleaseAfter(runOptions);
         using var outputs = session!.Run(runOptions, ["input_ids", "attention_mask"], [ids, attention], [PreferenceModelGraphs.RewardsOutput]);
         var rewards = outputs[0].GetTensorDataAsSpan<float>();
         var result = new double[batch];

@@ -72,7 +72,7 @@ public static partial class TrainPolicy
         public int MiniBatchSize { get; init; } = 4;
         /// <summary>
         /// Rows per ONNX Runtime run within a policy or value step, gradients accumulated (TRL's per-device batch with
-        /// gradient accumulation), and in the forward passes for the old log-probs and values; 0 = the whole mini-batch at
+        /// gradient accumulation), and in the forward passes for the old log-probs, values and rewards; 0 = the whole mini-batch at
         /// once; unset = 1 with low_memory (a run's activations, the [rows, T, vocabulary] logits among them, are then one
         /// row's), else the whole mini-batch.
         /// </summary>
@@ -80,6 +80,8 @@ public static partial class TrainPolicy
 
         /// <summary>The rows per run <see cref="MicroBatchSize"/> comes to (0 = the whole mini-batch).</summary>
         public int MicroBatchRows => MicroBatchSize ?? (LowMemory ? 1 : 0);
+        /// <summary>Rows per forward pass for the old log-probs, values and rewards: micro_batch_size, or mini_batch_size when that is 0.</summary>
+        public int ForwardRows => MicroBatchRows > 0 ? MicroBatchRows : MiniBatchSize;
         /// <summary>Whether the policy and value updates recompute layer activations (optimizer.gradient_checkpointing; unset: low_memory).</summary>
         public bool GradientCheckpointing => Optimizer.GradientCheckpointing ?? LowMemory;
         /// <summary>
@@ -129,10 +131,12 @@ public static partial class TrainPolicy
         public int SaveEvery { get; init; } = 5;
         /// <summary>
         /// Trade some speed for a lower peak memory: with LoRA, GenAI's session and the trainers read the policy's base from
-        /// one memory-mapped file (resident once, not twice); GenAI does not prepack weights (a heap copy of them) and
-        /// ONNX Runtime's arena is off in GenAI's, the forward passes' and the reward's sessions (the trainers' follows
-        /// optimizer.cpu_memory_arena: off too for the lowest peak); the updates run one row at a time (micro_batch_size
-        /// unset), and the C heap's free memory goes back to the system between phases. bench/RESULTS.md measures both settings.
+        /// one memory-mapped file (resident once, not twice); GenAI does not prepack weights (a heap copy of them); every
+        /// ONNX Runtime session (GenAI's, the forward passes', the reward's, and the trainers' unless optimizer.cpu_memory_arena)
+        /// allocates from one shared arena handed back after each run (Onnx.SharedArena); the updates and the forward passes
+        /// run one row at a time (micro_batch_size unset), the updates recompute each layer's activations in the backward pass
+        /// (optimizer.gradient_checkpointing unset), and the .NET garbage and the C heap's free memory go back to the system
+        /// between phases. bench/RESULTS.md measures both settings.
         /// </summary>
         public bool LowMemory { get; init; } = true;
 
@@ -187,15 +191,15 @@ public static partial class TrainPolicy
         Action<string>? phase = null)
     {
         log ??= _ => { };
-        // With low_memory each phase starts from what is live: the .NET garbage of the last one is collected (else it
-        // stays resident up to the GC's allocation budget, tens of MiB), and what it freed in the C heap goes back to the
+        // With low_memory each phase starts from what is live: the .NET garbage of the last one is collected and its memory
+        // decommitted (else it stays resident up to the GC's allocation budget, tens of MiB), and what it freed in the C heap goes back to the
         // system (glibc keeps freed blocks below its mmap threshold resident, and the next phase — other sizes: GenAI,
         // the forward passes, the updates — does not reuse all of them, so the heap would grow by every phase's leftovers).
         var enter = (string name) =>
         {
             if (config.LowMemory)
             {
-                GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true);
+                GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
                 CHeap.Trim();
             }
             phase?.Invoke(name);
@@ -304,10 +308,9 @@ public static partial class TrainPolicy
 
                 // 3. Old log-probs (policy, reference) and values with the current weights, in runs of micro_batch_size rows (of
                 // mini_batch_size when that is 0): a run's [rows, T, vocabulary] log-probs are its largest tensors.
-                var forwardRows = config.MicroBatchRows > 0 ? config.MicroBatchRows : config.MiniBatchSize;
-                var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
-                var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
-                var values = RowOutputs(valueForward, rollouts, model.PadTokenId, forwardRows, cancellationToken);
+                var logProbs = RowOutputs(policyForward, rollouts, model.PadTokenId, config.ForwardRows, cancellationToken);
+                var refLogProbs = RowOutputs(referenceForward, rollouts, model.PadTokenId, config.ForwardRows, cancellationToken);
+                var values = RowOutputs(valueForward, rollouts, model.PadTokenId, config.ForwardRows, cancellationToken);
                 var forwardSeconds = phaseClock.Elapsed.TotalSeconds;
 
                 // 4. Per-token KL and rewards, GAE, whitening.
@@ -410,7 +413,7 @@ public static partial class TrainPolicy
             [.. policyMeta.Lineage, new LineageEntry("ppo", Path.GetFullPath(config.PolicyModel), DateTimeOffset.UtcNow)]);
         var valueTarget = Path.Combine(config.OutputDir, ValueModelSubdir);
         PreferenceModelFolder.Write(valueTarget, valueMeta.Config,
-            Export.Weights(valueMeta.Config, sessions.ValueFrozen, valueTrainer, sessions.ValueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
+            Export.Weights(valueMeta.Config, sessions.ValueFrozenArrays(), valueTrainer, sessions.ValueAdapters, lora?.Scale ?? 0, PreferenceModelGraphs.Shapes(valueMeta.Config)), valueDir,
             [.. valueMeta.Lineage, new LineageEntry("ppo value model", Path.GetFullPath(valueDir), DateTimeOffset.UtcNow)]);
         return new Summary(target, valueTarget, config.Iterations, last);
     }

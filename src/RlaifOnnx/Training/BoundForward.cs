@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 using RlaifOnnx.Models;
+using RlaifOnnx.Onnx;
 
 namespace RlaifOnnx.Training;
 
@@ -17,23 +18,27 @@ public sealed class BoundForward : IDisposable
     readonly Dictionary<string, OrtValue> weights = new(StringComparer.Ordinal);
     readonly List<OrtValue> owned = [];
     readonly string output;
+    readonly bool sharedArena;
 
     /// <summary>
     /// <paramref name="graph"/> with its weight inputs bound to <paramref name="weightArrays"/> and to
     /// <paramref name="weightValues"/> (borrowed; they must outlive this). <paramref name="cpuMemoryArena"/> false turns
     /// ONNX Runtime's arena off, so a run's activations go back to the system after it instead of staying held at their
-    /// high-water mark (as <see cref="TrainerOptions.CpuMemoryArena"/>).
+    /// high-water mark (as <see cref="TrainerOptions.CpuMemoryArena"/>); <paramref name="sharedArena"/> runs it on the process's
+    /// shared arena instead, handed back after each run (<see cref="SharedArena"/>).
     /// </summary>
     public BoundForward(ModelProto graph, IReadOnlyDictionary<string, WeightTensor> weightArrays, string output,
-        IReadOnlyDictionary<string, OrtValue>? weightValues = null, bool cpuMemoryArena = true)
+        IReadOnlyDictionary<string, OrtValue>? weightValues = null, bool cpuMemoryArena = true, bool sharedArena = false)
     {
         this.output = output;
+        this.sharedArena = sharedArena;
         options = new SessionOptions
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
             EnableCpuMemArena = cpuMemoryArena,
         };
         if (!cpuMemoryArena) Core.CHeap.ReturnLargeFreedBlocks();
+        if (sharedArena) SharedArena.UseIn(options);
         session = new InferenceSession(graph.ToByteArray(), options);
         foreach (var name in session.InputMetadata.Keys)
         {
@@ -60,6 +65,7 @@ public sealed class BoundForward : IDisposable
                 values.Add(v);
             }
             using var runOptions = new RunOptions();
+            if (sharedArena) SharedArena.ReleaseAfter(runOptions);
             using var results = session.Run(runOptions, names, values, [output]);
             var shape = results[0].GetTensorTypeAndShape().Shape;
             width = (int)shape[1];

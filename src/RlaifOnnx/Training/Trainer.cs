@@ -46,6 +46,11 @@ public sealed record TrainerOptions
     /// </summary>
     public bool CpuMemoryArena { get; init; } = true;
     /// <summary>
+    /// The training session allocates from the process's shared ONNX Runtime arena, handed back after each run
+    /// (<see cref="Onnx.SharedArena"/>); overrides <see cref="CpuMemoryArena"/>.
+    /// </summary>
+    public bool SharedArena { get; init; }
+    /// <summary>
     /// Recompute the activations between the forward graph's layer inputs (<see cref="DecoderGraphs.LayerInputs"/>) in the
     /// backward pass instead of keeping them (<see cref="Recompute"/>); no effect on a graph that names none.
     /// </summary>
@@ -120,6 +125,7 @@ public sealed class Trainer : IDisposable
             EnableCpuMemArena = options.CpuMemoryArena,
         };
         if (!options.CpuMemoryArena) Core.CHeap.ReturnLargeFreedBlocks();
+        if (options.SharedArena) Onnx.SharedArena.UseIn(sessionOptions);
         if (options.Threads > 0) sessionOptions.IntraOpNumThreads = options.Threads;
         if (options.ProfilePrefix is not null)
         {
@@ -127,7 +133,7 @@ public sealed class Trainer : IDisposable
             sessionOptions.ProfileOutputPathPrefix = options.ProfilePrefix;
             sessionOptions.EnableProfiling = true;
         }
-        session = new TrainingSession(graphs, trainable.ToDictionary(kv => kv.Key, kv => kv.Value.Data), sessionOptions);
+        session = new TrainingSession(graphs, trainable.ToDictionary(kv => kv.Key, kv => kv.Value.Data), sessionOptions, options.SharedArena);
         foreach (var (name, w) in frozen)
             if (inputs.Contains(name)) ownedFrozen.Add(this.frozenValues[name] = OrtValue.CreateTensorValueFromMemory(w.Data, w.Shape));
         foreach (var (name, v) in frozenValues)

@@ -59,9 +59,12 @@ public sealed class TrainingSession : IDisposable
     /// <summary>
     /// A session over <paramref name="graphs"/> with <paramref name="weights"/> as the trainable buffers; <paramref name="options"/>
     /// (default: no CPU arena), when given, must outlive this session (the eval session is made from them when first needed).
+    /// <paramref name="releaseSharedArena"/>: each run hands the shared arena's free regions back (<see cref="Onnx.SharedArena"/>;
+    /// for options that use it).
     /// </summary>
-    public TrainingSession(TrainingGraphs graphs, IReadOnlyDictionary<string, float[]> weights, SessionOptions? options = null)
+    public TrainingSession(TrainingGraphs graphs, IReadOnlyDictionary<string, float[]> weights, SessionOptions? options = null, bool releaseSharedArena = false)
     {
+        if (releaseSharedArena) Onnx.SharedArena.ReleaseAfter(_runOptions);
         // The training graph's protobuf objects (megabytes for a decoder with its backward pass) are not kept: ONNX Runtime
         // has its own copy once the session exists. The eval graph is kept as bytes until an Evaluate needs its session.
         _graphs = graphs with { Training = new ModelProto(), Eval = new ModelProto() };

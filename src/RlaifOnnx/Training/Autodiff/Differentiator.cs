@@ -112,7 +112,12 @@ sealed partial class Differentiator(GraphBuilder g, DataType floatType)
 
     /// <summary>The length of one axis as a 1-D int64 tensor [1].</summary>
     string AxisLength(string x, long axis)
-        => axis == -1 ? g.Op("Shape", [x], ("start", -1L)) : g.Shape(x, axis, axis + 1);
+    {
+        // A constant where the graph fixes it: a Shape node would keep x (e.g. [.., V] log-probs) alive until it runs.
+        if (_shapes.Of(x) is { } dims && (axis < 0 ? dims.Length + axis : axis) is var a && a >= 0 && a < dims.Length && dims[a] is { IsLiteral: true } d)
+            return g.Int64s(d.Coefficient);
+        return axis == -1 ? g.Op("Shape", [x], ("start", -1L)) : g.Shape(x, axis, axis + 1);
+    }
 
     /// <summary>Sums <paramref name="dy"/> over the axes along which <paramref name="x"/> was broadcast, then reshapes to x's shape.</summary>
     string ReduceTo(string dy, string x, string? dyShapeOf = null) => ReduceTo(dy, x, dyShapeOf is null ? null : _shapes.Of(dyShapeOf));

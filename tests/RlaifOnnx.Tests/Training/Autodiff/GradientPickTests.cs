@@ -138,4 +138,16 @@ public sealed class GradientPickTests
         var (wrong, report) = GradientCheck.GradientError(model, c.Inputs, c.Trainable, corrupt: corrupt);
         Assert.True(wrong > 0.05, $"{what} passed: {report}");
     }
+
+    [Fact]
+    public void The_backward_pass_takes_the_vocabulary_size_from_the_graph_not_from_the_log_probs()
+    {
+        // A Shape of the [.., V] log-probs in the backward pass would keep them alive until ONNX Runtime gets to it.
+        var c = TinyLlama.Config("gqa-untied");
+        var forward = Ppo.PolicyGraph(c, temperature: 0.7);
+        var graph = GradientBuilder.Build(forward, RlaifOnnx.Models.WeightNames.Shapes(c).Keys.ToList(), Ppo.LossOutput, Ppo.PolicyMetrics).Training.Graph;
+        var logProbs = graph.Node.Single(n => n.OpType == "LogSoftmax").Output[0];
+        Assert.Contains(graph.Node, n => n.Name.StartsWith("∂/", StringComparison.Ordinal) && n.Input.Contains(logProbs));   // the backward reads it (its Softmax)
+        Assert.DoesNotContain(graph.Node, n => n.OpType == "Shape" && n.Input.Contains(logProbs));
+    }
 }
