@@ -28,7 +28,7 @@ public sealed record OptimizerConfig : IValidatableConfig
     /// <summary>
     /// Recompute each decoder layer's activations in the backward pass instead of keeping them from the forward pass
     /// (Hugging Face's gradient_checkpointing): a step keeps one [rows, hidden] tensor per layer and one layer's
-    /// activations at a time, for one more forward pass of compute. Gradients are unchanged, bit for bit. Unset: on for
+    /// activations at a time, for one more forward pass of compute. The gradients are the same values. Unset: on for
     /// ppo with low_memory, off elsewhere. Llama-family models (others train as without it).
     /// </summary>
     public bool? GradientCheckpointing { get; init; }

@@ -142,8 +142,8 @@ public static partial class TrainPolicy
                 };
             var sharesPm = lora is not null && Path.GetFullPath(valueDir) == Path.GetFullPath(config.RewardModel);
 
-            // The trainers' arenas follow optimizer.cpu_memory_arena; every other session's is off with low_memory, so a
-            // forward pass's activations leave the resident set after it.
+            // With low_memory the trainers join the shared arena too, unless optimizer.cpu_memory_arena asks for their own (faster,
+            // holding its high-water mark).
             var trainersShareArena = lowMemory && !config.Optimizer.CpuMemoryArena;
             s.PolicyTrainer = new Trainer(Ppo.PolicyGraph(model, lora, config.ClipEpsilon, temperature: config.Sampling.Temperature), Ppo.LossOutput, policyTrainable, s.PolicyFrozen,
                 Ppo.PolicyOptions(PolicyTrainerOptions(config) with { SharedArena = trainersShareArena }), mapped);

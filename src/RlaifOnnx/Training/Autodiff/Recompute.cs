@@ -16,7 +16,8 @@ namespace RlaifOnnx.Training.Autodiff;
 /// segment's output — the moment the backward pass reaches the segment. The same dependency keeps ONNX Runtime's
 /// common-subexpression elimination from merging the recomputed nodes back into the forward ones (their inputs
 /// differ). The recomputed nodes run the same operators on the same values, so the gradients are the ones without
-/// checkpointing, bit for bit.
+/// checkpointing (bit for bit in GradientCheckpointTests; ONNX Runtime may fuse forward nodes the backward pass no longer
+/// reads differently, which could move a result by rounding).
 /// </summary>
 public static class Recompute
 {
