@@ -44,6 +44,13 @@ public sealed class GradientCheckpointTests
             checkpoint ? DecoderGraphs.LayerInputs(forward) : null);
     }
 
+    static Dictionary<string, NodeProto> Producers(GraphProto graph)
+    {
+        var producers = new Dictionary<string, NodeProto>();
+        foreach (var n in graph.Node) foreach (var o in n.Output) producers[o] = n;
+        return producers;
+    }
+
     [Fact]
     public void Recomputed_activations_give_the_gradients_of_kept_ones()
     {
@@ -67,8 +74,7 @@ public sealed class GradientCheckpointTests
     {
         var plain = Graphs(checkpoint: false).Training.Graph;
         var graph = Graphs(checkpoint: true).Training.Graph;
-        var producers = new Dictionary<string, NodeProto>();
-        foreach (var n in graph.Node) foreach (var o in n.Output) producers[o] = n;
+        var producers = Producers(graph);
         static bool InLayer(NodeProto n) => n.Name.StartsWith("layer", StringComparison.Ordinal) || n.Name.StartsWith("lora/", StringComparison.Ordinal);
         static bool Backward(NodeProto n) => n.Name.StartsWith("∂/", StringComparison.Ordinal);
         var layerInputs = Enumerable.Range(0, Config.NumLayers + 1).Select(DecoderGraphs.LayerInput).ToHashSet();
@@ -76,9 +82,7 @@ public sealed class GradientCheckpointTests
         // Without checkpointing the backward pass reads the layers' activations; with it, only the layer inputs.
         int ReadActivations(GraphProto g, Dictionary<string, NodeProto> from) => g.Node.Where(Backward)
             .Sum(n => n.Input.Count(i => from.TryGetValue(i, out var p) && !Backward(p) && InLayer(p) && !layerInputs.Contains(i)));
-        var plainProducers = new Dictionary<string, NodeProto>();
-        foreach (var n in plain.Node) foreach (var o in n.Output) plainProducers[o] = n;
-        Assert.True(ReadActivations(plain, plainProducers) > 20);
+        Assert.True(ReadActivations(plain, Producers(plain)) > 20);
         Assert.Equal(0, ReadActivations(graph, producers));
 
         // Every recomputed node waits for a gradient: among its ancestors is a backward node that is not a recomputation.
@@ -106,8 +110,7 @@ public sealed class GradientCheckpointTests
     {
         // The entropy's [.., V] log-probs would otherwise stay alive until ONNX Runtime gets to it, possibly last.
         var graph = Graphs(checkpoint: false).Training.Graph;
-        var producers = new Dictionary<string, NodeProto>();
-        foreach (var n in graph.Node) foreach (var o in n.Output) producers[o] = n;
+        var producers = Producers(graph);
         HashSet<string> Ancestors(string value)
         {
             var found = new HashSet<string>();
